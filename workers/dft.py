@@ -1,0 +1,219 @@
+"""DFT labels with PySCF: ``label(atoms, DFTConfig) -> LabelResult`` (pure, no Ray).
+
+Energies in eV, forces in eV/Å (ASE units). PySCF does not raise when the SCF fails to
+converge, so ``mf.converged`` is checked here and a ladder of remedies is walked:
+damping + level shift, then second-order SCF (``.newton()``), then a longer run, each
+starting from the previous rung's density. Expected failures never raise: a structure
+that never converges is ``Status.FAILED``; one PySCF rejects is ``Status.REJECTED``.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyscf
+from ase import Atoms
+from ase.units import Bohr, Hartree
+from pydantic import Field, field_validator
+from pyscf import dft, gto, lib, scf
+
+from workers.errors import ConfigError
+from workers.schema import Section
+
+HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
+RUNGS = ("plain", "damp_levelshift", "newton", "long")
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"  # SCF never converged (DFT time was spent)
+    REJECTED = "rejected"  # PySCF refused the structure (spin/charge, element, pbc)
+
+
+class DFTConfig(Section):
+    # "hf" or any PySCF/libxc functional name: b3lyp, pbe, wb97m-v, ...
+    method: str = "hf"
+    # any basis PySCF knows: sto-3g (demo), 6-31g, def2-svp, def2-tzvpd (OMol25) ...
+    basis: str = "sto-3g"
+    # total charge and 2S (= n_alpha - n_beta); spin 0 with an odd electron count is rejected
+    charge: int = 0
+    spin: int = Field(0, ge=0)
+    # RI-J/K with an automatic auxiliary basis: much faster beyond minimal bases
+    density_fit: bool = False
+    # SCF energy convergence threshold (Ha); forces need ~1e-9
+    conv_tol: float = Field(1e-9, gt=0.0, lt=1e-3)
+    max_cycle: int = Field(100, ge=1)
+    # walk damping -> newton -> long run when the SCF does not converge
+    ladder: bool = True
+    # OpenMP threads per label: also the CPUs a DFT worker reserves
+    threads: int = Field(1, ge=1)
+    # gpu = gpu4pyscf (needs it installed and a CUDA device); auto picks gpu when present
+    backend: Literal["auto", "cpu", "gpu"] = "auto"
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v != "hf":
+            try:
+                dft.libxc.parse_xc(v)
+            except (KeyError, ValueError) as err:
+                raise ValueError(f"unknown DFT method {v!r} (not 'hf' nor a libxc functional)") from err
+        return v
+
+    def settings_key(self) -> dict:
+        """The settings that change a label's value (part of the label's content hash)."""
+        return {
+            "method": self.method,
+            "basis": self.basis.lower(),
+            "charge": self.charge,
+            "spin": self.spin,
+            "density_fit": self.density_fit,
+        }
+
+
+def gpu_available() -> bool:
+    if importlib.util.find_spec("gpu4pyscf") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except (ImportError, RuntimeError):
+        return False
+
+
+def resolve_backend(cfg: DFTConfig) -> str:
+    """``cpu`` or ``gpu``; asking for ``gpu`` without gpu4pyscf + CUDA is a ConfigError."""
+    if cfg.backend == "cpu":
+        return "cpu"
+    has_gpu = gpu_available()
+    if cfg.backend == "gpu" and not has_gpu:
+        raise ConfigError("dft.backend=gpu but gpu4pyscf or a CUDA device is not available")
+    return "gpu" if has_gpu else "cpu"
+
+
+@dataclass
+class LabelResult:
+    status: Status
+    reason: str = ""
+    energy_ev: float | None = None
+    forces_ev_a: np.ndarray | None = None  # [n_atoms, 3]
+    energy_ha: float | None = None
+    wall_s: float = 0.0
+    scf_cycles: int = 0
+    rung: str = ""  # which ladder rung converged ("plain" when no remedy was needed)
+    threads: int = 1
+    backend: str = "cpu"
+    pyscf_version: str = pyscf.__version__
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cost_s(self) -> float:
+        """CPU-seconds charged to the budget: wall seconds x threads."""
+        return self.wall_s * self.threads
+
+
+def build_molecule(atoms: Atoms, cfg: DFTConfig) -> gto.Mole:
+    """A PySCF molecule in Å; raises ``ValueError`` with a one-line reason if rejected."""
+    if atoms.pbc.any():
+        raise ValueError(f"periodic structure (pbc={atoms.pbc.tolist()}); molecular DFT only")
+    if len(atoms) == 0:
+        raise ValueError("empty structure")
+    mol = gto.Mole()
+    mol.atom = [(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)]
+    mol.unit = "Angstrom"
+    mol.basis = cfg.basis
+    mol.charge, mol.spin = cfg.charge, cfg.spin
+    mol.verbose, mol.output = 0, None
+    try:
+        with warnings.catch_warnings():  # "basis may be in basis-set-exchange" noise
+            warnings.simplefilter("ignore", UserWarning)
+            mol.build()
+    except RuntimeError as err:  # spin/charge inconsistency, basis missing for an element
+        raise ValueError(str(err).splitlines()[0]) from err
+    return mol
+
+
+def _mean_field(mol: gto.Mole, cfg: DFTConfig, backend: str):
+    if cfg.method == "hf":
+        mf = scf.HF(mol)
+    else:
+        mf = dft.KS(mol)
+        mf.xc = cfg.method
+    if cfg.density_fit:
+        mf = mf.density_fit()
+    if backend == "gpu":
+        mf = mf.to_gpu()
+    mf.conv_tol = cfg.conv_tol
+    mf.max_cycle = cfg.max_cycle
+    mf.verbose = 0
+    return mf
+
+
+def _apply_rung(mf, rung: str, cfg: DFTConfig):
+    if rung == "damp_levelshift":
+        mf.damp, mf.level_shift, mf.diis_start_cycle = 0.5, 0.3, 3
+    elif rung == "newton":
+        mf = mf.newton()
+    elif rung == "long":
+        mf.max_cycle = max(4 * cfg.max_cycle, 200)
+    return mf
+
+
+def label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
+    """Energy (eV) and forces (eV/Å) of one molecule; failures are returned, not raised."""
+    t0 = time.perf_counter()
+    backend = resolve_backend(cfg)
+    base = {"threads": cfg.threads, "backend": backend}
+    try:
+        mol = build_molecule(atoms, cfg)
+    except ValueError as err:
+        return LabelResult(Status.REJECTED, reason=str(err), wall_s=time.perf_counter() - t0, **base)
+
+    rungs = RUNGS if cfg.ladder else RUNGS[:1]
+    cycles, dm, mf = 0, None, None
+    with lib.with_omp_threads(cfg.threads):
+        for rung in rungs:
+            mf = _apply_rung(_mean_field(mol, cfg, backend), rung, cfg)
+            mf.kernel(dm0=dm)
+            cycles += int(getattr(mf, "cycles", 0) or 0)
+            if mf.converged:
+                break
+            dm = mf.make_rdm1()
+        if not mf.converged:
+            return LabelResult(
+                Status.FAILED,
+                reason=f"SCF not converged after rungs {'/'.join(rungs)} ({cycles} cycles)",
+                wall_s=time.perf_counter() - t0,
+                scf_cycles=cycles,
+                rung=rung,
+                **base,
+            )
+        grad_ha_bohr = np.asarray(mf.nuc_grad_method().kernel())
+    return LabelResult(
+        Status.OK,
+        energy_ha=float(mf.e_tot),
+        energy_ev=float(mf.e_tot) * Hartree,
+        forces_ev_a=-grad_ha_bohr * HARTREE_PER_BOHR_TO_EV_PER_A,
+        wall_s=time.perf_counter() - t0,
+        scf_cycles=cycles,
+        rung=rung,
+        **base,
+    )
+
+
+def labelled_atoms(atoms: Atoms, result: LabelResult) -> Atoms:
+    """A copy of ``atoms`` carrying the label as a SinglePointCalculator (ASE convention)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = atoms.copy()
+    if result.status is Status.OK:
+        out.calc = SinglePointCalculator(out, energy=result.energy_ev, forces=result.forces_ev_a)
+    return out

@@ -1,0 +1,197 @@
+"""The interatomic potential: PaiNN backbone + categorical (HL-Gauss) or scalar energy head.
+
+Target per structure: the per-atom referenced energy ``y = (E - sum_i ref[Z_i]) / n_atoms``
+(eV/atom), normalised as ``(y - y_mean) / y_std``. References are fitted by least squares
+on the training set (fairchem's convention). Energy is ``n_atoms * y + sum_i ref[Z_i]``;
+forces are ``-dE/dr`` by autograd (conservative).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from ase import Atoms
+from pydantic import Field
+from torch import nn
+
+from workers.model import hlgauss
+from workers.model.backbone import MAX_Z, BackboneConfig, PaiNN
+from workers.model.graph import Batch, edges_within_cutoff
+from workers.schema import Section
+
+
+class ModelConfig(Section):
+    # categorical predicts a histogram (entropy = uncertainty); scalar is the MSE baseline
+    head: Literal["categorical", "scalar"] = "categorical"
+    # "Stop Regressing": 128 bins match scalar accuracy
+    num_bins: int = Field(128, ge=8, le=4096)
+    # HL-Gauss sigma in bin widths (0.75 is the paper's default)
+    sigma_ratio: float = Field(0.75, gt=0.0, le=10.0)
+    # support padding beyond the training range, in sigmas ...
+    pad_sigmas: float = Field(3.0, ge=0.0)
+    # ... plus this fraction of the range: room for the higher energies AL explores
+    pad_fraction: float = Field(0.25, ge=0.0, le=5.0)
+    backbone: BackboneConfig = BackboneConfig()
+
+
+def per_atom_targets(structures: list[Atoms], refs: np.ndarray) -> np.ndarray:
+    """``(E - sum_i ref[Z_i]) / n_atoms`` (eV/atom) for labelled structures ``[n]``."""
+    return np.array([(a.get_potential_energy() - refs[a.numbers].sum()) / len(a) for a in structures])
+
+
+def fit_element_refs(structures: list[Atoms]) -> np.ndarray:
+    """Per-element reference energies ``[MAX_Z + 1]`` (eV) by least squares on composition.
+
+    Rank-deficient compositions (e.g. every structure is ethanol) get the minimum-norm
+    solution, which is fine: only the referenced residual is learned.
+    """
+    counts = np.zeros((len(structures), MAX_Z + 1))
+    for k, a in enumerate(structures):
+        np.add.at(counts[k], a.numbers, 1.0)
+    energies = np.array([a.get_potential_energy() for a in structures])
+    present = counts.sum(axis=0) > 0
+    sol, *_ = np.linalg.lstsq(counts[:, present], energies, rcond=None)
+    refs = np.zeros(MAX_Z + 1)
+    refs[present] = sol
+    return refs
+
+
+class Potential(nn.Module):
+    """Energy, forces, and (categorical head) entropy for batches of molecules."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        element_refs: torch.Tensor,
+        y_mean: float,
+        y_std: float,
+        support: hlgauss.Support | None,
+    ):
+        super().__init__()
+        if cfg.head == "categorical" and support is None:
+            raise ValueError("the categorical head needs an HL-Gauss support")
+        self.cfg = cfg
+        self.support = support
+        self.y_mean, self.y_std = float(y_mean), float(y_std)
+        self.register_buffer("element_refs", element_refs.clone().double())
+        self.backbone = PaiNN(cfg.backbone)
+        f = cfg.backbone.features
+        n_out = cfg.num_bins if cfg.head == "categorical" else 1
+        self.head = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, n_out))
+
+    @classmethod
+    def fit(cls, cfg: ModelConfig, structures: list[Atoms]) -> Potential:
+        """A fresh model whose references, normalisation and support come from ``structures``."""
+        if len(structures) < 2:
+            raise ValueError(f"need at least 2 labelled structures to fit a model, got {len(structures)}")
+        refs = fit_element_refs(structures)
+        y = per_atom_targets(structures, refs)
+        y_mean, y_std = float(y.mean()), max(float(y.std()), 1e-4)
+        support = None
+        if cfg.head == "categorical":
+            support = hlgauss.fit_support(
+                torch.from_numpy((y - y_mean) / y_std),
+                cfg.num_bins,
+                cfg.sigma_ratio,
+                cfg.pad_sigmas,
+                cfg.pad_fraction,
+            )
+        return cls(cfg, torch.from_numpy(refs), y_mean, y_std, support)
+
+    def normalised_targets(self, batch: Batch) -> torch.Tensor:
+        """Labels as normalised per-atom referenced energies ``[n_structures]``."""
+        ref = self._ref_sum(batch, torch.float64)
+        y = (batch.energy_ev.double() - ref) / batch.n_atoms.double()
+        return ((y - self.y_mean) / self.y_std).to(batch.positions.dtype)
+
+    def _ref_sum(self, batch: Batch, dtype) -> torch.Tensor:
+        per_atom = self.element_refs[batch.numbers].to(dtype)
+        return torch.zeros(batch.n_structures, dtype=dtype, device=per_atom.device).index_add(
+            0, batch.structure, per_atom
+        )
+
+    def forward(self, batch: Batch, forces: bool = True, create_graph: bool = False) -> dict:
+        """Predictions for a batch.
+
+        Returns ``energy`` [n_structures] eV, ``forces`` [n_atoms, 3] eV/Å (if asked),
+        ``y_norm`` [n_structures] normalised target, ``embedding`` [n_structures, F]
+        (pooled features, detached), and for the categorical head ``logits``
+        [n_structures, num_bins], ``entropy`` [n_structures] nats and ``energy_std``
+        [n_structures] eV (histogram spread, scaled to the structure's energy).
+        """
+        pos = batch.positions
+        if forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        i, j, vec = edges_within_cutoff(pos, batch.pair_i, batch.pair_j, self.cfg.backbone.cutoff)
+        feats = self.backbone(batch.numbers, i, j, vec)  # [n_atoms, F]
+        n = batch.n_atoms.to(feats.dtype)
+        pooled = (
+            feats.new_zeros(batch.n_structures, feats.shape[1]).index_add(0, batch.structure, feats)
+            / n[:, None]
+        )
+        out_raw = self.head(pooled)
+        out: dict = {"embedding": pooled.detach()}
+        if self.cfg.head == "categorical":
+            out["logits"] = out_raw
+            y_norm = hlgauss.expected_value(out_raw, self.support)
+            out["entropy"] = hlgauss.entropy(out_raw).detach()
+            out["energy_std"] = (n * self.y_std * hlgauss.std(out_raw, self.support)).detach()
+        else:
+            y_norm = out_raw[:, 0]
+        out["y_norm"] = y_norm
+        # summed in float64: a molecule's total energy (~1e3-1e5 eV) would lose meV in float32
+        per_atom = (self.y_mean + self.y_std * y_norm).double()
+        energy = n.double() * per_atom + self._ref_sum(batch, torch.float64)
+        out["energy"] = energy
+        if forces:
+            (grad,) = torch.autograd.grad(
+                energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph
+            )
+            out["forces"] = -grad
+        return out
+
+    # -- checkpoints (weights_only-safe: tensors, numbers, strings, dicts, lists) --------
+    def metadata(self) -> dict:
+        return {
+            "model_config": self.cfg.to_dict(),
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+            "support": self.support.to_dict() if self.support else None,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict, state_dict: dict) -> Potential:
+        support = hlgauss.Support.from_dict(meta["support"]) if meta["support"] else None
+        model = cls(
+            ModelConfig.from_dict(meta["model_config"]),
+            state_dict["element_refs"],
+            meta["y_mean"],
+            meta["y_std"],
+            support,
+        )
+        model.load_state_dict(state_dict)
+        return model
+
+
+def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
+    """Write model weights + config + refs + support (+ ``extra``, e.g. optimizer, epoch).
+
+    Written to a temporary file and renamed, so a crash never leaves a half checkpoint.
+    """
+    import os
+
+    payload = {"format": "catal-potential-v1", **model.metadata(), "state_dict": model.state_dict()}
+    payload.update(extra or {})
+    tmp = f"{path}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
+    """Load with ``weights_only=True``; returns the model and the raw checkpoint dict."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "catal-potential-v1":
+        raise ValueError(f"{path} is not a catal checkpoint")
+    return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt

@@ -1,0 +1,249 @@
+"""One visible training loop (nanoGPT-shaped) for the categorical or scalar potential.
+
+loss = w_energy * CE(HL-Gauss target, logits)   (categorical head)
+     | w_energy * MSE(normalised energy)         (scalar head)
+     + w_forces * MSE(forces) / force_rms^2
+
+AdamW, cosine or plateau schedule, gradient clipping, early stopping on a validation
+split; the best validation state is kept. Data are lists of ``ase.Atoms`` carrying energy
+(eV) and forces (eV/Å) through their calculator (as ``ase.io.read`` gives them).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from ase import Atoms
+from pydantic import Field
+
+from workers.model import hlgauss
+from workers.model.graph import collate
+from workers.model.potential import ModelConfig, Potential, load_checkpoint, save_checkpoint
+from workers.schema import Section
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainConfig(Section):
+    # full passes over the training split (early stopping may end sooner)
+    epochs: int = Field(200, ge=1)
+    # structures per optimiser step; small sets want small batches
+    batch_size: int = Field(16, ge=1)
+    # AdamW peak learning rate
+    lr: float = Field(3e-3, gt=0.0)
+    # AdamW decoupled weight decay
+    weight_decay: float = Field(1e-5, ge=0.0)
+    # weight of the energy term (CE for categorical, MSE for scalar)
+    w_energy: float = Field(1.0, ge=0.0)
+    # weight of the force MSE (normalised by the training force RMS)
+    w_forces: float = Field(10.0, ge=0.0)
+    # cosine decays to lr * min_lr_ratio; plateau halves on stalled validation
+    schedule: Literal["cosine", "plateau"] = "cosine"
+    min_lr_ratio: float = Field(0.02, gt=0.0, le=1.0)
+    # max global gradient norm
+    grad_clip: float = Field(10.0, gt=0.0)
+    # epochs without validation improvement before stopping
+    patience: int = Field(50, ge=1)
+    # fraction of labelled structures held out for early stopping
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
+    # seeds initialisation, shuffling and the validation split
+    seed: int = 0
+    # float64 only for tests and finite differences
+    dtype: Literal["float32", "float64"] = "float32"
+    # "auto" = cuda when available
+    device: str = "auto"
+
+
+@dataclass
+class TrainResult:
+    model: Potential
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    best_epoch: int = 0
+    support_clamped: int = 0  # training targets outside the HL-Gauss support
+    structures_per_s: float = 0.0
+    optimizer_state: dict | None = None
+    val_metrics: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split(structures: list[Atoms], val_fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic train/validation split (at least one of each when there are >= 2)."""
+    n = len(structures)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    val = [structures[k] for k in order[:n_val]]
+    train = [structures[k] for k in order[n_val:]]
+    return train, val
+
+
+def force_rms(structures: list[Atoms]) -> float:
+    f = np.concatenate([a.get_forces().reshape(-1) for a in structures])
+    return max(float(np.sqrt(np.mean(f**2))), 1e-3)
+
+
+def evaluate(model: Potential, structures: list[Atoms], batch_size: int = 64) -> dict:
+    """Energy MAE (eV, eV/atom), force MAE (eV/Å, per component) and RMSEs on labelled data."""
+    if not structures:
+        return {}
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    e_err, e_err_atom, f_err = [], [], []
+    for start in range(0, len(structures), batch_size):
+        batch = collate(structures[start : start + batch_size], with_labels=True).to(device, dtype)
+        out = model(batch, forces=True)
+        de = (out["energy"] - batch.energy_ev).detach()
+        e_err.append(de.cpu())
+        e_err_atom.append((de / batch.n_atoms.to(dtype)).cpu())
+        f_err.append((out["forces"] - batch.forces_ev_a).detach().reshape(-1).cpu())
+    e, ea, f = torch.cat(e_err), torch.cat(e_err_atom), torch.cat(f_err)
+    return {
+        "energy_mae": float(e.abs().mean()),
+        "energy_rmse": float(e.pow(2).mean().sqrt()),
+        "energy_mae_per_atom": float(ea.abs().mean()),
+        "force_mae": float(f.abs().mean()),
+        "force_rmse": float(f.pow(2).mean().sqrt()),
+    }
+
+
+def _lr_at(cfg: TrainConfig, epoch: int) -> float:
+    t = epoch / max(cfg.epochs - 1, 1)
+    lo = cfg.lr * cfg.min_lr_ratio
+    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * t))
+
+
+def train(
+    cfg: TrainConfig,
+    structures: list[Atoms],
+    model: Potential | None = None,
+    model_cfg: ModelConfig | None = None,
+    optimizer_state: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` (warm start) or a fresh one fitted to ``structures`` with ``model_cfg``.
+
+    A warm-started model keeps its element references, normalisation and HL-Gauss support
+    (the logits' meaning); targets that fall outside the support are clamped and counted.
+    """
+    if model is None and model_cfg is None:
+        raise ValueError("train() needs a model to warm-start or a model_cfg for a fresh one")
+    torch.manual_seed(cfg.seed)
+    train_set, val_set = split(structures, cfg.val_fraction, cfg.seed)
+    if not train_set:
+        raise ValueError("no training structures after the validation split")
+    device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
+    if model is None:
+        model = Potential.fit(model_cfg, train_set)
+    model = model.to(device=device, dtype=dtype)
+    f_scale = force_rms(train_set)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 4, 2))
+        if cfg.schedule == "plateau"
+        else None
+    )
+    rng = np.random.default_rng(cfg.seed)
+    categorical = model.cfg.head == "categorical"
+    result = TrainResult(model=model)
+    best_score, best_state, since_best = math.inf, None, 0
+    n_seen, t_train = 0, 0.0
+
+    for epoch in range(cfg.epochs):
+        if plateau is None:
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, epoch)
+        model.train()
+        t0 = time.perf_counter()
+        order = rng.permutation(len(train_set))
+        losses, clamped = [], 0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            batch = collate([train_set[k] for k in idx], with_labels=True).to(device, dtype)
+            out = model(batch, forces=True, create_graph=True)
+            y = model.normalised_targets(batch)
+            if categorical:
+                target, n_clamped = hlgauss.to_histogram(y, model.support)
+                clamped += n_clamped
+                loss_e = hlgauss.cross_entropy(out["logits"], target)
+            else:
+                loss_e = torch.mean((out["y_norm"] - y) ** 2)
+            loss_f = torch.mean((out["forces"] - batch.forces_ev_a) ** 2) / f_scale**2
+            loss = cfg.w_energy * loss_e + cfg.w_forces * loss_f
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.detach()))
+            n_seen += len(idx)
+        t_train += time.perf_counter() - t0
+
+        model.eval()
+        metrics = evaluate(model, val_set or train_set)
+        # one dimensionless score for early stopping, comparable across heads
+        score = metrics["energy_mae_per_atom"] / model.y_std + metrics["force_mae"] / f_scale
+        if plateau is not None:
+            plateau.step(score)
+        row = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_energy_mae": metrics["energy_mae"],
+            "val_force_mae": metrics["force_mae"],
+            "lr": opt.param_groups[0]["lr"],
+            "support_clamped": clamped,
+        }
+        result.history.append(row)
+        if epoch == 0:
+            result.support_clamped = clamped
+        if on_epoch is not None:
+            on_epoch(row)
+        if score < best_score - 1e-6:
+            best_score, since_best, result.best_epoch = score, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            result.val_metrics = metrics
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.structures_per_s = n_seen / max(t_train, 1e-9)
+    result.optimizer_state = opt.state_dict()
+    return result
+
+
+def save_training_checkpoint(path, result: TrainResult, cfg: TrainConfig, **extra) -> None:
+    """Checkpoint = model (weights, config, refs, support) + optimizer state + epoch."""
+    save_checkpoint(
+        path,
+        result.model,
+        {
+            "optimizer": result.optimizer_state,
+            "epoch": len(result.history),
+            "best_epoch": result.best_epoch,
+            "train_config": cfg.to_dict(),
+            **extra,
+        },
+    )
+
+
+def load_training_checkpoint(path, map_location="cpu") -> tuple[Potential, dict | None, dict]:
+    """``(model, optimizer_state, checkpoint)`` for a warm start."""
+    model, ckpt = load_checkpoint(path, map_location)
+    return model, ckpt.get("optimizer"), ckpt

@@ -1,0 +1,39 @@
+"""Starting structures: named molecules, files, and perturbed copies (pure, numpy + ASE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import molecule
+from ase.collections import g2
+
+
+def load_seed_structures(spec: str) -> list[Atoms]:
+    """An ``ase.build.molecule`` name (``CH3CH2OH``) or any ASE-readable file path."""
+    path = Path(spec)
+    if path.suffix and path.exists():
+        from ase.io import read
+
+        structures = read(str(path), index=":")
+        return [structures] if isinstance(structures, Atoms) else list(structures)
+    if spec in g2.names:
+        return [molecule(spec)]
+    if path.suffix:
+        raise FileNotFoundError(f"structure file not found: {spec}")
+    raise ValueError(f"unknown molecule {spec!r} (not an ase.build.molecule name nor a file)")
+
+
+def rattled_copies(
+    atoms: Atoms, n: int, stdev_a: tuple[float, float] = (0.02, 0.1), seed: int = 0
+) -> list[Atoms]:
+    """``n`` copies with Gaussian displacements, stdev drawn uniformly in ``stdev_a`` (Å)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = atoms.copy()
+        a.calc = None
+        a.positions = a.positions + rng.normal(0.0, rng.uniform(*stdev_a), a.positions.shape)
+        out.append(a)
+    return out
