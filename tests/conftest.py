@@ -21,3 +21,14 @@ def ethanol_labels():
     from ase.io import read
 
     return read(DATA / "ethanol_hf_sto3g.extxyz", index=":")
+
+
+@pytest.fixture(scope="session")
+def small_model(ethanol_labels):
+    """A small categorical potential trained briefly on the real ethanol labels (float32)."""
+    from workers.model import ModelConfig, TrainConfig, train
+    from workers.model.backbone import BackboneConfig
+
+    cfg = TrainConfig(epochs=40, batch_size=8, lr=2e-3, seed=0)
+    model_cfg = ModelConfig(num_bins=64, backbone=BackboneConfig(features=32, layers=2))
+    return train(cfg, ethanol_labels, model_cfg=model_cfg).model

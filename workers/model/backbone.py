@@ -51,10 +51,13 @@ class Message(nn.Module):
         self.w = nn.Linear(n_rbf, 3 * f)
         self.f = f
 
-    def forward(self, s, v, i, j, unit, rbf, fcut):
-        x = self.phi(s)[j] * self.w(rbf) * fcut[:, None]  # [n_edges, 3F]
+    def forward(self, s, v, i, j, unit, rbf, fcut, v_is_zero: bool = False):
+        # index_select, not s[j]: its backward is index_add, far cheaper than index_put
+        x = self.phi(s).index_select(0, j) * (self.w(rbf) * fcut[:, None])  # [n_edges, 3F]
         ds, dvv, dvs = torch.split(x, self.f, dim=-1)
-        dv = dvv[:, None, :] * v[j] + dvs[:, None, :] * unit[:, :, None]  # [n_edges, 3, F]
+        dv = dvs[:, None, :] * unit[:, :, None]  # [n_edges, 3, F]
+        if not v_is_zero:  # the first layer has no vector features yet
+            dv = torch.addcmul(dv, dvv[:, None, :], v.index_select(0, j))
         s = s.index_add(0, i, ds)
         v = v.index_add(0, i, dv)
         return s, v
@@ -97,7 +100,7 @@ class PaiNN(nn.Module):
         fcut = cosine_cutoff(d, self.cfg.cutoff)
         s = self.embed(numbers)
         v = s.new_zeros(s.shape[0], 3, s.shape[1])
-        for msg, upd in zip(self.messages, self.updates, strict=True):
-            s, v = msg(s, v, i, j, unit, rbf, fcut)
+        for layer, (msg, upd) in enumerate(zip(self.messages, self.updates, strict=True)):
+            s, v = msg(s, v, i, j, unit, rbf, fcut, v_is_zero=layer == 0)
             s, v = upd(s, v)
         return self.norm(s)

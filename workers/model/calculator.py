@@ -35,6 +35,7 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256) ->
             if "entropy" in out:
                 r["energy_entropy"] = float(out["entropy"][k])
                 r["energy_std"] = float(out["energy_std"][k])
+                r["energy_excess_entropy"] = float(out["excess_entropy"][k])
             results.append(r)
     return results
 
@@ -66,7 +67,7 @@ class CatalCalculator(Calculator):
             "free_energy": r["energy"],
             "forces": r["forces"],
         }
-        for key in ("energy_entropy", "energy_std"):
+        for key in ("energy_entropy", "energy_std", "energy_excess_entropy"):
             if key in r:
                 self.results[key] = r[key]
 

@@ -121,4 +121,4 @@ def edges_within_cutoff(
         d = (positions[pair_j] - positions[pair_i]).norm(dim=-1)
         keep = d < cutoff
     i, j = pair_i[keep], pair_j[keep]
-    return i, j, positions[j] - positions[i]
+    return i, j, positions.index_select(0, j) - positions.index_select(0, i)

@@ -119,7 +119,8 @@ class Potential(nn.Module):
         ``y_norm`` [n_structures] normalised target, ``embedding`` [n_structures, F]
         (pooled features, detached), and for the categorical head ``logits``
         [n_structures, num_bins], ``entropy`` [n_structures] nats and ``energy_std``
-        [n_structures] eV (histogram spread, scaled to the structure's energy).
+        [n_structures] eV (histogram spread, scaled to the structure's energy) and
+        ``excess_entropy`` [n_structures] (entropy minus the HL-Gauss target's own).
         """
         pos = batch.positions
         if forces and not pos.requires_grad:
@@ -138,6 +139,9 @@ class Potential(nn.Module):
             y_norm = hlgauss.expected_value(out_raw, self.support)
             out["entropy"] = hlgauss.entropy(out_raw).detach()
             out["energy_std"] = (n * self.y_std * hlgauss.std(out_raw, self.support)).detach()
+            # entropy beyond the floor that the HL-Gauss smoothing itself imposes
+            floor = hlgauss.target_entropy(y_norm.detach(), self.support)
+            out["excess_entropy"] = out["entropy"] - floor
         else:
             y_norm = out_raw[:, 0]
         out["y_norm"] = y_norm

@@ -1,0 +1,106 @@
+"""Label a batch of structures: store first, ledger-gated dispatch, durable results.
+
+For each structure: if the store already holds its label, reuse it (no DFT); otherwise
+reserve a budget slot (stop when the ledger says no), dispatch to the pool, and on the
+result write the store row (with ``charged``) before settling the ledger. The store is the
+ledger's durable state, so a crash between the two loses nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ase import Atoms
+
+from orchestrator.budget import Ledger
+from orchestrator.store import LabelStore, StoredLabel, content_key
+from workers import dft
+from workers.dft import DFTConfig, LabelResult, Status
+
+
+@dataclass
+class LabelReport:
+    stored: list[StoredLabel] = field(default_factory=list)  # new labels, completion order
+    reused: list[StoredLabel] = field(default_factory=list)  # found in the store, no DFT
+    budget_exhausted: bool = False  # the ledger refused a reservation
+    dft_seconds: float = 0.0  # wall seconds of the new labels
+    wall_s: float = 0.0
+    utilisation: float = 0.0
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for s in self.stored if s.status is not Status.OK)
+
+    @property
+    def all_labels(self) -> list[StoredLabel]:
+        return self.reused + self.stored
+
+
+class SerialPool:
+    """In-process labelling, one structure at a time (no Ray): same ``run`` as ``DFTPool``."""
+
+    def __init__(self, cfg: DFTConfig):
+        self.cfg = cfg
+
+    def run(self, jobs, on_result, on_dispatch=None):
+        for key, atoms in jobs:
+            if on_dispatch is not None:
+                on_dispatch(key)
+            on_result(key, atoms, dft.label(atoms, self.cfg))
+
+    def shutdown(self) -> None:
+        pass
+
+
+def label_structures(
+    items: Iterable[tuple[Atoms, str]],
+    rnd: int,
+    pool,
+    store: LabelStore,
+    ledger: Ledger,
+    cfg: DFTConfig,
+    per_round_limit: bool = True,
+    on_label: Callable[[StoredLabel], None] | None = None,
+) -> LabelReport:
+    """Label ``(atoms, origin)`` items within the ledger; returns what was stored and reused."""
+    report = LabelReport()
+    tokens: dict[str, tuple[int, str]] = {}
+    t0 = time.perf_counter()
+
+    def jobs():
+        seen = set()
+        for atoms, origin in items:
+            key = content_key(atoms, cfg)
+            if key in seen:
+                continue
+            seen.add(key)
+            stored = store.get(key)
+            if stored is not None:
+                report.reused.append(stored)
+                continue
+            token = ledger.reserve(rnd, per_round_limit=per_round_limit)
+            if token is None:
+                report.budget_exhausted = True
+                return
+            tokens[key] = (token, origin)
+            yield key, atoms
+
+    def on_result(key: str, atoms: Atoms, result: LabelResult) -> None:
+        token, origin = tokens.pop(key)
+        charged = ledger.would_charge(result.status.value)
+        store.put(key, atoms, result, rnd, origin, charged)  # durable first ...
+        ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
+        stored = store.get(key)
+        report.stored.append(stored)
+        report.dft_seconds += result.wall_s
+        if on_label is not None:
+            on_label(stored)
+
+    stats = pool.run(jobs(), on_result)
+    for token, _ in tokens.values():  # never dispatched or lost: give the slots back
+        ledger.release(token)
+    report.wall_s = time.perf_counter() - t0
+    report.utilisation = getattr(stats, "utilisation", 1.0) if stats is not None else 1.0
+    return report

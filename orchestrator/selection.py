@@ -1,0 +1,179 @@
+"""Which MD frames deserve DFT: trust window, top-k by uncertainty, diversity (pure numpy).
+
+1. Trust window on the uncertainty score ``[lo, hi]``, absolute or as quantiles of the
+   round's candidates: below ``lo`` the model is confident (not worth DFT), above ``hi``
+   the frame is likely unphysical. Frames a stop rule ended count as failed.
+2. Among in-window frames not within ``min_embedding_distance`` of an already labelled
+   structure: the ``top_k_factor * quota`` most uncertain, then greedy farthest-point
+   sampling on embeddings (seeded with the most uncertain) so picks are not near-duplicate
+   MD frames; exact duplicates are never both picked.
+3. The accurate / candidate / failed fractions are DP-GEN's convergence signal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from workers.schema import Section
+
+DUPLICATE_TOL = 1e-8  # embedding distance below which two frames are the same structure
+
+
+class SelectionConfig(Section):
+    # uncertainty score that ranks candidates (committee and random arrive with issue 6)
+    strategy: Literal["entropy", "energy_std", "excess_entropy", "random"] = "entropy"
+    # window bounds read as quantiles of this round's candidates, or as absolute scores
+    window_mode: Literal["quantile", "absolute"] = "quantile"
+    # lower bound: frames below are "accurate" (quantile 0.5 = the more uncertain half)
+    window_lo: float = 0.5
+    # upper bound: frames above are "failed" (likely unphysical)
+    window_hi: float = 0.98
+    # labels per round (also capped by budget.max_labels_per_round)
+    picks_per_round: int = Field(10, ge=1)
+    # farthest-point sampling runs over the top (factor x quota) candidates
+    top_k_factor: float = Field(3.0, ge=1.0)
+    # diversity by farthest-point sampling on pooled embeddings
+    diversity: bool = True
+    # drop candidates this close (embedding space) to a labelled structure; 0 = exact only
+    min_embedding_distance: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.window_lo > self.window_hi:
+            raise ValueError(f"window_lo ({self.window_lo}) > window_hi ({self.window_hi})")
+        if self.window_mode == "quantile" and not (0.0 <= self.window_lo <= self.window_hi <= 1.0):
+            raise ValueError("quantile window bounds must lie in [0, 1]")
+        return self
+
+
+@dataclass
+class Selection:
+    picked: np.ndarray  # indices into the candidate arrays, in pick order
+    window: tuple[float, float]  # absolute bounds used
+    frac_accurate: float
+    frac_candidate: float
+    frac_failed: float
+    counts: dict = field(default_factory=dict)
+
+
+def trust_window(scores: np.ndarray, lo: float, hi: float, mode: str) -> tuple[float, float]:
+    """Absolute ``(lo, hi)``; quantile mode reads them off ``scores`` (finite ones)."""
+    if mode == "absolute":
+        return float(lo), float(hi)
+    finite = scores[np.isfinite(scores)]
+    if finite.size == 0:
+        return math.inf, math.inf
+    return float(np.quantile(finite, lo)), float(np.quantile(finite, hi))
+
+
+def classify(scores: np.ndarray, stopped: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """0 = accurate (below lo), 1 = candidate (in window), 2 = failed (above hi, or stopped)."""
+    lo, hi = window
+    cls = np.ones(scores.shape, dtype=np.int8)
+    cls[scores < lo] = 0
+    cls[(scores > hi) | ~np.isfinite(scores) | stopped] = 2
+    return cls
+
+
+def farthest_point_sampling(
+    x: np.ndarray, k: int, first: int = 0, exclude_near: np.ndarray | None = None
+) -> np.ndarray:
+    """Greedy max-min picks from ``x [n, d]``; stops early once only duplicates remain.
+
+    ``exclude_near [m, d]``: points already taken (labelled) that picks must keep away from.
+    """
+    n = x.shape[0]
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    dmin = np.full(n, np.inf)
+    if exclude_near is not None and len(exclude_near):
+        dmin = np.min(np.linalg.norm(x[:, None, :] - exclude_near[None, :, :], axis=-1), axis=1)
+    picks = [first]
+    dmin = np.minimum(dmin, np.linalg.norm(x - x[first], axis=1))
+    while len(picks) < k:
+        nxt = int(np.argmax(dmin))
+        if dmin[nxt] <= DUPLICATE_TOL:
+            break
+        picks.append(nxt)
+        dmin = np.minimum(dmin, np.linalg.norm(x - x[nxt], axis=1))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def select(
+    scores: np.ndarray,
+    embeddings: np.ndarray,
+    stopped: np.ndarray,
+    cfg: SelectionConfig,
+    quota: int,
+    labelled_embeddings: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> Selection:
+    """Pick at most ``quota`` candidates: window, then top-k, then diversity."""
+    scores = np.asarray(scores, dtype=float)
+    stopped = np.asarray(stopped, dtype=bool)
+    n = scores.shape[0]
+    if cfg.strategy == "random":
+        # uniform among filtered frames: the window does not apply, stop rules do
+        window = (-math.inf, math.inf)
+    else:
+        ok = ~stopped & np.isfinite(scores)
+        window = trust_window(
+            scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode
+        )
+    cls = classify(scores, stopped, window)
+    eligible = np.nonzero(cls == 1)[0]
+    if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
+        d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
+        eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
+    quota = max(int(quota), 0)
+    if cfg.strategy == "random":
+        rng = rng or np.random.default_rng(0)
+        order = rng.permutation(eligible)
+    else:
+        order = eligible[np.argsort(-scores[eligible], kind="stable")]
+    if cfg.diversity:
+        pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
+        picked = pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
+    else:
+        picked = _dedupe(order, embeddings, quota)
+    frac = np.bincount(cls, minlength=3) / max(n, 1)
+    return Selection(
+        picked=np.asarray(picked, dtype=np.int64),
+        window=window,
+        frac_accurate=float(frac[0]),
+        frac_candidate=float(frac[1]),
+        frac_failed=float(frac[2]),
+        counts={"frames": n, "eligible": int(len(eligible)), "picked": int(len(picked))},
+    )
+
+
+def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray:
+    out: list[int] = []
+    for i in order:
+        if len(out) >= quota:
+            break
+        if all(np.linalg.norm(embeddings[i] - embeddings[j]) > DUPLICATE_TOL for j in out):
+            out.append(int(i))
+    return np.asarray(out, dtype=np.int64)
+
+
+def frame_scores(frames, strategy: str) -> np.ndarray:
+    """Per-frame uncertainty from the frames' ``info`` (see ``workers.sampling``)."""
+    key = {"entropy": "energy_entropy", "energy_std": "energy_std", "excess_entropy": "excess_entropy"}
+    if strategy == "random":
+        return np.zeros(len(frames))
+    return np.array([f.info.get(key[strategy], np.nan) for f in frames], dtype=float)
+
+
+def frame_arrays(frames) -> tuple[np.ndarray, np.ndarray]:
+    """``(embeddings [n, F], stopped [n])`` of MD frames."""
+    if not frames:
+        return np.zeros((0, 1)), np.zeros(0, dtype=bool)
+    emb = np.stack([f.info["embedding"] for f in frames])
+    stopped = np.array([bool(f.info.get("stop_reason")) for f in frames])
+    return emb, stopped

@@ -1,0 +1,144 @@
+"""The label store: an ASE database (SQLite file, or a PostgreSQL URL on clusters).
+
+Each label is written the moment it arrives. Rows carry key-value pairs:
+``content_key`` (hash of numbers, positions rounded to 1e-5 Å, cell, pbc and the DFT
+settings), ``al_round``, ``origin`` (seed / md / holdout), ``status``, ``reason``,
+``wall_s``, ``cost_s``, ``rung``, ``charged``. A structure already in the store is never
+labelled again; the budget ledger is rebuilt from the ``charged`` rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import ase.db
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from workers.dft import DFTConfig, LabelResult, Status
+
+
+def content_key(atoms: Atoms, dft: DFTConfig) -> str:
+    """Stable hash of what determines a label: structure (to 1e-5 Å) + DFT settings."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.rint(atoms.positions * 1e5), dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.rint(atoms.cell.array * 1e5), dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(atoms.pbc, dtype=np.int8).tobytes())
+    h.update(json.dumps(dft.settings_key(), sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class StoredLabel:
+    id: int
+    key: str
+    atoms: Atoms  # carries energy/forces as a SinglePointCalculator when status is ok
+    status: Status
+    reason: str
+    round: int
+    origin: str
+    charged: bool
+    cost_s: float
+    wall_s: float
+    rung: str
+
+
+class LabelStore:
+    """Durable labels in ``ase.db``; ``url`` is a file path or ``postgresql://...``."""
+
+    def __init__(self, url: str | Path):
+        url = str(url)
+        if "://" not in url:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.db = ase.db.connect(url, append=True)
+
+    def __len__(self) -> int:
+        return self.db.count()
+
+    def get(self, key: str) -> StoredLabel | None:
+        rows = list(self.db.select(content_key=key, limit=1))
+        return self._from_row(rows[0]) if rows else None
+
+    def put(
+        self,
+        key: str,
+        atoms: Atoms,
+        result: LabelResult,
+        rnd: int,
+        origin: str,
+        charged: bool,
+    ) -> int:
+        """Write one label now (one SQLite transaction); returns the row id."""
+        a = atoms.copy()
+        a.calc = None
+        if result.status is Status.OK:
+            a.calc = SinglePointCalculator(a, energy=result.energy_ev, forces=result.forces_ev_a)
+        kvp = {
+            "content_key": key,
+            "al_round": int(rnd),
+            "origin": origin,
+            "status": result.status.value,
+            "reason": result.reason or "-",
+            "wall_s": float(result.wall_s),
+            "cost_s": float(result.cost_s),
+            "rung": result.rung or "-",
+            "scf_cycles": int(result.scf_cycles),
+            "charged": bool(charged),
+            "backend": result.backend,
+            "pyscf_version": result.pyscf_version,
+        }
+        return self.db.write(a, key_value_pairs=kvp)
+
+    def _from_row(self, row) -> StoredLabel:
+        atoms = row.toatoms()
+        kv = row.key_value_pairs
+        return StoredLabel(
+            id=row.id,
+            key=kv["content_key"],
+            atoms=atoms,
+            status=Status(kv["status"]),
+            reason="" if kv.get("reason") == "-" else kv.get("reason", ""),
+            round=int(kv["al_round"]),
+            origin=kv["origin"],
+            charged=bool(kv["charged"]),
+            cost_s=float(kv["cost_s"]),
+            wall_s=float(kv["wall_s"]),
+            rung=kv.get("rung", ""),
+        )
+
+    def labels(self, **filters) -> list[StoredLabel]:
+        """All stored labels (matching ase.db key filters, e.g. ``origin="holdout"``), by id."""
+        return [self._from_row(r) for r in self.db.select(sort="id", **filters)]
+
+    def training_structures(self) -> list[Atoms]:
+        """Successfully labelled structures that are not hold-out, as labelled ``Atoms``."""
+        return [s.atoms for s in self.labels(status="ok") if s.origin != "holdout"]
+
+    def holdout_structures(self) -> list[Atoms]:
+        return [s.atoms for s in self.labels(status="ok", origin="holdout")]
+
+    def charges(self) -> list[tuple[int, float]]:
+        """``[(round, cost_s)]`` of every charged label: the ledger's durable state."""
+        return [(s.round, s.cost_s) for s in self.labels(charged=True)]
+
+    def export_extxyz(self, path: str | Path, **filters) -> int:
+        """Write labelled structures (energy, forces, metadata in ``info``) to extxyz."""
+        from ase.io import write
+
+        frames = []
+        for s in self.labels(**filters):
+            if s.status is not Status.OK:
+                continue
+            a = s.atoms
+            a.info.update(
+                {"content_key": s.key, "al_round": s.round, "origin": s.origin, "dft_wall_s": s.wall_s}
+            )
+            frames.append(a)
+        write(str(path), frames, format="extxyz")
+        return len(frames)

@@ -1,0 +1,48 @@
+"""Trainer and sampler actors under a real local Ray."""
+
+import numpy as np
+import pytest
+
+from workers.model import ModelConfig, TrainConfig
+from workers.model.backbone import BackboneConfig
+from workers.sampling import MDConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_labels):
+    from workers.actors import (
+        SamplerActor,
+        TrainerActor,
+        model_from_payload,
+        replica_shares,
+        sample_with_actors,
+    )
+
+    trainer = TrainerActor.options(num_cpus=1).remote(threads=1)
+    cfg = TrainConfig(epochs=5, batch_size=8)
+    model_cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2))
+    out = ray_local.get(
+        trainer.train.remote(cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:30], None, None)
+    )
+    assert len(out["history"]) == 5 and out["structures_per_s"] > 0
+    # warm start from the shipped payload keeps the support
+    out2 = ray_local.get(
+        trainer.train.remote(
+            cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:40], out["payload"], out["optimizer"]
+        )
+    )
+    assert out2["payload"]["meta"]["support"] == out["payload"]["meta"]["support"]
+    ray_local.kill(trainer)
+
+    samplers = [SamplerActor.options(num_cpus=1).remote(threads=1, device="cpu") for _ in range(2)]
+    payload_ref = ray_local.put(out2["payload"])  # one copy in the object store per round
+    md_cfg = MDConfig(replicas=5, steps=20, stride=10)
+    frames = sample_with_actors(samplers, payload_ref, ethanol_labels[:2], md_cfg)
+    assert sorted({f.info["replica"] for f in frames}) == [0, 1, 2, 3, 4]
+    assert len(frames) == 10
+    assert all(np.isfinite(f.info["energy_entropy"]) and f.info["energy_entropy"] > 0 for f in frames)
+    assert model_from_payload(out2["payload"], "cpu").cfg.num_bins == 32
+    assert replica_shares(5, 2) == [(0, 3), (3, 2)]
+    for s in samplers:
+        ray_local.kill(s)

@@ -1,0 +1,65 @@
+"""The DFT actor pool under a real local Ray, with real PySCF at HF/STO-3G."""
+
+import pytest
+from ase.build import molecule
+
+from orchestrator.budget import BudgetLimits, Ledger
+from orchestrator.labelling import label_structures
+from orchestrator.store import LabelStore
+from workers.dft import DFTConfig, Status
+from workers.structures import rattled_copies
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def ethanols():
+    return rattled_copies(molecule("CH3CH2OH"), 8, stdev_a=(0.02, 0.05), seed=11)
+
+
+def test_pool_labels_eight_ethanols(ray_local, ethanols, tmp_path):
+    from workers.actors import DFTPool
+
+    cfg = DFTConfig(threads=1)
+    pool = DFTPool(cfg, n_workers=2)
+    pool.warm_up()  # actor start-up (importing PySCF) is not labelling time
+    store = LabelStore(tmp_path / "labels.db")
+    ledger = Ledger(BudgetLimits(max_labels=8, max_labels_per_round=8, holdout_labels=0))
+    try:
+        report = label_structures([(a, "md") for a in ethanols], 1, pool, store, ledger, cfg)
+    finally:
+        pool.shutdown()
+    assert len(report.stored) == 8 and not report.budget_exhausted
+    assert all(s.status is Status.OK for s in report.stored)
+    assert len(store) == 8 == ledger.charged_labels
+    assert report.utilisation > 0.5
+
+
+def test_killed_worker_still_yields_every_label_once(ray_local, ethanols, tmp_path):
+    from workers.actors import DFTPool
+
+    cfg = DFTConfig(threads=1)
+    pool = DFTPool(cfg, n_workers=2)
+    pool.warm_up()
+    store = LabelStore(tmp_path / "labels.db")
+    ledger = Ledger(BudgetLimits(max_labels=8, max_labels_per_round=8, holdout_labels=0))
+    killed = []
+
+    def kill_once(stored):
+        # after the first label, worker 0 is busy with its next queued structure: kill it
+        if not killed:
+            killed.append(pool.workers[0])
+            ray_local.kill(pool.workers[0])
+
+    try:
+        report = label_structures(
+            [(a, "md") for a in ethanols], 1, pool, store, ledger, cfg, on_label=kill_once
+        )
+    finally:
+        pool.shutdown()
+    assert killed
+    keys = [s.key for s in store.labels()]
+    assert len(keys) == 8 == len(set(keys))  # every label, each stored once
+    assert ledger.charged_labels == 8 and ledger.reservations == {}
+    assert sum(s.charged for s in store.labels()) == 8
+    assert len(report.stored) == 8

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.selection import SelectionConfig, farthest_point_sampling, select, trust_window
+
+
+def _data(n=50, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 5, n), rng.normal(size=(n, d)), np.zeros(n, dtype=bool)
+
+
+def test_never_exceeds_quota_and_respects_window():
+    scores, emb, stopped = _data()
+    cfg = SelectionConfig(window_mode="absolute", window_lo=1.0, window_hi=4.0)
+    for quota in (0, 1, 5, 17, 100):
+        sel = select(scores, emb, stopped, cfg, quota)
+        assert len(sel.picked) <= quota
+        assert len(set(sel.picked.tolist())) == len(sel.picked)
+        assert ((scores[sel.picked] >= 1.0) & (scores[sel.picked] <= 4.0)).all()
+    inside = ((scores >= 1.0) & (scores <= 4.0)).sum()
+    assert len(select(scores, emb, stopped, cfg, 100).picked) == inside
+
+
+def test_top_k_by_score_without_diversity():
+    scores, emb, stopped = _data()
+    cfg = SelectionConfig(window_mode="absolute", window_lo=0.0, window_hi=10.0, diversity=False)
+    sel = select(scores, emb, stopped, cfg, 5)
+    assert set(sel.picked) == set(np.argsort(-scores)[:5])
+
+
+def test_duplicated_candidates_yield_distinct_picks():
+    emb = np.repeat(np.eye(3), 10, axis=0)  # 3 distinct structures, each 10 times
+    scores = np.linspace(1, 2, 30)
+    for diversity in (True, False):
+        cfg = SelectionConfig(
+            window_mode="absolute", window_lo=0, window_hi=10, diversity=diversity, top_k_factor=10
+        )
+        sel = select(scores, emb, np.zeros(30, bool), cfg, 5)
+        assert len(sel.picked) == 3
+        assert len({tuple(emb[i]) for i in sel.picked}) == 3
+
+
+def test_stopped_frames_are_never_picked_and_count_as_failed():
+    scores, emb, stopped = _data(20)
+    stopped[:10] = True
+    sel = select(scores, emb, stopped, SelectionConfig(window_lo=0.0, window_hi=1.0), 20)
+    assert not set(sel.picked.tolist()) & set(range(10))
+    assert sel.frac_failed >= 0.5
+    assert sel.frac_accurate + sel.frac_candidate + sel.frac_failed == pytest.approx(1.0)
+
+
+def test_quantile_window_edges():
+    # all equal entropies: window collapses to the value, everything is a candidate
+    emb = np.random.default_rng(1).normal(size=(6, 3))
+    sel = select(np.full(6, 2.0), emb, np.zeros(6, bool), SelectionConfig(), 4)
+    assert sel.window == (2.0, 2.0) and len(sel.picked) == 4 and sel.frac_candidate == 1.0
+    # fewer candidates than quota: all in-window ones, no more
+    sel = select(
+        np.array([1.0, 2.0, 3.0]), emb[:3], np.zeros(3, bool), SelectionConfig(window_lo=0, window_hi=1), 10
+    )
+    assert sorted(sel.picked.tolist()) == [0, 1, 2]
+    # no candidates at all
+    sel = select(np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool), SelectionConfig(), 4)
+    assert len(sel.picked) == 0
+    lo, hi = trust_window(np.array([1.0, np.nan, 3.0]), 0.0, 1.0, "quantile")
+    assert (lo, hi) == (1.0, 3.0)
+
+
+def test_candidates_near_labelled_structures_are_dropped():
+    scores, emb, stopped = _data(10)
+    labelled = emb[:3] + 1e-3
+    cfg = SelectionConfig(window_mode="absolute", window_lo=0, window_hi=10, min_embedding_distance=0.01)
+    sel = select(scores, emb, stopped, cfg, 10, labelled_embeddings=labelled)
+    assert not set(sel.picked.tolist()) & {0, 1, 2}
+    assert len(sel.picked) == 7
+
+
+def test_random_strategy_picks_uniformly_among_filtered():
+    scores, emb, stopped = _data(40)
+    stopped[::2] = True
+    cfg = SelectionConfig(strategy="random")
+    seen = set()
+    for seed in range(20):
+        sel = select(scores, emb, stopped, cfg, 3, rng=np.random.default_rng(seed))
+        assert len(sel.picked) == 3 and not stopped[sel.picked].any()
+        seen |= set(sel.picked.tolist())
+    assert len(seen) > 10  # not always the same top-scored ones
+
+
+def test_farthest_point_sampling_spreads_out():
+    x = np.array([[0.0], [0.1], [0.2], [5.0], [10.0]])
+    assert farthest_point_sampling(x, 3, first=0).tolist() == [0, 4, 3]
+
+
+def test_bad_window_is_a_config_error():
+    with pytest.raises(ValidationError, match="window_lo"):
+        SelectionConfig(window_lo=0.9, window_hi=0.1)
+    with pytest.raises(ValidationError, match="quantile"):
+        SelectionConfig(window_lo=0.5, window_hi=3.0)

@@ -1,0 +1,269 @@
+"""Ray bindings: thin actors around pure functions, and the DFT worker pool.
+
+The only module under ``workers/`` that imports ray. Each actor method is a few lines
+calling a tested pure function; threads are sized to the CPUs the actor reserves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import ray
+from ase import Atoms
+
+from workers import dft
+from workers.dft import DFTConfig, LabelResult
+
+
+def _limit_threads(n: int) -> None:
+    """Pin torch/OpenMP threads to what the actor reserved (oversubscribing 2 cores is 10x slower)."""
+    n = max(1, int(n))
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+
+
+@ray.remote
+class DFTWorker:
+    """Labels structures with PySCF; reserves ``cfg.threads`` CPUs (and a GPU for gpu4pyscf)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = DFTConfig.from_dict(cfg)
+        _limit_threads(self.cfg.threads)
+
+    def label(self, atoms: Atoms) -> LabelResult:
+        return dft.label(atoms, self.cfg)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def dft_worker_options(cfg: DFTConfig) -> dict:
+    gpus = 1 if dft.resolve_backend(cfg) == "gpu" else 0
+    return {"num_cpus": cfg.threads, "num_gpus": gpus, "max_restarts": 0}
+
+
+@dataclass
+class PoolStats:
+    labels: int = 0
+    resubmitted: int = 0  # jobs re-sent after their worker died
+    workers_replaced: int = 0
+    wall_s: float = 0.0
+    busy_s: float = 0.0  # sum of label wall times across workers
+    n_workers: int = 1
+    per_worker_busy_s: dict = field(default_factory=dict)
+
+    @property
+    def utilisation(self) -> float:
+        """Busy time / (wall x workers): 1.0 means no worker ever waited for work."""
+        return self.busy_s / max(self.wall_s * self.n_workers, 1e-9)
+
+    @property
+    def overhead_ms_per_label(self) -> float:
+        """Idle worker time per label (dispatch, transfer, bookkeeping), in ms."""
+        idle = max(self.wall_s * self.n_workers - self.busy_s, 0.0)
+        return 1e3 * idle / max(self.labels, 1)
+
+
+Job = tuple[str, Atoms]  # (content key, structure)
+
+
+class DFTPool:
+    """Keeps every DFT worker busy: bounded in-flight work, results in completion order.
+
+    ``run`` pulls jobs lazily from an iterator (so the caller can reserve budget just
+    before each dispatch) and keeps ``in_flight_per_worker`` tasks queued on each actor,
+    so a worker starts its next label the moment it finishes one. If an actor dies
+    mid-label, it is replaced and its unfinished jobs are resubmitted: each job yields
+    exactly one result.
+    """
+
+    def __init__(self, cfg: DFTConfig, n_workers: int, in_flight_per_worker: int = 2):
+        if n_workers < 1:
+            raise ValueError(f"a DFT pool needs at least one worker, got {n_workers}")
+        self.cfg = cfg
+        self.in_flight_per_worker = in_flight_per_worker
+        self._options = dft_worker_options(cfg)
+        self.workers = [self._spawn() for _ in range(n_workers)]
+
+    def _spawn(self):
+        return DFTWorker.options(**self._options).remote(self.cfg.to_dict())
+
+    def warm_up(self) -> None:
+        """Wait until every actor is constructed (keeps start-up out of timings)."""
+        ray.get([w.pid.remote() for w in self.workers])
+
+    def shutdown(self) -> None:
+        for w in self.workers:
+            ray.kill(w)
+        self.workers = []
+
+    def run(
+        self,
+        jobs: Iterable[Job],
+        on_result: Callable[[str, Atoms, LabelResult], None],
+        on_dispatch: Callable[[str], None] | None = None,
+    ) -> PoolStats:
+        stats = PoolStats(n_workers=len(self.workers))
+        t0 = time.perf_counter()
+        source: Iterator[Job] = iter(jobs)
+        retry: deque[Job] = deque()
+        pending: dict = {}  # ObjectRef -> (job, worker index)
+        load = [0] * len(self.workers)
+        exhausted = False
+
+        def next_job() -> Job | None:
+            nonlocal exhausted
+            if retry:
+                return retry.popleft()
+            if exhausted:
+                return None
+            try:
+                return next(source)
+            except StopIteration:
+                exhausted = True
+                return None
+
+        while True:
+            # fill every worker up to its in-flight bound
+            while min(load) < self.in_flight_per_worker:
+                job = next_job()
+                if job is None:
+                    break
+                w = load.index(min(load))
+                ref = self.workers[w].label.remote(job[1])
+                pending[ref] = (job, w)
+                load[w] += 1
+                if on_dispatch is not None:
+                    on_dispatch(job[0])
+            if not pending:
+                break
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            job, w = pending.pop(ref)
+            load[w] -= 1
+            try:
+                result: LabelResult = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                # the worker died mid-label: replace it once, resend this job
+                stats.resubmitted += 1
+                retry.append(job)
+                if self._is_dead(w):
+                    self.workers[w] = self._spawn()
+                    stats.workers_replaced += 1
+                continue
+            stats.labels += 1
+            stats.busy_s += result.wall_s
+            stats.per_worker_busy_s[w] = stats.per_worker_busy_s.get(w, 0.0) + result.wall_s
+            on_result(job[0], job[1], result)
+        stats.wall_s = time.perf_counter() - t0
+        return stats
+
+    def _is_dead(self, w: int) -> bool:
+        try:
+            ray.get(self.workers[w].pid.remote(), timeout=30)
+            return False
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return True
+
+
+# -- model shipping, training and sampling actors -------------------------------------------
+def model_payload(model) -> dict:
+    """A model as plain tensors + metadata, for ``ray.put`` (shipped once per round)."""
+    return {
+        "meta": model.metadata(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32"):
+    from workers.model.potential import Potential
+    from workers.model.training import DTYPES, resolve_device
+
+    model = Potential.from_metadata(payload["meta"], payload["state_dict"])
+    return model.to(device=resolve_device(device), dtype=DTYPES[dtype]).eval()
+
+
+def compute_options(cpus: int, gpus: float) -> dict:
+    return {"num_cpus": cpus, "num_gpus": gpus}
+
+
+@ray.remote
+class TrainerActor:
+    """Trains the potential (warm start from the last round's payload) on its own CPUs/GPU."""
+
+    def __init__(self, threads: int = 1):
+        _limit_threads(threads)
+
+    def train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
+        from workers.model.potential import ModelConfig
+        from workers.model.training import TrainConfig, train
+
+        cfg = TrainConfig.from_dict(train_cfg)
+        model = model_from_payload(warm, cfg.device, cfg.dtype) if warm is not None else None
+        result = train(
+            cfg,
+            structures,
+            model=model,
+            model_cfg=ModelConfig.from_dict(model_cfg),
+            optimizer_state=opt_state,
+        )
+        return {
+            "payload": model_payload(result.model),
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "support_clamped": result.support_clamped,
+            "structures_per_s": result.structures_per_s,
+            "val_metrics": result.val_metrics,
+            "optimizer": result.optimizer_state,
+        }
+
+
+@ray.remote
+class SamplerActor:
+    """Holds a model copy (set once per round) and runs MD for its share of replicas."""
+
+    def __init__(self, threads: int = 1, device: str = "auto"):
+        _limit_threads(threads)
+        self.device = device
+        self.model = None
+
+    def set_model(self, payload: dict) -> bool:
+        self.model = model_from_payload(payload, self.device)
+        return True
+
+    def run(self, seeds: list, md_cfg: dict, replica_offset: int) -> list:
+        from workers.sampling import MDConfig, run_md
+
+        if self.model is None:
+            raise RuntimeError("SamplerActor.run called before set_model")
+        return run_md(self.model, seeds, MDConfig.from_dict(md_cfg), replica_offset)
+
+
+def replica_shares(n_replicas: int, n_actors: int) -> list[tuple[int, int]]:
+    """``[(offset, count)]``: replicas split as evenly as possible over actors."""
+    base, extra = divmod(n_replicas, n_actors)
+    out, offset = [], 0
+    for k in range(n_actors):
+        count = base + (1 if k < extra else 0)
+        if count:
+            out.append((offset, count))
+        offset += count
+    return out
+
+
+def sample_with_actors(samplers: list, payload_ref, seeds: list, md_cfg) -> list:
+    """Ship the model once (object store), run every actor's share, gather frames."""
+    ray.get([s.set_model.remote(payload_ref) for s in samplers])
+    tasks = [
+        s.run.remote(seeds, md_cfg.model_copy(update={"replicas": count}).to_dict(), offset)
+        for s, (offset, count) in zip(samplers, replica_shares(md_cfg.replicas, len(samplers)), strict=False)
+    ]
+    frames = []
+    for part in ray.get(tasks):
+        frames.extend(part)
+    return frames

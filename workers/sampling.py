@@ -1,0 +1,286 @@
+"""MD exploration with the current model: candidate frames for selection (pure, no Ray).
+
+Two engines, same integrator semantics (ASE's Langevin with ``fixcm=False``, or
+velocity Verlet for NVE):
+
+* ``ase``: ``ase.md`` dynamics over ``CatalCalculator``, one replica at a time (the
+  reference, and the path any ASE calculator can take);
+* ``batched``: every replica advanced together, one model call per step for the batch.
+
+Every ``stride`` steps each running replica yields a frame (``ase.Atoms``) whose ``info``
+holds the model's ``model_energy`` (eV), ``energy_entropy`` (nats), ``energy_std`` (eV),
+``embedding`` ([F] pooled features), ``replica``, ``step`` and ``stop_reason`` ("" when
+fine), and whose ``arrays["model_forces"]`` holds forces (eV/Å). A replica stops at the
+first frame that breaks a stop rule; that frame is kept with its reason, never selected.
+Frames carry no calculator: model predictions are never mistaken for labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.data import covalent_radii
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from pydantic import Field
+
+from workers import integrators as md
+from workers.model.graph import collate
+from workers.model.potential import Potential
+from workers.schema import Section
+
+AUX_KEYS = ("energy", "entropy", "energy_std", "excess_entropy", "embedding")
+
+
+class StopRules(Section):
+    # stop when any two atoms come closer than this (Å): a collapsing, unphysical frame
+    min_distance_a: float | None = Field(0.6, gt=0.0)
+    # stop when a bond forms or breaks; bonded = d < bond_factor * (r_cov,i + r_cov,j)
+    check_topology: bool = True
+    bond_factor: float = Field(1.3, gt=0.5, lt=3.0)
+    # stop when any force component's norm exceeds this (eV/Å)
+    max_force_ev_a: float | None = Field(50.0, gt=0.0)
+    # stop above this entropy (nats): the trust window's upper bound, when absolute
+    max_entropy: float | None = None
+
+
+class MDConfig(Section):
+    # batched: all replicas per model call (fast); ase: ase.md reference engine
+    engine: Literal["batched", "ase"] = "batched"
+    # nvt = Langevin thermostat; nve = velocity Verlet
+    ensemble: Literal["nvt", "nve"] = "nvt"
+    # replicas started round-robin from the seed structures
+    replicas: int = Field(8, ge=1)
+    # initial Maxwell-Boltzmann temperature and thermostat target (K) ...
+    temperature_k: float = Field(500.0, ge=0.0)
+    # ... ramped linearly to this over the run when set
+    temperature_end_k: float | None = Field(None, ge=0.0)
+    # 0.5 fs resolves X-H stretches
+    timestep_fs: float = Field(0.5, gt=0.0, le=5.0)
+    # Langevin friction (1/fs); 0.01 couples gently
+    friction_per_fs: float = Field(0.01, ge=0.0)
+    steps: int = Field(200, ge=1)
+    # keep a frame every `stride` steps
+    stride: int = Field(10, ge=1)
+    # seeds velocities and the thermostat noise
+    seed: int = 0
+    stops: StopRules = StopRules()
+
+
+def temperature_at(cfg: MDConfig, step: int) -> float:
+    if cfg.temperature_end_k is None:
+        return cfg.temperature_k
+    t = step / max(cfg.steps, 1)
+    return cfg.temperature_k + t * (cfg.temperature_end_k - cfg.temperature_k)
+
+
+def initial_replicas(seeds: list[Atoms], cfg: MDConfig, offset: int = 0) -> list[Atoms]:
+    """Replica ``r`` starts at ``seeds[(offset + r) % len(seeds)]`` with MB velocities."""
+    out = []
+    for r in range(cfg.replicas):
+        a = seeds[(offset + r) % len(seeds)].copy()
+        a.calc = None
+        rng = np.random.default_rng([cfg.seed, offset + r])
+        MaxwellBoltzmannDistribution(a, temperature_K=cfg.temperature_k, rng=rng)
+        Stationary(a)
+        ZeroRotation(a)
+        out.append(a)
+    return out
+
+
+@dataclass
+class Topology:
+    pair_i: torch.Tensor  # [n_pairs] candidate pairs (i < j and j < i both present)
+    pair_j: torch.Tensor
+    pair_structure: torch.Tensor  # [n_pairs]
+    bond_cut: torch.Tensor  # [n_pairs] Å
+    bonded0: torch.Tensor  # [n_pairs] bool, bonds at the start
+
+
+def topology(batch, positions: torch.Tensor, rules: StopRules) -> Topology:
+    radii = torch.as_tensor(covalent_radii, dtype=positions.dtype)[batch.numbers]
+    cut = rules.bond_factor * (radii[batch.pair_i] + radii[batch.pair_j])
+    d = (positions[batch.pair_j] - positions[batch.pair_i]).norm(dim=-1)
+    return Topology(batch.pair_i, batch.pair_j, batch.structure[batch.pair_i], cut, d < cut)
+
+
+def check_stops(
+    positions: torch.Tensor,
+    forces: torch.Tensor,
+    aux: dict,
+    structure: torch.Tensor,
+    topo: Topology,
+    rules: StopRules,
+) -> list[str]:
+    """Per structure, the first stop rule broken (``""`` if none): pure, shared by engines."""
+    n = int(aux["energy"].shape[0])
+    reasons = [""] * n
+
+    def flag(mask: torch.Tensor, text) -> None:
+        for k in torch.nonzero(mask).flatten().tolist():
+            if not reasons[k]:
+                reasons[k] = text(k) if callable(text) else text
+
+    finite_atom = torch.isfinite(positions).all(-1) & torch.isfinite(forces).all(-1)
+    bad = torch.zeros(n, dtype=torch.bool).index_put_((structure,), ~finite_atom, accumulate=True)
+    flag(bad | ~torch.isfinite(aux["energy"]), "non-finite value")
+    d = (positions[topo.pair_j] - positions[topo.pair_i]).norm(dim=-1)
+    if rules.min_distance_a is not None and d.numel():
+        dmin = torch.full((n,), torch.inf, dtype=d.dtype).scatter_reduce(
+            0, topo.pair_structure, d, reduce="amin"
+        )
+        flag(dmin < rules.min_distance_a, lambda k: f"min distance {float(dmin[k]):.2f} Å")
+    if rules.check_topology and d.numel():
+        changed = (d < topo.bond_cut) != topo.bonded0
+        flag(
+            torch.zeros(n, dtype=torch.bool).index_put_((topo.pair_structure,), changed, accumulate=True),
+            "bond topology changed",
+        )
+    if rules.max_force_ev_a is not None:
+        fmax = torch.zeros(n, dtype=forces.dtype).scatter_reduce(
+            0, structure, forces.norm(dim=-1), reduce="amax"
+        )
+        flag(fmax > rules.max_force_ev_a, lambda k: f"force {float(fmax[k]):.1f} eV/Å above cap")
+    if rules.max_entropy is not None and "entropy" in aux:
+        ent = aux["entropy"]
+        flag(ent > rules.max_entropy, lambda k: f"entropy {float(ent[k]):.2f} above trust window")
+    return reasons
+
+
+def _frame(
+    atoms: Atoms, positions, velocities, forces, aux, k: int, replica: int, step: int, reason: str
+) -> Atoms:
+    a = Atoms(numbers=atoms.numbers, positions=positions)
+    a.set_velocities(velocities)  # kinetic energy for drift checks
+    a.arrays["model_forces"] = forces
+    a.info.update(
+        {
+            "model_energy": float(aux["energy"][k]),
+            "energy_entropy": float(aux["entropy"][k]) if "entropy" in aux else float("nan"),
+            "energy_std": float(aux["energy_std"][k]) if "energy_std" in aux else float("nan"),
+            "excess_entropy": float(aux["excess_entropy"][k]) if "excess_entropy" in aux else float("nan"),
+            "embedding": aux["embedding"][k].detach().cpu().double().numpy(),
+            "replica": replica,
+            "step": step,
+            "stop_reason": reason,
+        }
+    )
+    return a
+
+
+def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset: int = 0) -> list[Atoms]:
+    """All replicas in one batch, one model call per step."""
+    param = next(model.parameters())
+    batch = collate(starts)
+    n = batch.n_structures
+    x0 = batch.positions.double()
+
+    def forces_fn(x: torch.Tensor):
+        b = batch.to(param.device, param.dtype)
+        b.positions = x.to(param.device, param.dtype)
+        out = model(b, forces=True)
+        aux = {k: v.detach().cpu() for k, v in out.items() if k in AUX_KEYS}
+        return out["forces"].detach().cpu().double(), aux
+
+    masses = torch.from_numpy(np.concatenate([a.get_masses() for a in starts]))[:, None].double()
+    velocities = torch.from_numpy(np.concatenate([a.get_velocities() for a in starts])).double()
+    f0, aux0 = forces_fn(x0)
+    state = md.MDState(x0, velocities, f0, masses, torch.ones_like(masses), aux0)
+    topo = topology(batch, x0, cfg.stops)
+    dt = cfg.timestep_fs * units.fs
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + replica_offset)
+    bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
+    running = np.ones(n, dtype=bool)
+    frames: list[Atoms] = []
+    for step in range(1, cfg.steps + 1):
+        if cfg.ensemble == "nve":
+            state = md.verlet_step(state, forces_fn, dt)
+        else:
+            kt = units.kB * temperature_at(cfg, step)
+            coef = md.langevin_coefficients(dt, kt, cfg.friction_per_fs / units.fs, masses)
+            state = md.langevin_step(state, forces_fn, dt, coef, gen)
+        if step % cfg.stride:
+            continue
+        reasons = check_stops(state.positions, state.forces, state.aux, batch.structure, topo, cfg.stops)
+        x, v, f = state.positions.numpy(), state.velocities.numpy(), state.forces.numpy()
+        for k in np.nonzero(running)[0]:
+            lo, hi = bounds[k], bounds[k + 1]
+            frames.append(
+                _frame(
+                    starts[k],
+                    x[lo:hi],
+                    v[lo:hi],
+                    f[lo:hi],
+                    state.aux,
+                    k,
+                    replica_offset + k,
+                    step,
+                    reasons[k],
+                )
+            )
+            if reasons[k]:
+                running[k] = False
+        if not running.any():
+            break
+        # stopped replicas freeze: zero velocity, no further position updates
+        moving = torch.from_numpy(np.repeat(running, batch.n_atoms.numpy())).double()[:, None]
+        state = replace(state, moving=moving, velocities=state.velocities * moving)
+    return frames
+
+
+def run_ase(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset: int = 0) -> list[Atoms]:
+    """Reference engine: ``ase.md`` over ``CatalCalculator``, one replica at a time."""
+    from ase.md.langevin import Langevin
+    from ase.md.verlet import VelocityVerlet
+
+    from workers.model.calculator import CatalCalculator, predict
+
+    frames: list[Atoms] = []
+    for k, start in enumerate(starts):
+        atoms = start.copy()
+        atoms.calc = CatalCalculator(model)
+        dt = cfg.timestep_fs * units.fs
+        if cfg.ensemble == "nve":
+            dyn = VelocityVerlet(atoms, timestep=dt)
+        else:
+            rng = np.random.default_rng([cfg.seed, replica_offset + k])
+            dyn = Langevin(
+                atoms, timestep=dt, temperature_K=cfg.temperature_k,
+                friction=cfg.friction_per_fs / units.fs, fixcm=False, rng=rng,
+            )  # fmt: skip
+        batch = collate([atoms])
+        topo = topology(batch, batch.positions, cfg.stops)
+        for step in range(1, cfg.steps + 1):
+            if cfg.ensemble == "nvt" and cfg.temperature_end_k is not None:
+                dyn.set_temperature(temperature_K=temperature_at(cfg, step))
+            dyn.run(1)
+            if step % cfg.stride:
+                continue
+            r = predict(model, [atoms])[0]
+            aux = {
+                "energy": torch.tensor([r["energy"]], dtype=torch.float64),
+                "embedding": torch.from_numpy(r["embedding"])[None],
+            }
+            if "energy_entropy" in r:
+                aux["entropy"] = torch.tensor([r["energy_entropy"]], dtype=torch.float64)
+                aux["energy_std"] = torch.tensor([r["energy_std"]], dtype=torch.float64)
+                aux["excess_entropy"] = torch.tensor([r["energy_excess_entropy"]], dtype=torch.float64)
+            x = torch.from_numpy(atoms.positions.copy())
+            f = torch.from_numpy(r["forces"])
+            (reason,) = check_stops(x, f, aux, batch.structure, topo, cfg.stops)
+            v = atoms.get_velocities()
+            frames.append(_frame(atoms, x.numpy(), v, f.numpy(), aux, 0, replica_offset + k, step, reason))
+            if reason:
+                break
+    return frames
+
+
+def run_md(model: Potential, seeds: list[Atoms], cfg: MDConfig, replica_offset: int = 0) -> list[Atoms]:
+    """``cfg.replicas`` replicas from ``seeds`` with the configured engine; returns frames."""
+    starts = initial_replicas(seeds, cfg, replica_offset)
+    engine = run_batched if cfg.engine == "batched" else run_ase
+    with torch.enable_grad():  # forces need autograd even if a caller disabled it
+        return engine(model, starts, cfg, replica_offset)
