@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/catal run configs/demo.yaml
+	$(VENV)/bin/catal run configs/demo.yaml --set out_dir=runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/heads.py
+	$(PY) benchmarks/dft_pool.py
+	$(PY) benchmarks/md.py
 
 clean:
 	rm -rf $(VENV) runs

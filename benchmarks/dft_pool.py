@@ -43,7 +43,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--labels", type=int, default=24)
     args = p.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     structures = rattled_copies(molecule("CH3CH2OH"), args.labels, stdev_a=(0.02, 0.06), seed=5)
     rows = {n: measure(n, structures) for n in (1, 2)}
     ray.shutdown()

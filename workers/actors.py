@@ -44,7 +44,9 @@ class DFTWorker:
 
 
 def dft_worker_options(cfg: DFTConfig) -> dict:
-    gpus = 1 if dft.resolve_backend(cfg) == "gpu" else 0
+    """Resources of one DFT actor. ``backend: gpu`` asks Ray for a GPU node (the driver may
+    have none); the worker checks gpu4pyscf + CUDA on its own node when it labels."""
+    gpus = 1 if cfg.backend == "gpu" else 0
     return {"num_cpus": cfg.threads, "num_gpus": gpus, "max_restarts": 0}
 
 

@@ -1,0 +1,365 @@
+"""The active-learning campaign: round 0 labels an initial set and a hold-out, then each round
+trains -> samples -> selects -> labels -> evaluates -> logs -> checkpoints.
+
+Durability: the campaign state (round, phase within it) is a JSON file rewritten atomically
+after every phase; each phase's product is on disk before the phase is marked done (the
+round's checkpoint after training, its picks after selection, each label as it arrives).
+``resume`` therefore redoes at most the interrupted phase, and labels already stored are
+reused, never recomputed nor re-charged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ase.io import read, write
+
+from orchestrator import plots
+from orchestrator.budget import Ledger
+from orchestrator.config import CampaignConfig, flatten
+from orchestrator.console import Reporter
+from orchestrator.labelling import label_structures
+from orchestrator.metrics import calibration
+from orchestrator.selection import frame_arrays, frame_scores, select
+from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path
+from orchestrator.store import LabelStore, content_key
+from orchestrator.tracking import Tracker
+from workers.dft import Status
+from workers.model.calculator import predict
+from workers.model.potential import load_checkpoint, save_checkpoint
+from workers.model.training import evaluate
+from workers.structures import load_seed_structures
+
+PICK_INFO = ("model_energy", "energy_entropy", "energy_std", "excess_entropy", "replica", "step")
+
+
+class Campaign:
+    def __init__(self, cfg: CampaignConfig, reporter: Reporter | None = None):
+        self.cfg = cfg
+        self.out = cfg.output_dir
+        self.say = reporter or Reporter()
+        self.dft_cfg = cfg.dft_config()
+        self.seeds = load_seed_structures(cfg.system.structures)
+
+    # -- set-up --------------------------------------------------------------------
+    def prepare(self, resume: bool) -> CampaignState:
+        (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.out / "rounds").mkdir(exist_ok=True)
+        if not resume:
+            resolved = self.cfg.model_copy(update={"out_dir": str(self.out.resolve())})
+            (self.out / "config.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
+        state = load_state(self.out) if state_path(self.out).exists() else CampaignState()
+        self.store = LabelStore(self.out / "labels.db")
+        self.ledger = Ledger.from_charges(self.cfg.budget, self.store.charges())
+        self.tracker = Tracker(
+            self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, self.out / "mlartifacts"
+        )
+        state.parent_run_id = self.tracker.start_campaign(
+            self.cfg.name, flatten(self.cfg.to_dict()), state.parent_run_id
+        )
+        save_state(self.out, state)
+        return state
+
+    def run(self, resume: bool = False) -> CampaignState:
+        from orchestrator.runtime import Runtime
+
+        state = self.prepare(resume)
+        if state.finished:
+            self.say.say(f"campaign already finished ({state.stop_reason})")
+            return state
+        self.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {self.out}")
+        with self.say.phase("starting Ray actors"):
+            self.rt = Runtime(self.cfg)
+        try:
+            if state.round == 0:
+                self.initial_round(state)
+            while not state.stop_reason:
+                self.active_round(state)
+                self.check_stop(state)
+            self.finalise(state)
+        except BaseException:
+            if state.round_run_id:
+                self.tracker.end(state.round_run_id, "KILLED")
+            self.tracker.end(state.parent_run_id, "KILLED")
+            raise
+        finally:
+            self.rt.shutdown()
+        return state
+
+    # -- round 0 -------------------------------------------------------------------
+    def initial_round(self, state: CampaignState) -> None:
+        items = initial_items(self.cfg, self.seeds)
+        with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
+            report = label_structures(
+                items,
+                0,
+                self.rt.pool,
+                self.store,
+                self.ledger,
+                self.dft_cfg,
+                per_round_limit=False,
+                on_label=tick,
+            )
+        n_ok = sum(1 for s in report.all_labels if s.status is Status.OK)
+        self.say.say(
+            f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s"
+        )
+        if len(self.store.training_structures()) < 2:
+            raise RuntimeError("round 0 produced fewer than 2 training labels; check system and dft settings")
+        self.tracker.log_metrics(
+            state.parent_run_id,
+            {
+                "labels_total": self.ledger.charged_labels,
+                "labels_initial": len(items),
+                "dft_seconds": report.dft_seconds,
+            },
+            step=0,
+        )
+        state.round, state.phase = 1, "start"
+        save_state(self.out, state)
+
+    # -- rounds >= 1 ---------------------------------------------------------------
+    def checkpoint(self, rnd: int) -> Path:
+        return self.out / "checkpoints" / f"round_{rnd:03d}.pt"
+
+    def picks_path(self, rnd: int) -> Path:
+        return self.out / "rounds" / f"round_{rnd:03d}" / "picks.extxyz"
+
+    def training_set(self, before_round: int) -> list:
+        """OK labels from rounds before ``before_round`` (hold-out excluded): what the
+        interrupted and the uninterrupted run both trained on."""
+        return [
+            s.atoms
+            for s in self.store.labels(status="ok")
+            if s.origin != "holdout" and s.round < before_round
+        ]
+
+    def train_phase(self, rnd: int, final: bool = False) -> Path:
+        path = self.out / "model.pt" if final else self.checkpoint(rnd)
+        warm, opt_state, epochs = None, None, self.cfg.training.epochs
+        prev = self.checkpoint(rnd - 1)
+        if prev.exists():
+            model, ckpt = load_checkpoint(prev)
+            from workers.actors import model_payload
+
+            warm, opt_state = model_payload(model), ckpt.get("optimizer")
+            epochs = self.cfg.warm_start_epochs or epochs
+        data = self.training_set(rnd + 1 if final else rnd)
+        out = self.rt.train(data, warm, opt_state, epochs)
+        from workers.actors import model_from_payload
+
+        model = model_from_payload(out["payload"], "cpu")
+        extra = {
+            k: out[k] for k in ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
+        }
+        save_checkpoint(path, model, {**extra, "round": rnd, "epoch": len(out["history"])})
+        return path
+
+    def active_round(self, state: CampaignState) -> None:
+        rnd = state.round
+        self.say.say(f"\n[bold]round {rnd}[/]")
+        state.round_run_id = self.tracker.start_round(state.parent_run_id, rnd, state.round_run_id)
+        save_state(self.out, state)
+        info = state.round_info
+        if state.phase == "start":
+            t0 = time.perf_counter()
+            with self.say.phase(f"training on {len(self.training_set(rnd))} labels"):
+                self.train_phase(rnd)
+            info["time_train_s"] = time.perf_counter() - t0
+            state.phase = "trained"
+            save_state(self.out, state)
+        model, ckpt = load_checkpoint(self.checkpoint(rnd))
+        model = model.eval()
+        if state.phase == "trained":
+            info.update(self.sample_and_select(model, rnd))
+            state.phase = "selected"
+            save_state(self.out, state)
+        picks = read(self.picks_path(rnd), index=":") if self.picks_path(rnd).stat().st_size else []
+        if state.phase == "selected":
+            t0 = time.perf_counter()
+            with self.say.dft_progress(len(picks), f"round {rnd}: DFT on {len(picks)} picks") as tick:
+                report = label_structures(
+                    [(a, "md") for a in picks],
+                    rnd,
+                    self.rt.pool,
+                    self.store,
+                    self.ledger,
+                    self.dft_cfg,
+                    on_label=tick,
+                )
+            info.update(
+                time_label_s=time.perf_counter() - t0,
+                dft_utilisation=report.utilisation,
+                budget_refused=float(report.budget_exhausted),
+            )
+            state.phase = "labelled"
+            save_state(self.out, state)
+        metrics = self.round_metrics(rnd, model, ckpt, picks, info)
+        self.log_round(state, rnd, model, picks, metrics)
+        state.history.append(metrics)
+        state.round, state.phase, state.round_run_id, state.round_info = rnd + 1, "start", None, {}
+        save_state(self.out, state)
+
+    def sample_and_select(self, model, rnd: int) -> dict:
+        cfg = self.cfg
+        md_cfg = cfg.sampling.model_copy(update={"seed": cfg.seed * 1000 + rnd})
+        if cfg.selection.window_mode == "absolute" and cfg.selection.strategy == "entropy":
+            stops = md_cfg.stops.model_copy(update={"max_entropy": cfg.selection.window_hi})
+            md_cfg = md_cfg.model_copy(update={"stops": stops})
+        recent = [a.copy() for a in self.training_set(rnd)[-md_cfg.replicas :]]
+        for a in recent:
+            a.calc = None
+        starts = self.seeds + recent
+        t0 = time.perf_counter()
+        with self.say.phase(f"MD: {md_cfg.replicas} replicas x {md_cfg.steps} steps ({md_cfg.engine})"):
+            frames = self.rt.sample(model, starts, md_cfg)
+        t_sample = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = frame_scores(frames, cfg.selection.strategy)
+        emb, stopped = frame_arrays(frames)
+        labelled = self.training_set(rnd)
+        labelled_emb = np.stack([r["embedding"] for r in predict(model, labelled)]) if labelled else None
+        quota = min(
+            cfg.selection.picks_per_round, cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0)
+        )
+        sel = select(
+            scores, emb, stopped, cfg.selection, quota, labelled_emb, np.random.default_rng(cfg.seed + rnd)
+        )
+        picks = []
+        for i in sel.picked:
+            a = frames[int(i)]
+            keep = {k: a.info[k] for k in PICK_INFO}
+            a.info.clear()
+            a.info.update(keep)
+            picks.append(a)
+        self.picks_path(rnd).parent.mkdir(parents=True, exist_ok=True)
+        write(self.picks_path(rnd), picks, format="extxyz")
+        lo, hi, n_in = *sel.window, sel.counts["eligible"]
+        self.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked")
+        return {
+            "time_sample_s": t_sample,
+            "time_select_s": time.perf_counter() - t0,
+            "md_frames": len(frames),
+            "md_stopped": int(stopped.sum()),
+            "frac_accurate": sel.frac_accurate,
+            "frac_candidate": sel.frac_candidate,
+            "frac_failed": sel.frac_failed,
+        }
+
+    def pick_errors(self, picks: list) -> tuple[list, list]:
+        """Entropy and |E_model - E_DFT| / n_atoms (eV/atom) of the round's labelled picks."""
+        ent, err = [], []
+        for a in picks:
+            stored = self.store.get(content_key(a, self.dft_cfg))
+            if stored is not None and stored.status is Status.OK:
+                ent.append(a.info["energy_entropy"])
+                err.append(abs(a.info["model_energy"] - stored.atoms.get_potential_energy()) / len(a))
+        return ent, err
+
+    def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
+        holdout = self.store.holdout_structures()
+        hm = evaluate(model, holdout) if holdout else {}
+        new = self.store.labels(al_round=rnd)
+        ent, err_e = self.pick_errors(picks)
+        cal = calibration(np.array(ent), np.array(err_e))
+        return {
+            "round": rnd,
+            "labels_total": self.ledger.charged_labels,
+            "labels_round": len(new),
+            "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
+            "holdout_energy_mae": hm.get("energy_mae", float("nan")),
+            "holdout_force_mae": hm.get("force_mae", float("nan")),
+            "picks_energy_mae_per_atom": float(np.mean(err_e)) if err_e else float("nan"),
+            "entropy_spearman": cal["spearman"],
+            "entropy_auroc": cal["auroc"],
+            "dft_seconds": float(sum(s.wall_s for s in new)),
+            "dft_failures": float(sum(1 for s in new if s.status is not Status.OK)),
+            "support_clamped": float(ckpt.get("support_clamped", 0)),
+            "train_structures_per_s": float(ckpt.get("structures_per_s", 0.0)),
+            "time_train_s": info.get("time_train_s", 0.0),
+            "time_sample_s": info.get("time_sample_s", 0.0),
+            "time_select_s": info.get("time_select_s", 0.0),
+            "time_label_s": info.get("time_label_s", 0.0),
+            "dft_utilisation": info.get("dft_utilisation", float("nan")),
+            "budget_refused": info.get("budget_refused", 0.0),
+            **{
+                k: info[k]
+                for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")
+            },
+        }
+
+    def log_round(self, state: CampaignState, rnd: int, model, picks: list, metrics: dict) -> None:
+        rdir = self.picks_path(rnd).parent
+        holdout = self.store.holdout_structures()
+        artifacts = [self.picks_path(rnd)]
+        if holdout:
+            preds = predict(model, holdout)
+            artifacts.append(
+                plots.parity(
+                    rdir / "parity_holdout.png",
+                    [a.get_potential_energy() / len(a) for a in holdout],
+                    [p["energy"] / len(a) for p, a in zip(preds, holdout, strict=True)],
+                    np.concatenate([a.get_forces().ravel() for a in holdout]),
+                    np.concatenate([p["forces"].ravel() for p in preds]),
+                    f"round {rnd}: hold-out",
+                )
+            )
+        ent, err = self.pick_errors(picks)
+        artifacts.append(
+            plots.entropy_vs_error(rdir / "entropy_vs_error.png", ent, err, f"round {rnd}: picks")
+        )
+        self.tracker.log_metrics(state.round_run_id, metrics, step=rnd)
+        self.tracker.log_metrics(state.parent_run_id, metrics, step=rnd)
+        self.tracker.log_artifacts(state.round_run_id, artifacts)
+        self.tracker.end(state.round_run_id)
+        self.say.round_summary(rnd, metrics)
+
+    # -- stopping and the final model -----------------------------------------------
+    def check_stop(self, state: CampaignState) -> None:
+        last, stop = state.history[-1], self.cfg.stop
+        reason = ""
+        if self.ledger.labels_left() <= 0 or last.get("budget_refused"):
+            reason = "budget exhausted"
+        elif stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
+            reason = f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
+        elif (
+            stop.converged_accurate_fraction is not None
+            and last["frac_accurate"] >= stop.converged_accurate_fraction
+        ):
+            reason = f"converged: {last['frac_accurate']:.2f} of frames accurate"
+        elif last["round"] >= stop.max_rounds:
+            reason = f"max rounds ({stop.max_rounds}) reached"
+        if reason:
+            state.stop_reason, state.phase = reason, "final"
+            save_state(self.out, state)
+
+    def finalise(self, state: CampaignState) -> None:
+        rnd = state.round  # one past the last finished round: the final model sees every label
+        with self.say.phase(f"final model on {len(self.training_set(rnd + 1))} labels"):
+            path = self.train_phase(rnd, final=True)
+        model, _ = load_checkpoint(path)
+        holdout = self.store.holdout_structures()
+        final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
+        final["labels_total"] = self.ledger.charged_labels
+        self.tracker.log_metrics(state.parent_run_id, final, step=rnd)
+        labels = [h["labels_total"] for h in state.history]
+        curve = plots.learning_curve(
+            self.out / "learning_curve.png",
+            {"hold-out force MAE": (labels, [h["holdout_force_mae"] for h in state.history])},
+            "eV/Å",
+            self.cfg.name,
+        )
+        self.store.export_extxyz(self.out / "labels.extxyz")
+        self.tracker.log_artifacts(
+            state.parent_run_id, [curve, self.out / "config.yaml", self.out / "labels.extxyz"]
+        )
+        self.tracker.log_model(state.parent_run_id, model, path)
+        self.tracker.end(state.parent_run_id)
+        state.round_info, state.finished = final, True
+        save_state(self.out, state)
+        self.say.say(
+            f"\n[bold green]done[/]: {state.stop_reason}; {self.ledger.charged_labels} labels charged"
+        )

@@ -1,0 +1,182 @@
+"""``catal``: run, resume, inspect and export active-learning campaigns.
+
+    catal run configs/demo.yaml [--set budget.max_labels=40 ...]
+    catal resume runs/demo
+    catal status runs/demo
+    catal validate configs/demo.yaml
+    catal export runs/demo --format extxyz [-o labels.extxyz]
+
+Configuration errors exit with code 2 and one line naming the field; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from workers.errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _fail(message: str) -> int:
+    print(f"catal: error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _mlflow_hint(cfg) -> str:
+    return f"mlflow ui --backend-store-uri {cfg.tracking_uri()} --host 127.0.0.1 --port 5000"
+
+
+def cmd_validate(args) -> int:
+    from orchestrator.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    b = cfg.budget
+    print(
+        f"ok: {cfg.name} -> {cfg.output_dir} | {cfg.dft.method}/{cfg.dft.basis} | "
+        f"{b.max_labels} labels ({cfg.system.initial_labels} initial, {b.holdout_labels} hold-out, "
+        f"<= {b.max_labels_per_round}/round) | {cfg.stop.max_rounds} rounds max"
+    )
+    return 0
+
+
+def _run(cfg, resume: bool) -> int:
+    from orchestrator.campaign import Campaign
+
+    console = Console(highlight=False)
+    try:
+        state = Campaign(cfg).run(resume=resume)
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted; continue with: catal resume {cfg.output_dir}")
+        return 130
+    out = cfg.output_dir
+    console.print(f"results in {out}: labels.db, model.pt, checkpoints/, learning_curve.png")
+    console.print(f"stopped because: {state.stop_reason}")
+    console.print(f"open the MLflow UI: {_mlflow_hint(cfg)}", soft_wrap=True)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.state import state_path
+
+    cfg = load_config(args.config, args.set)
+    if state_path(cfg.output_dir).exists():
+        raise ConfigError(
+            f"{cfg.output_dir} already holds a campaign; continue it with: catal resume {cfg.output_dir}"
+        )
+    return _run(cfg, resume=False)
+
+
+def _load_out_dir(out_dir: str):
+    from orchestrator.config import load_config
+
+    out = Path(out_dir)
+    if not (out / "config.yaml").is_file() or not (out / "state.json").is_file():
+        raise ConfigError(f"{out} is not a catal campaign directory (no config.yaml / state.json)")
+    return load_config(out / "config.yaml", [f"out_dir={out.resolve()}"])
+
+
+def cmd_resume(args) -> int:
+    return _run(_load_out_dir(args.out_dir), resume=True)
+
+
+def cmd_status(args) -> int:
+    from orchestrator.state import load_state
+    from orchestrator.store import LabelStore
+    from orchestrator.tracking import Tracker
+
+    cfg = _load_out_dir(args.out_dir)
+    state = load_state(cfg.output_dir)
+    store = LabelStore(cfg.output_dir / "labels.db")
+    rows = store.labels()
+    table = Table(title=f"{cfg.name} ({cfg.output_dir})")
+    for col in (
+        "round",
+        "labels",
+        "failed",
+        "DFT s",
+        "hold-out E MAE",
+        "hold-out F MAE",
+        "Spearman",
+        "cand. frac",
+    ):
+        table.add_column(col, justify="right")
+    metrics = {}
+    if state.parent_run_id:
+        tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name)
+        metrics = {
+            int(r.data.tags["catal.round"]): r.data.metrics for r in tracker.rounds(state.parent_run_id)
+        }
+    for rnd in sorted({s.round for s in rows} | set(metrics)):
+        in_round = [s for s in rows if s.round == rnd]
+        m = metrics.get(rnd, {})
+        table.add_row(
+            str(rnd),
+            str(sum(s.charged for s in in_round)),
+            str(sum(s.status.value != "ok" for s in in_round)),
+            f"{sum(s.wall_s for s in in_round):.1f}",
+            *(f"{m[k]:.4f}" if k in m else "-" for k in ("holdout_energy_mae", "holdout_force_mae")),
+            *(f"{m[k]:.2f}" if k in m else "-" for k in ("entropy_spearman", "frac_candidate")),
+        )
+    console = Console(highlight=False)
+    console.print(table)
+    where = "finished" if state.finished else f"round {state.round}, phase {state.phase}"
+    console.print(f"{where}; {sum(s.charged for s in rows)}/{cfg.budget.max_labels} labels charged")
+    if state.stop_reason:
+        console.print(f"stop reason: {state.stop_reason}")
+    console.print(f"MLflow UI: {_mlflow_hint(cfg)}", soft_wrap=True)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from orchestrator.store import LabelStore
+
+    cfg = _load_out_dir(args.out_dir)
+    dest = Path(args.output or cfg.output_dir / "labels.extxyz")
+    n = LabelStore(cfg.output_dir / "labels.db").export_extxyz(dest)
+    print(f"wrote {n} labelled structures to {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="catal", description="Categorical active learning for MLIPs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (
+        ("run", cmd_run, "start a campaign from a YAML config"),
+        ("validate", cmd_validate, "check a config without running anything"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("config")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+        sp.set_defaults(fn=fn)
+    for name, fn, help_ in (
+        ("resume", cmd_resume, "continue an interrupted campaign"),
+        ("status", cmd_status, "table of rounds from the store and MLflow"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("out_dir")
+        sp.set_defaults(fn=fn)
+    sp = sub.add_parser("export", help="write the labelled structures to a file")
+    sp.add_argument("out_dir")
+    sp.add_argument("--format", choices=["extxyz"], default="extxyz")
+    sp.add_argument("-o", "--output", default=None)
+    sp.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as err:
+        return _fail(str(err))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

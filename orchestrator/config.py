@@ -1,0 +1,186 @@
+"""One typed campaign config, validated once at load (pydantic v2, frozen, extra="forbid").
+
+Each worker section (model, training, sampling, selection, dft, budget) is defined next to
+the code that uses it and receives only its own section. A bad config raises
+``ConfigError`` with one line naming the field and the problem; nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from orchestrator.budget import BudgetLimits
+from orchestrator.selection import SelectionConfig
+from workers.dft import DFTConfig
+from workers.errors import ConfigError
+from workers.model.potential import ModelConfig
+from workers.model.training import TrainConfig
+from workers.sampling import MDConfig
+from workers.schema import Section
+from workers.structures import load_seed_structures
+
+
+class SystemConfig(Section):
+    # an ase.build.molecule name (CH3CH2OH) or an ASE-readable file of seed structures
+    structures: str = "CH3CH2OH"
+    # total charge and 2S of the system; the DFT section inherits them
+    charge: int = 0
+    spin: int = Field(0, ge=0)
+    # round 0 labels the seeds plus rattled copies, up to this many structures
+    initial_labels: int = Field(16, ge=1)
+    # Gaussian displacement stdev range (Å) for the initial and hold-out copies
+    rattle_a: tuple[float, float] = (0.02, 0.1)
+
+    @model_validator(mode="after")
+    def _rattle(self):
+        lo, hi = self.rattle_a
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"rattle_a must be 0 <= low <= high, got {self.rattle_a}")
+        return self
+
+
+class StopConfig(Section):
+    # active-learning rounds after the initial labelling
+    max_rounds: int = Field(5, ge=1)
+    # stop once the hold-out force MAE (eV/Å) is at or below this
+    target_force_mae: float | None = Field(None, gt=0.0)
+    # DP-GEN's signal: stop once this fraction of MD frames is "accurate" (below the window)
+    converged_accurate_fraction: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class TrackingConfig(Section):
+    # MLflow tracking URI; None = sqlite:///<out_dir>/mlflow.db with artifacts beside it
+    uri: str | None = None
+    # MLflow experiment; None = the campaign name
+    experiment: str | None = None
+
+
+class RayConfig(Section):
+    # None = start a local Ray; "auto" = join the running cluster; or "ray://host:port"
+    address: str | None = None
+    # DFT actors (each reserves dft.threads CPUs)
+    dft_workers: int = Field(2, ge=1)
+    # MD sampler actors; replicas are split among them
+    samplers: int = Field(1, ge=1)
+    # CPUs (= torch threads) reserved by the trainer and by each sampler
+    trainer_cpus: int = Field(1, ge=1)
+    sampler_cpus: int = Field(1, ge=1)
+    # GPUs for trainer and samplers: "auto" uses one when the cluster has any
+    gpus: Literal["auto", "never"] = "auto"
+
+
+class CampaignConfig(Section):
+    # campaign name: MLflow parent run and default experiment
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    # everything the campaign writes: labels.db, checkpoints/, model.pt, mlflow.db
+    out_dir: str = "runs/{name}"
+    # seeds every random choice (rattles, splits, MD, selection)
+    seed: int = 0
+    system: SystemConfig = SystemConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainConfig = TrainConfig()
+    # epochs when warm-starting from the previous round (None = training.epochs)
+    warm_start_epochs: int | None = Field(None, ge=1)
+    sampling: MDConfig = MDConfig()
+    selection: SelectionConfig = SelectionConfig()
+    dft: DFTConfig = DFTConfig()
+    budget: BudgetLimits = BudgetLimits()
+    stop: StopConfig = StopConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for field in ("charge", "spin"):
+            if field in self.dft.model_fields_set and getattr(self.dft, field) != getattr(self.system, field):
+                raise ValueError(f"set {field} under system, not dft (dft.{field} is inherited)")
+        need = self.system.initial_labels + self.budget.holdout_labels
+        if need >= self.budget.max_labels:
+            raise ValueError(
+                f"budget.max_labels ({self.budget.max_labels}) leaves nothing for active learning after "
+                f"system.initial_labels + budget.holdout_labels ({need})"
+            )
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.out_dir.format(name=self.name)).expanduser()
+
+    def dft_config(self) -> DFTConfig:
+        """The DFT section with the system's charge and spin."""
+        return self.dft.model_copy(update={"charge": self.system.charge, "spin": self.system.spin})
+
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.output_dir.resolve() / 'mlflow.db'}"
+
+
+def _set_dotted(d: dict, dotted: str, value) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        nxt = d.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+        d = nxt
+    d[keys[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``["budget.max_labels=40", ...]``: values are parsed as YAML scalars (40 -> int)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+    return raw
+
+
+def format_validation_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field (typo?)"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def parse_config(raw: dict) -> CampaignConfig:
+    try:
+        cfg = CampaignConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+    try:
+        load_seed_structures(cfg.system.structures)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"system.structures: {err}") from None
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> CampaignConfig:
+    """Read a campaign YAML (``yaml.safe_load``), apply ``--set`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return parse_config(apply_overrides(raw, overrides or []))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``: the resolved config as MLflow params."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

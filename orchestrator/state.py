@@ -1,0 +1,57 @@
+"""Durable campaign state (``state.json``, rewritten atomically) and the round-0 structures."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator.config import CampaignConfig
+from workers.structures import rattled_copies
+
+
+@dataclass
+class CampaignState:
+    round: int = 0  # the round in progress (0 = initial labelling)
+    phase: str = "start"  # within the round: start -> trained -> selected -> labelled
+    parent_run_id: str | None = None
+    round_run_id: str | None = None
+    round_info: dict = field(default_factory=dict)  # selection stats and phase times so far
+    history: list[dict] = field(default_factory=list)  # logged metrics of finished rounds
+    stop_reason: str = ""  # set when a stop rule fires; the final model comes next
+    finished: bool = False  # the final model is trained and logged
+
+
+def state_path(out_dir: Path) -> Path:
+    return out_dir / "state.json"
+
+
+def save_state(out_dir: Path, state: CampaignState) -> None:
+    tmp = state_path(out_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=1))
+    os.replace(tmp, state_path(out_dir))
+
+
+def load_state(out_dir: Path) -> CampaignState:
+    return CampaignState(**json.loads(state_path(out_dir).read_text()))
+
+
+def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
+    """Round 0: seeds + rattled copies (origin seed), and the hold-out (drawn once, own seeds).
+
+    The hold-out is rattled up to 1.5x harder, so it also probes beyond the initial set.
+    """
+    n_rattled = max(cfg.system.initial_labels - len(seeds), 0)
+    lo, hi = cfg.system.rattle_a
+
+    def copy_of(k: int, stdev: tuple, seed: int):
+        return rattled_copies(seeds[k % len(seeds)], 1, stdev, seed=seed)[0]
+
+    initial = seeds[: cfg.system.initial_labels] + [
+        copy_of(k, (lo, hi), cfg.seed * 7919 + k) for k in range(n_rattled)
+    ]
+    holdout = [
+        copy_of(k, (lo, 1.5 * hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)
+    ]
+    return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]

@@ -1,0 +1,48 @@
+"""Run the real ``catal`` CLI in a subprocess and read what a campaign left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "data" / "tiny_campaign.yaml"
+
+
+def catal_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def env() -> dict:
+    """The test's environment minus RAY_ADDRESS, which the session's own ray.init() exports:
+    a child process must not join the test session's cluster by accident."""
+    e = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    e.setdefault("OMP_NUM_THREADS", "1")
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def run_catal(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        catal_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO
+    )
+
+
+def label_keys(out_dir: Path) -> list[str]:
+    from orchestrator.store import LabelStore
+
+    return [s.key for s in LabelStore(out_dir / "labels.db").labels()]
+
+
+def mlflow_runs(out_dir: Path):
+    """``(parent runs, child runs)`` in the campaign's SQLite MLflow store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("catal.kind") == "campaign"]
+    children = [r for r in runs if r.data.tags.get("catal.kind") == "round"]
+    return parents, children

@@ -1,0 +1,132 @@
+"""Whole campaigns through the real CLI: local Ray, PySCF HF/STO-3G, SQLite MLflow, ase.db."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.integration.helpers import TINY, catal_cmd, env, label_keys, mlflow_runs, run_catal
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROUND_METRICS = {
+    "labels_total", "labels_round", "budget_left", "holdout_energy_mae", "holdout_force_mae",
+    "entropy_spearman", "entropy_auroc", "frac_accurate", "frac_candidate", "frac_failed",
+    "dft_seconds", "dft_failures", "support_clamped", "time_train_s", "time_sample_s", "time_label_s",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted tiny campaign (2 rounds); its directory."""
+    out = tmp_path_factory.mktemp("campaign") / "tiny"
+    proc = run_catal("run", str(TINY), "--set", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mlflow ui --backend-store-uri" in proc.stdout
+    return out
+
+
+def test_two_rounds_tracked_in_mlflow(finished):
+    parents, children = mlflow_runs(finished)
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["budget.max_labels"] == "24"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    for child in children:
+        assert set(child.data.metrics) >= ROUND_METRICS, ROUND_METRICS - set(child.data.metrics)
+        assert child.info.status == "FINISHED"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{finished / 'mlflow.db'}")
+    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert {"picks.extxyz", "parity_holdout.png", "entropy_vs_error.png"} <= artifacts
+    top = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"learning_curve.png", "model", "labels.extxyz"} <= top
+
+
+def test_store_holds_exactly_the_charged_labels_within_budget(finished):
+    from orchestrator.store import LabelStore
+
+    rows = LabelStore(finished / "labels.db").labels()
+    keys = [r.key for r in rows]
+    assert len(keys) == len(set(keys))
+    assert sum(r.charged for r in rows) == len([r for r in rows if r.status.value != "rejected"])
+    assert sum(r.charged for r in rows) <= 24
+    per_round = {}
+    for r in rows:
+        per_round[r.round] = per_round.get(r.round, 0) + r.charged
+    assert per_round[0] == 8 + 3  # initial + hold-out
+    assert all(per_round.get(k, 0) <= 3 for k in (1, 2))
+    state = json.loads((finished / "state.json").read_text())
+    assert state["finished"] and state["stop_reason"].startswith("max rounds")
+
+
+def test_final_model_loads_in_the_ase_calculator(finished):
+    from ase.build import molecule
+
+    from workers.model import CatalCalculator
+
+    ckpt = torch.load(finished / "model.pt", weights_only=True)
+    assert ckpt["format"] == "catal-potential-v1"
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = CatalCalculator.from_checkpoint(finished / "model.pt")
+    assert atoms.get_forces().shape == (9, 3)
+    assert atoms.calc.results["energy_entropy"] > 0
+    for name in ("round_001.pt", "round_002.pt"):
+        assert (finished / "checkpoints" / name).exists()
+
+
+def test_status_and_export_commands(finished, tmp_path):
+    proc = run_catal("status", str(finished))
+    assert proc.returncode == 0, proc.stderr
+    assert "finished" in proc.stdout and "hold-out" in proc.stdout
+    dest = tmp_path / "labels.extxyz"
+    proc = run_catal("export", str(finished), "--format", "extxyz", "-o", str(dest))
+    assert proc.returncode == 0 and dest.exists()
+    from ase.io import read
+
+    assert len(read(dest, index=":")) == len(label_keys(finished))
+
+
+def test_run_refuses_an_existing_campaign(finished):
+    proc = run_catal("run", str(TINY), "--set", f"out_dir={finished}")
+    assert proc.returncode == 2 and "catal resume" in proc.stderr
+
+
+def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
+    out = tmp_path / "tiny"
+    proc = subprocess.Popen(
+        catal_cmd("run", str(TINY), "--set", f"out_dir={out}"),
+        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    state_file = out / "state.json"
+    deadline = time.time() + 300
+    # kill mid-round: once round 1's picks are chosen, while its DFT is under way
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+            except json.JSONDecodeError:
+                state = {}
+            if state.get("round") == 1 and state.get("phase") in ("selected", "labelled"):
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "campaign ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = label_keys(out)
+    assert json.loads(state_file.read_text())["finished"] is False
+
+    resumed = run_catal("resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = label_keys(out)
+    assert len(after) == len(set(after))  # no structure labelled twice
+    assert set(before) <= set(after)
+    assert set(after) == set(label_keys(finished))  # same labels as the uninterrupted run
+    parents, children = mlflow_runs(out)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.tags["catal.round"] for c in children) == ["1", "2"]
