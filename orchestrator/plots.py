@@ -53,7 +53,9 @@ def learning_curve(path: Path, curves: dict[str, tuple[list, list]], ylabel: str
         ax.plot(x, y, "o-", label=name)
     ax.set_xlabel("DFT labels used")
     ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    values = [v for _, y in curves.values() for v in y if v == v and v > 0]
+    if values and max(values) / min(values) > 10:  # log only where it spans decades
+        ax.set_yscale("log")
     ax.set_title(title)
     if len(curves) > 1:
         ax.legend()

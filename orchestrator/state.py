@@ -38,10 +38,8 @@ def load_state(out_dir: Path) -> CampaignState:
 
 
 def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
-    """Round 0: seeds + rattled copies (origin seed), and the hold-out (drawn once, own seeds).
-
-    The hold-out is rattled up to 1.5x harder, so it also probes beyond the initial set.
-    """
+    """Round 0: seeds + rattled copies (origin seed), and the hold-out (drawn once from the
+    same displacement range with its own seeds, never trained on)."""
     n_rattled = max(cfg.system.initial_labels - len(seeds), 0)
     lo, hi = cfg.system.rattle_a
 
@@ -52,6 +50,6 @@ def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
         copy_of(k, (lo, hi), cfg.seed * 7919 + k) for k in range(n_rattled)
     ]
     holdout = [
-        copy_of(k, (lo, 1.5 * hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)
+        copy_of(k, (lo, hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)
     ]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]

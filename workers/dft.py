@@ -19,11 +19,12 @@ from typing import Literal
 import numpy as np
 import pyscf
 from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Bohr, Hartree
 from pydantic import Field, field_validator
 from pyscf import dft, gto, lib, scf
 
-from workers.errors import ConfigError
+from workers.errors import CalculationFailed, ConfigError, SCFError
 from workers.schema import Section
 
 HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
@@ -217,3 +218,29 @@ def labelled_atoms(atoms: Atoms, result: LabelResult) -> Atoms:
     if result.status is Status.OK:
         out.calc = SinglePointCalculator(out, energy=result.energy_ev, forces=result.forces_ev_a)
     return out
+
+
+class PySCFCalculator(Calculator):
+    """ASE calculator over ``label``: energy/free_energy (eV) and forces (eV/Å).
+
+    Unlike ``label``, which returns failures as data, a calculator has to raise: an SCF
+    that never converges raises ``SCFError``, a rejected structure ``CalculationFailed``.
+    ``last_result`` keeps the full ``LabelResult`` (wall time, cycles, rung).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, cfg: DFTConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg or DFTConfig()
+        self.last_result: LabelResult | None = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        r = label(self.atoms, self.cfg)
+        self.last_result = r
+        if r.status is Status.FAILED:
+            raise SCFError(r.reason)
+        if r.status is Status.REJECTED:
+            raise CalculationFailed(r.reason)
+        self.results = {"energy": r.energy_ev, "free_energy": r.energy_ev, "forces": r.forces_ev_a}

@@ -4,6 +4,8 @@ Expected failures (an SCF that will not converge, a structure PySCF rejects) are
 ``LabelResult.status`` with a reason. These exceptions are for the unexpected.
 """
 
+from ase.calculators import calculator as ase_calc
+
 
 class CatalError(Exception):
     """Base of every catal error."""
@@ -13,12 +15,12 @@ class ConfigError(CatalError, ValueError):
     """A configuration that cannot work (raised at load time, before anything is written)."""
 
 
-class CalculatorError(CatalError, RuntimeError):
-    """A calculator could not be set up or used."""
+class CalculatorError(CatalError, ase_calc.CalculatorError):
+    """A calculator could not be set up or used (also an ASE ``CalculatorError``)."""
 
 
-class CalculationFailed(CalculatorError):
-    """A calculation ran and failed."""
+class CalculationFailed(CalculatorError, ase_calc.CalculationFailed):
+    """A calculation ran and failed (also an ASE ``CalculationFailed``)."""
 
 
 class SCFError(CalculationFailed):

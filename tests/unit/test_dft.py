@@ -95,3 +95,28 @@ def test_config_errors():
         resolve_backend(DFTConfig(backend="gpu"))
     assert resolve_backend(DFTConfig(backend="auto")) in ("cpu", "gpu")
     assert DFTConfig(method=" B3LYP ").method == "b3lyp"
+
+
+def test_ase_calculator_raises_the_error_hierarchy(water):
+    from ase.calculators.calculator import CalculatorError
+
+    from workers.dft import PySCFCalculator
+    from workers.errors import CalculationFailed, SCFError
+
+    a = water.copy()
+    a.calc = PySCFCalculator(DFTConfig())
+    direct = label(water, DFTConfig())
+    assert a.get_potential_energy() == pytest.approx(direct.energy_ev, abs=1e-8)
+    assert a.get_forces() == pytest.approx(direct.forces_ev_a, abs=1e-8)
+    assert a.calc.last_result.rung == "plain"
+
+    b = water.copy()
+    b.calc = PySCFCalculator(DFTConfig(max_cycle=1, ladder=False))
+    with pytest.raises(SCFError, match="not converged"):
+        b.get_potential_energy()
+    c = molecule("OH")
+    c.calc = PySCFCalculator(DFTConfig(spin=0))
+    with pytest.raises(CalculationFailed, match="spin"):
+        c.get_potential_energy()
+    # code written against ASE's exceptions catches catal's too
+    assert issubclass(SCFError, CalculationFailed) and issubclass(SCFError, CalculatorError)

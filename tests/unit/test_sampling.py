@@ -130,3 +130,18 @@ def test_stopped_replica_freezes_and_others_continue(small_model, ethanol_labels
             g for g in frames if g.info["replica"] == f.info["replica"] and g.info["step"] > f.info["step"]
         ]
         assert later == []
+
+
+@pytest.mark.parametrize("engine", ["batched", "ase"])
+def test_temperature_ramp_heats_the_replicas(small_model, ethanol_labels, engine):
+    from workers.sampling import temperature_at
+
+    cfg = MDConfig(
+        engine=engine, replicas=2, steps=200, stride=50, temperature_k=50, temperature_end_k=1500,
+        friction_per_fs=0.2, stops=StopRules(check_topology=False),
+    )  # fmt: skip
+    assert temperature_at(cfg, 0) == 50 and temperature_at(cfg, 200) == 1500
+    frames = run_md(small_model, ethanol_labels[:1], cfg)
+    first = np.mean([f.get_temperature() for f in frames if f.info["step"] == 50])
+    last = np.mean([f.get_temperature() for f in frames if f.info["step"] == 200])
+    assert last > first
