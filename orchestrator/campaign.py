@@ -24,7 +24,7 @@ from orchestrator.console import Reporter
 from orchestrator.labelling import label_structures
 from orchestrator.metrics import calibration
 from orchestrator.selection import frame_arrays, frame_scores, select
-from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path
+from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
 from orchestrator.store import LabelStore, content_key
 from orchestrator.tracking import Tracker
 from workers.dft import Status
@@ -319,19 +319,7 @@ class Campaign:
 
     # -- stopping and the final model -----------------------------------------------
     def check_stop(self, state: CampaignState) -> None:
-        last, stop = state.history[-1], self.cfg.stop
-        reason = ""
-        if self.ledger.labels_left() <= 0 or last.get("budget_refused"):
-            reason = "budget exhausted"
-        elif stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
-            reason = f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
-        elif (
-            stop.converged_accurate_fraction is not None
-            and last["frac_accurate"] >= stop.converged_accurate_fraction
-        ):
-            reason = f"converged: {last['frac_accurate']:.2f} of frames accurate"
-        elif last["round"] >= stop.max_rounds:
-            reason = f"max rounds ({stop.max_rounds}) reached"
+        reason = stop_reason(state.history[-1], self.cfg.stop, self.ledger.labels_left())
         if reason:
             state.stop_reason, state.phase = reason, "final"
             save_state(self.out, state)

@@ -48,8 +48,9 @@ class StopConfig(Section):
     max_rounds: int = Field(5, ge=1)
     # stop once the hold-out force MAE (eV/Å) is at or below this
     target_force_mae: float | None = Field(None, gt=0.0)
-    # DP-GEN's signal: stop once this fraction of MD frames is "accurate" (below the window)
-    converged_accurate_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    # DP-GEN's convergence signal: stop once at most this fraction of MD frames are candidates
+    # (inside the trust window); needs an absolute window (quantile windows fix the fraction)
+    converged_candidate_fraction: float | None = Field(None, ge=0.0, lt=1.0)
 
 
 class TrackingConfig(Section):
@@ -98,6 +99,11 @@ class CampaignConfig(Section):
         for field in ("charge", "spin"):
             if field in self.dft.model_fields_set and getattr(self.dft, field) != getattr(self.system, field):
                 raise ValueError(f"set {field} under system, not dft (dft.{field} is inherited)")
+        if self.stop.converged_candidate_fraction is not None and self.selection.window_mode != "absolute":
+            raise ValueError(
+                "stop.converged_candidate_fraction needs selection.window_mode: absolute "
+                "(a quantile window fixes the candidate fraction)"
+            )
         need = self.system.initial_labels + self.budget.holdout_labels
         if need >= self.budget.max_labels:
             raise ValueError(

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.config import CampaignConfig
+from orchestrator.config import CampaignConfig, StopConfig
 from workers.structures import rattled_copies
 
 
@@ -53,3 +53,19 @@ def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
         copy_of(k, (lo, hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)
     ]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
+
+
+def stop_reason(last: dict, stop: StopConfig, labels_left: int) -> str:
+    """Why the campaign stops after a round with metrics ``last`` ("" = go on)."""
+    if labels_left <= 0 or last.get("budget_refused"):
+        return "budget exhausted"
+    if stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
+        return f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
+    if (
+        stop.converged_candidate_fraction is not None
+        and last["frac_candidate"] <= stop.converged_candidate_fraction
+    ):
+        return f"converged: {last['frac_candidate']:.3f} of frames are candidates"
+    if last["round"] >= stop.max_rounds:
+        return f"max rounds ({stop.max_rounds}) reached"
+    return ""

@@ -53,13 +53,10 @@ class Tracker:
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict, step: int = 0) -> None:
-        """All metrics in one request (one call per metric is slow)."""
+        """All metrics in one request (one call per metric is slow). NaN is kept (MLflow
+        stores it): an undefined value, e.g. a Spearman over one pick, stays visible."""
         now = int(time.time() * 1000)
-        batch = [
-            Metric(k, float(v), now, step)
-            for k, v in metrics.items()
-            if v is not None and v == v  # drop None and nan
-        ]
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 

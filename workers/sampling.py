@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.data import covalent_radii
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from pydantic import Field
 
 from workers import integrators as md
 from workers.model.graph import collate
 from workers.model.potential import Potential
 from workers.schema import Section
+from workers.structures import thermalize
 
 AUX_KEYS = ("energy", "entropy", "energy_std", "excess_entropy", "embedding")
 
@@ -84,9 +84,7 @@ def initial_replicas(seeds: list[Atoms], cfg: MDConfig, offset: int = 0) -> list
         a = seeds[(offset + r) % len(seeds)].copy()
         a.calc = None
         rng = np.random.default_rng([cfg.seed, offset + r])
-        MaxwellBoltzmannDistribution(a, temperature_K=cfg.temperature_k, rng=rng)
-        Stationary(a)
-        ZeroRotation(a)
+        thermalize(a, cfg.temperature_k, rng)
         out.append(a)
     return out
 

@@ -37,3 +37,15 @@ def rattled_copies(
         a.positions = a.positions + rng.normal(0.0, rng.uniform(*stdev_a), a.positions.shape)
         out.append(a)
     return out
+
+
+def thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_k``, no net momentum or rotation."""
+    from ase.md import velocitydistribution as vd
+
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
+        vd.thermalize_momenta(atoms, temperature_K=temperature_k, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+    vd.Stationary(atoms)
+    vd.ZeroRotation(atoms)

@@ -67,6 +67,12 @@ BAD = {
     "negative temperature": ("sampling", {"temperature_k": -5}, [], "sampling.temperature_k"),
     "charge in the wrong section": ("dft", {"charge": 1}, [], "set charge under system"),
     "bad --set": ("budget", {}, ["budget.max_labels"], "expected key=value"),
+    "convergence with a quantile window": (
+        "stop",
+        {"converged_candidate_fraction": 0.05},
+        [],
+        "needs selection.window_mode: absolute",
+    ),
 }
 
 

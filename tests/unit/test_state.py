@@ -21,3 +21,17 @@ def test_initial_items_are_deterministic_and_sized():
     hold = [x for x, o in a if o == "holdout"]
     train = [x for x, o in a if o == "seed"]
     assert not any((h.positions == t.positions).all() for h in hold for t in train)
+
+
+def test_stop_reasons_in_order():
+    from orchestrator.config import StopConfig
+    from orchestrator.state import stop_reason
+
+    last = {"round": 2, "holdout_force_mae": 0.2, "frac_candidate": 0.3, "budget_refused": 0.0}
+    stop = StopConfig(max_rounds=5, target_force_mae=0.1, converged_candidate_fraction=0.1)
+    assert stop_reason(last, stop, labels_left=10) == ""
+    assert stop_reason(last, stop, labels_left=0) == "budget exhausted"
+    assert stop_reason({**last, "budget_refused": 1.0}, stop, 10) == "budget exhausted"
+    assert stop_reason({**last, "holdout_force_mae": 0.05}, stop, 10).startswith("hold-out force MAE")
+    assert stop_reason({**last, "frac_candidate": 0.02}, stop, 10).startswith("converged")
+    assert stop_reason({**last, "round": 5}, stop, 10) == "max rounds (5) reached"
