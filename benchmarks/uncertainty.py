@@ -90,13 +90,9 @@ def main() -> None:
         "histogram std": (np.array([r["energy_std"] for r in preds]), cat_err, t_cat, 1),
         f"committee x{n_members}": (com["max_devi_f"], com_err, t_com, n_members),
     }
-    ce, me = cat_err, com_err
-    print(
-        f"\ntest errors: categorical F MAE {ce['force'].mean():.4f} eV/Å, E MAE {ce['energy'].mean():.5f} eV/atom"
-    )
-    print(
-        f"             committee   F MAE {me['force'].mean():.4f} eV/Å, E MAE {me['energy'].mean():.5f} eV/atom"
-    )
+    for name, e in (("categorical", cat_err), ("committee", com_err)):
+        f_mae, e_mae = e["force"].mean(), e["energy"].mean()
+        print(f"test errors, {name:<11}: F MAE {f_mae:.4f} eV/Å, E MAE {e_mae:.5f} eV/atom")
     cols = (
         ("signal", "<16"),
         ("vs", "<7"),
@@ -108,8 +104,8 @@ def main() -> None:
     for name, (signal, err, cost, n_train) in signals.items():
         for kind in ("force", "energy"):
             s = score(signal, err[kind])
-            row = f"{name:<16} {kind:<7} {s['spearman']:>9.2f} {s['auroc']:>10.2f} {s['topk_over_random']:>13.2f}"
-            print(f"{row} {n_train:>10d} {cost:>8.1f}")
+            row = f"{name:<16} {kind:<7} {s['spearman']:>9.2f} {s['auroc']:>10.2f}"
+            print(f"{row} {s['topk_over_random']:>13.2f} {n_train:>10d} {cost:>8.1f}")
     print("(top-k/random > 1: the k most uncertain structures have larger errors than k at random)")
 
 
