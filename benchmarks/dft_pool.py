@@ -51,12 +51,9 @@ def main() -> None:
     print(f"{'workers':>7} {'labels/s':>9} {'utilisation':>12} {'overhead ms/label':>18} {'wall s':>7}")
     for n, r in rows.items():
         print(
-            f"{n:>7} {r['labels_per_s']:>9.2f} {r['utilisation']:>12.3f} "
-            f"{r['overhead_ms']:>18.1f} {r['wall_s']:>7.1f}"
+            f"{n:>7} {r['labels_per_s']:>9.2f} {r['utilisation']:>12.3f} {r['overhead_ms']:>18.1f} {r['wall_s']:>7.1f}"
         )
-    print(
-        f"\nscaling 2 vs 1 workers: {rows[2]['labels_per_s'] / rows[1]['labels_per_s']:.2f}x (target >= 1.8x)"
-    )
+    print(f"\nscaling 2 vs 1 workers: {rows[2]['labels_per_s'] / rows[1]['labels_per_s']:.2f}x (target >= 1.8x)")
 
 
 if __name__ == "__main__":

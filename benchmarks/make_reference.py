@@ -49,9 +49,7 @@ def trajectory(args: tuple[int, int, int, int]) -> list:
     for k in range(frames):
         dyn.run(stride)
         frame = atoms.copy()
-        frame.calc = SinglePointCalculator(
-            frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces()
-        )
+        frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
         frame.info.update({"temperature_k": temperature, "step": equilibrate + (k + 1) * stride})
         out.append(frame)
     print(f"{temperature} K: {len(out)} frames", flush=True)
@@ -71,9 +69,7 @@ def main() -> None:
     order = np.random.default_rng(2026).permutation(len(frames))
     n_train, n_val = int(0.7 * len(frames)), int(0.1 * len(frames))
     for rank, idx in enumerate(order):
-        frames[idx].info["split"] = (
-            "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
-        )
+        frames[idx].info["split"] = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write(args.out, frames, format="extxyz")
     print(f"wrote {len(frames)} frames to {args.out}")

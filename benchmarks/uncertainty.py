@@ -21,16 +21,7 @@ from ase.io import read
 from orchestrator.metrics import auroc, spearman, worst_fraction
 from workers.model import ModelConfig, TrainConfig, predict, train
 from workers.model.committee import committee_predictions, train_committee
-
-
-def splits(frames, seed: int = 2026) -> tuple[list, list]:
-    """``(train+val, test)`` from each frame's ``info["split"]``, else a seeded 80/20 split."""
-    if all("split" in f.info for f in frames):
-        pool = [f for f in frames if f.info["split"] in ("train", "val")]
-        return pool, [f for f in frames if f.info["split"] == "test"]
-    order = np.random.default_rng(seed).permutation(len(frames))
-    n_test = max(2, len(frames) // 5)
-    return [frames[i] for i in order[n_test:]], [frames[i] for i in order[:n_test]]
+from workers.structures import split_by_info
 
 
 def errors(test, energies, forces) -> dict:
@@ -65,7 +56,7 @@ def main() -> None:
     features = 16 if args.quick else 64
     n_members = 2 if args.quick else args.members
 
-    pool, test = splits(read(args.data, index=":"))
+    pool, test = split_by_info(read(args.data, index=":"))
     print(f"data: {args.data}: {len(pool)} train+val, {len(test)} test structures; {epochs} epochs")
     from workers.model.backbone import BackboneConfig
 

@@ -104,9 +104,7 @@ class Campaign:
                 on_label=tick,
             )
         n_ok = sum(1 for s in report.all_labels if s.status is Status.OK)
-        self.say.say(
-            f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s"
-        )
+        self.say.say(f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s")
         if len(self.store.training_structures()) < 2:
             raise RuntimeError("round 0 produced fewer than 2 training labels; check system and dft settings")
         self.tracker.log_metrics(
@@ -131,11 +129,7 @@ class Campaign:
     def training_set(self, before_round: int) -> list:
         """OK labels from rounds before ``before_round`` (hold-out excluded): what the
         interrupted and the uninterrupted run both trained on."""
-        return [
-            s.atoms
-            for s in self.store.labels(status="ok")
-            if s.origin != "holdout" and s.round < before_round
-        ]
+        return [s.atoms for s in self.store.labels(status="ok") if s.origin != "holdout" and s.round < before_round]
 
     def train_phase(self, rnd: int, final: bool = False) -> Path:
         path = self.out / "model.pt" if final else self.checkpoint(rnd)
@@ -152,9 +146,7 @@ class Campaign:
         from workers.actors import model_from_payload
 
         model = model_from_payload(out["payload"], "cpu")
-        extra = {
-            k: out[k] for k in ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
-        }
+        extra = {k: out[k] for k in ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")}
         save_checkpoint(path, model, {**extra, "round": rnd, "epoch": len(out["history"])})
         return path
 
@@ -222,12 +214,8 @@ class Campaign:
         emb, stopped = frame_arrays(frames)
         labelled = self.training_set(rnd)
         labelled_emb = np.stack([r["embedding"] for r in predict(model, labelled)]) if labelled else None
-        quota = min(
-            cfg.selection.picks_per_round, cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0)
-        )
-        sel = select(
-            scores, emb, stopped, cfg.selection, quota, labelled_emb, np.random.default_rng(cfg.seed + rnd)
-        )
+        quota = min(cfg.selection.picks_per_round, cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0))
+        sel = select(scores, emb, stopped, cfg.selection, quota, labelled_emb, np.random.default_rng(cfg.seed + rnd))
         picks = []
         for i in sel.picked:
             a = frames[int(i)]
@@ -285,10 +273,7 @@ class Campaign:
             "time_label_s": info.get("time_label_s", 0.0),
             "dft_utilisation": info.get("dft_utilisation", float("nan")),
             "budget_refused": info.get("budget_refused", 0.0),
-            **{
-                k: info[k]
-                for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")
-            },
+            **{k: info[k] for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")},
         }
 
     def log_round(self, state: CampaignState, rnd: int, model, picks: list, metrics: dict) -> None:
@@ -308,9 +293,7 @@ class Campaign:
                 )
             )
         ent, err = self.pick_errors(picks)
-        artifacts.append(
-            plots.entropy_vs_error(rdir / "entropy_vs_error.png", ent, err, f"round {rnd}: picks")
-        )
+        artifacts.append(plots.entropy_vs_error(rdir / "entropy_vs_error.png", ent, err, f"round {rnd}: picks"))
         self.tracker.log_metrics(state.round_run_id, metrics, step=rnd)
         self.tracker.log_metrics(state.parent_run_id, metrics, step=rnd)
         self.tracker.log_artifacts(state.round_run_id, artifacts)
@@ -341,13 +324,9 @@ class Campaign:
             self.cfg.name,
         )
         self.store.export_extxyz(self.out / "labels.extxyz")
-        self.tracker.log_artifacts(
-            state.parent_run_id, [curve, self.out / "config.yaml", self.out / "labels.extxyz"]
-        )
+        self.tracker.log_artifacts(state.parent_run_id, [curve, self.out / "config.yaml", self.out / "labels.extxyz"])
         self.tracker.log_model(state.parent_run_id, model, path)
         self.tracker.end(state.parent_run_id)
         state.round_info, state.finished = final, True
         save_state(self.out, state)
-        self.say.say(
-            f"\n[bold green]done[/]: {state.stop_reason}; {self.ledger.charged_labels} labels charged"
-        )
+        self.say.say(f"\n[bold green]done[/]: {state.stop_reason}; {self.ledger.charged_labels} labels charged")

@@ -67,9 +67,7 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config, args.set)
     if state_path(cfg.output_dir).exists():
-        raise ConfigError(
-            f"{cfg.output_dir} already holds a campaign; continue it with: catal resume {cfg.output_dir}"
-        )
+        raise ConfigError(f"{cfg.output_dir} already holds a campaign; continue it with: catal resume {cfg.output_dir}")
     return _run(cfg, resume=False)
 
 
@@ -110,9 +108,7 @@ def cmd_status(args) -> int:
     metrics = {}
     if state.parent_run_id:
         tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name)
-        metrics = {
-            int(r.data.tags["catal.round"]): r.data.metrics for r in tracker.rounds(state.parent_run_id)
-        }
+        metrics = {int(r.data.tags["catal.round"]): r.data.metrics for r in tracker.rounds(state.parent_run_id)}
     for rnd in sorted({s.round for s in rows} | set(metrics)):
         in_round = [s for s in rows if s.round == rnd]
         m = metrics.get(rnd, {})

@@ -50,9 +50,7 @@ class Runtime:
         self.device = "cuda" if gpus else "cpu"
         # DFT workers start first: PySCF imports overlap with the first training
         self.pool = DFTPool(cfg.dft_config(), cfg.ray.dft_workers)
-        self.trainer = TrainerActor.options(**compute_options(cfg.ray.trainer_cpus, gpus)).remote(
-            cfg.ray.trainer_cpus
-        )
+        self.trainer = TrainerActor.options(**compute_options(cfg.ray.trainer_cpus, gpus)).remote(cfg.ray.trainer_cpus)
         sampler_gpus = gpus / cfg.ray.samplers if gpus else 0
         self.samplers = [
             SamplerActor.options(**compute_options(cfg.ray.sampler_cpus, sampler_gpus)).remote(

@@ -122,9 +122,7 @@ def select(
         window = (-math.inf, math.inf)
     else:
         ok = ~stopped & np.isfinite(scores)
-        window = trust_window(
-            scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode
-        )
+        window = trust_window(scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode)
     cls = classify(scores, stopped, window)
     eligible = np.nonzero(cls == 1)[0]
     if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):

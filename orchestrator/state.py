@@ -46,12 +46,8 @@ def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
     def copy_of(k: int, stdev: tuple, seed: int):
         return rattled_copies(seeds[k % len(seeds)], 1, stdev, seed=seed)[0]
 
-    initial = seeds[: cfg.system.initial_labels] + [
-        copy_of(k, (lo, hi), cfg.seed * 7919 + k) for k in range(n_rattled)
-    ]
-    holdout = [
-        copy_of(k, (lo, hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)
-    ]
+    initial = seeds[: cfg.system.initial_labels] + [copy_of(k, (lo, hi), cfg.seed * 7919 + k) for k in range(n_rattled)]
+    holdout = [copy_of(k, (lo, hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
 
 
@@ -61,10 +57,7 @@ def stop_reason(last: dict, stop: StopConfig, labels_left: int) -> str:
         return "budget exhausted"
     if stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
         return f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
-    if (
-        stop.converged_candidate_fraction is not None
-        and last["frac_candidate"] <= stop.converged_candidate_fraction
-    ):
+    if stop.converged_candidate_fraction is not None and last["frac_candidate"] <= stop.converged_candidate_fraction:
         return f"converged: {last['frac_candidate']:.3f} of frames are candidates"
     if last["round"] >= stop.max_rounds:
         return f"max rounds ({stop.max_rounds}) reached"

@@ -136,9 +136,7 @@ class LabelStore:
             if s.status is not Status.OK:
                 continue
             a = s.atoms
-            a.info.update(
-                {"content_key": s.key, "al_round": s.round, "origin": s.origin, "dft_wall_s": s.wall_s}
-            )
+            a.info.update({"content_key": s.key, "al_round": s.round, "origin": s.origin, "dft_wall_s": s.wall_s})
             frames.append(a)
         write(str(path), frames, format="extxyz")
         return len(frames)

@@ -83,7 +83,5 @@ class Tracker:
 
     def rounds(self, parent_id: str) -> list:
         """Child runs of a campaign, by round."""
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-        )
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
         return sorted(runs, key=lambda r: int(r.data.tags.get("catal.round", 0)))

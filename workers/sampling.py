@@ -127,9 +127,7 @@ def check_stops(
     flag(bad | ~torch.isfinite(aux["energy"]), "non-finite value")
     d = (positions[topo.pair_j] - positions[topo.pair_i]).norm(dim=-1)
     if rules.min_distance_a is not None and d.numel():
-        dmin = torch.full((n,), torch.inf, dtype=d.dtype).scatter_reduce(
-            0, topo.pair_structure, d, reduce="amin"
-        )
+        dmin = torch.full((n,), torch.inf, dtype=d.dtype).scatter_reduce(0, topo.pair_structure, d, reduce="amin")
         flag(dmin < rules.min_distance_a, lambda k: f"min distance {float(dmin[k]):.2f} Å")
     if rules.check_topology and d.numel():
         changed = (d < topo.bond_cut) != topo.bonded0
@@ -138,9 +136,7 @@ def check_stops(
             "bond topology changed",
         )
     if rules.max_force_ev_a is not None:
-        fmax = torch.zeros(n, dtype=forces.dtype).scatter_reduce(
-            0, structure, forces.norm(dim=-1), reduce="amax"
-        )
+        fmax = torch.zeros(n, dtype=forces.dtype).scatter_reduce(0, structure, forces.norm(dim=-1), reduce="amax")
         flag(fmax > rules.max_force_ev_a, lambda k: f"force {float(fmax[k]):.1f} eV/Å above cap")
     if rules.max_entropy is not None and "entropy" in aux:
         ent = aux["entropy"]
@@ -148,9 +144,7 @@ def check_stops(
     return reasons
 
 
-def _frame(
-    atoms: Atoms, positions, velocities, forces, aux, k: int, replica: int, step: int, reason: str
-) -> Atoms:
+def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: int, step: int, reason: str) -> Atoms:
     a = Atoms(numbers=atoms.numbers, positions=positions)
     a.set_velocities(velocities)  # kinetic energy for drift checks
     a.arrays["model_forces"] = forces

@@ -25,9 +25,7 @@ def load_seed_structures(spec: str) -> list[Atoms]:
     raise ValueError(f"unknown molecule {spec!r} (not an ase.build.molecule name nor a file)")
 
 
-def rattled_copies(
-    atoms: Atoms, n: int, stdev_a: tuple[float, float] = (0.02, 0.1), seed: int = 0
-) -> list[Atoms]:
+def rattled_copies(atoms: Atoms, n: int, stdev_a: tuple[float, float] = (0.02, 0.1), seed: int = 0) -> list[Atoms]:
     """``n`` copies with Gaussian displacements, stdev drawn uniformly in ``stdev_a`` (Å)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -49,3 +47,13 @@ def thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> 
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
     vd.Stationary(atoms)
     vd.ZeroRotation(atoms)
+
+
+def split_by_info(frames: list[Atoms], seed: int = 2026) -> tuple[list[Atoms], list[Atoms]]:
+    """``(train + val, test)`` from each frame's ``info["split"]``; else a seeded 80/20 split."""
+    if frames and all("split" in f.info for f in frames):
+        pool = [f for f in frames if f.info["split"] in ("train", "val")]
+        return pool, [f for f in frames if f.info["split"] == "test"]
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n_test = max(2, len(frames) // 5)
+    return [frames[i] for i in order[n_test:]], [frames[i] for i in order[:n_test]]

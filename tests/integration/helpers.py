@@ -25,9 +25,7 @@ def env() -> dict:
 
 
 def run_catal(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        catal_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO
-    )
+    return subprocess.run(catal_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO)
 
 
 def label_keys(out_dir: Path) -> list[str]:

@@ -22,15 +22,11 @@ def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_l
     trainer = TrainerActor.options(num_cpus=1).remote(threads=1)
     cfg = TrainConfig(epochs=5, batch_size=8)
     model_cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2))
-    out = ray_local.get(
-        trainer.train.remote(cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:30], None, None)
-    )
+    out = ray_local.get(trainer.train.remote(cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:30], None, None))
     assert len(out["history"]) == 5 and out["structures_per_s"] > 0
     # warm start from the shipped payload keeps the support
     out2 = ray_local.get(
-        trainer.train.remote(
-            cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:40], out["payload"], out["optimizer"]
-        )
+        trainer.train.remote(cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:40], out["payload"], out["optimizer"])
     )
     assert out2["payload"]["meta"]["support"] == out["payload"]["meta"]["support"]
     ray_local.kill(trainer)

@@ -52,9 +52,7 @@ def test_killed_worker_still_yields_every_label_once(ray_local, ethanols, tmp_pa
             ray_local.kill(pool.workers[0])
 
     try:
-        report = label_structures(
-            [(a, "md") for a in ethanols], 1, pool, store, ledger, cfg, on_label=kill_once
-        )
+        report = label_structures([(a, "md") for a in ethanols], 1, pool, store, ledger, cfg, on_label=kill_once)
     finally:
         pool.shutdown()
     assert killed

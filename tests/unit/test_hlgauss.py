@@ -85,7 +85,5 @@ def test_excess_entropy_of_a_perfect_target_is_zero(support):
     y = torch.tensor([0.5], dtype=torch.float64)
     hist, _ = hlgauss.to_histogram(y, support)
     logits = torch.log(hist)
-    excess = hlgauss.entropy(logits) - hlgauss.target_entropy(
-        hlgauss.expected_value(logits, support), support
-    )
+    excess = hlgauss.entropy(logits) - hlgauss.target_entropy(hlgauss.expected_value(logits, support), support)
     assert abs(excess.item()) < 1e-6

@@ -126,9 +126,7 @@ def test_stopped_replica_freezes_and_others_continue(small_model, ethanol_labels
     stopped = [f for f in frames if f.info["stop_reason"]]
     assert stopped
     for f in stopped:  # nothing after a replica's stop frame
-        later = [
-            g for g in frames if g.info["replica"] == f.info["replica"] and g.info["step"] > f.info["step"]
-        ]
+        later = [g for g in frames if g.info["replica"] == f.info["replica"] and g.info["step"] > f.info["step"]]
         assert later == []
 
 

@@ -33,9 +33,7 @@ def test_duplicated_candidates_yield_distinct_picks():
     emb = np.repeat(np.eye(3), 10, axis=0)  # 3 distinct structures, each 10 times
     scores = np.linspace(1, 2, 30)
     for diversity in (True, False):
-        cfg = SelectionConfig(
-            window_mode="absolute", window_lo=0, window_hi=10, diversity=diversity, top_k_factor=10
-        )
+        cfg = SelectionConfig(window_mode="absolute", window_lo=0, window_hi=10, diversity=diversity, top_k_factor=10)
         sel = select(scores, emb, np.zeros(30, bool), cfg, 5)
         assert len(sel.picked) == 3
         assert len({tuple(emb[i]) for i in sel.picked}) == 3
@@ -56,9 +54,7 @@ def test_quantile_window_edges():
     sel = select(np.full(6, 2.0), emb, np.zeros(6, bool), SelectionConfig(), 4)
     assert sel.window == (2.0, 2.0) and len(sel.picked) == 4 and sel.frac_candidate == 1.0
     # fewer candidates than quota: all in-window ones, no more
-    sel = select(
-        np.array([1.0, 2.0, 3.0]), emb[:3], np.zeros(3, bool), SelectionConfig(window_lo=0, window_hi=1), 10
-    )
+    sel = select(np.array([1.0, 2.0, 3.0]), emb[:3], np.zeros(3, bool), SelectionConfig(window_lo=0, window_hi=1), 10)
     assert sorted(sel.picked.tolist()) == [0, 1, 2]
     # no candidates at all
     sel = select(np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool), SelectionConfig(), 4)

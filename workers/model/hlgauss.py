@@ -80,9 +80,7 @@ def fit_support(
     span = max(hi - lo, 1e-3)  # one distinct target still gets a finite support
     usable_bins = num_bins - 2.0 * pad_sigmas * sigma_ratio
     if usable_bins <= 0:
-        raise ValueError(
-            f"num_bins={num_bins} too small for pad_sigmas={pad_sigmas} at sigma_ratio={sigma_ratio}"
-        )
+        raise ValueError(f"num_bins={num_bins} too small for pad_sigmas={pad_sigmas} at sigma_ratio={sigma_ratio}")
     padded_span = span * (1.0 + 2.0 * pad_fraction)
     width = padded_span / usable_bins
     margin = pad_fraction * span + pad_sigmas * sigma_ratio * width

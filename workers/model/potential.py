@@ -128,10 +128,7 @@ class Potential(nn.Module):
         i, j, vec = edges_within_cutoff(pos, batch.pair_i, batch.pair_j, self.cfg.backbone.cutoff)
         feats = self.backbone(batch.numbers, i, j, vec)  # [n_atoms, F]
         n = batch.n_atoms.to(feats.dtype)
-        pooled = (
-            feats.new_zeros(batch.n_structures, feats.shape[1]).index_add(0, batch.structure, feats)
-            / n[:, None]
-        )
+        pooled = feats.new_zeros(batch.n_structures, feats.shape[1]).index_add(0, batch.structure, feats) / n[:, None]
         out_raw = self.head(pooled)
         out: dict = {"embedding": pooled.detach()}
         if self.cfg.head == "categorical":
@@ -150,9 +147,7 @@ class Potential(nn.Module):
         energy = n.double() * per_atom + self._ref_sum(batch, torch.float64)
         out["energy"] = energy
         if forces:
-            (grad,) = torch.autograd.grad(
-                energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph
-            )
+            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph)
             out["forces"] = -grad
         return out
 
