@@ -23,17 +23,20 @@ from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
 from orchestrator.labelling import label_structures
 from orchestrator.metrics import calibration
-from orchestrator.selection import frame_arrays, frame_scores, select
+from orchestrator.selection import SCORE_KEYS, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
 from orchestrator.store import LabelStore, content_key
 from orchestrator.tracking import Tracker
 from workers.dft import Status
 from workers.model.calculator import predict
+from workers.model.committee import committee_predictions
 from workers.model.potential import load_checkpoint, save_checkpoint
 from workers.model.training import evaluate
 from workers.structures import load_seed_structures
 
-PICK_INFO = ("model_energy", "energy_entropy", "energy_std", "excess_entropy", "replica", "step")
+PICK_INFO = (
+    "model_energy", "energy_entropy", "energy_std", "excess_entropy", "committee_force_dev", "replica", "step",
+)  # fmt: skip
 
 
 class Campaign:
@@ -43,6 +46,8 @@ class Campaign:
         self.say = reporter or Reporter()
         self.dft_cfg = cfg.dft_config()
         self.seeds = load_seed_structures(cfg.system.structures)
+        committee = cfg.selection.strategy == "committee"
+        self.members = cfg.selection.committee_members if committee else 1  # models trained per round
 
     # -- set-up --------------------------------------------------------------------
     def prepare(self, resume: bool) -> CampaignState:
@@ -120,8 +125,10 @@ class Campaign:
         save_state(self.out, state)
 
     # -- rounds >= 1 ---------------------------------------------------------------
-    def checkpoint(self, rnd: int) -> Path:
-        return self.out / "checkpoints" / f"round_{rnd:03d}.pt"
+    def checkpoint(self, rnd: int, member: int = 0) -> Path:
+        """Round ``rnd``'s model; committee members beyond the first get a suffix."""
+        suffix = f"_m{member}" if member else ""
+        return self.out / "checkpoints" / f"round_{rnd:03d}{suffix}.pt"
 
     def picks_path(self, rnd: int) -> Path:
         return self.out / "rounds" / f"round_{rnd:03d}" / "picks.extxyz"
@@ -131,10 +138,10 @@ class Campaign:
         interrupted and the uninterrupted run both trained on."""
         return [s.atoms for s in self.store.labels(status="ok") if s.origin != "holdout" and s.round < before_round]
 
-    def train_phase(self, rnd: int, final: bool = False) -> Path:
-        path = self.out / "model.pt" if final else self.checkpoint(rnd)
+    def train_phase(self, rnd: int, final: bool = False, member: int = 0) -> Path:
+        path = self.out / "model.pt" if final else self.checkpoint(rnd, member)
         warm, opt_state, epochs = None, None, self.cfg.training.epochs
-        prev = self.checkpoint(rnd - 1)
+        prev = self.checkpoint(rnd - 1, member)
         if prev.exists():
             model, ckpt = load_checkpoint(prev)
             from workers.actors import model_payload
@@ -142,7 +149,7 @@ class Campaign:
             warm, opt_state = model_payload(model), ckpt.get("optimizer")
             epochs = self.cfg.warm_start_epochs or epochs
         data = self.training_set(rnd + 1 if final else rnd)
-        out = self.rt.train(data, warm, opt_state, epochs)
+        out = self.rt.train(data, warm, opt_state, epochs, seed=self.cfg.training.seed + 1009 * member)
         from workers.actors import model_from_payload
 
         model = model_from_payload(out["payload"], "cpu")
@@ -158,8 +165,10 @@ class Campaign:
         info = state.round_info
         if state.phase == "start":
             t0 = time.perf_counter()
-            with self.say.phase(f"training on {len(self.training_set(rnd))} labels"):
-                self.train_phase(rnd)
+            models = f" ({self.members} committee members)" if self.members > 1 else ""
+            with self.say.phase(f"training on {len(self.training_set(rnd))} labels{models}"):
+                for member in range(self.members):
+                    self.train_phase(rnd, member=member)
             info["time_train_s"] = time.perf_counter() - t0
             state.phase = "trained"
             save_state(self.out, state)
@@ -208,6 +217,11 @@ class Campaign:
         t0 = time.perf_counter()
         with self.say.phase(f"MD: {md_cfg.replicas} replicas x {md_cfg.steps} steps ({md_cfg.engine})"):
             frames = self.rt.sample(model, starts, md_cfg)
+        if self.members > 1:  # DP-GEN's force deviation over the committee, per frame
+            others = [load_checkpoint(self.checkpoint(rnd, m))[0].eval() for m in range(1, self.members)]
+            deviation = committee_predictions([model, *others], frames)["max_devi_f"] if frames else []
+            for frame, dev in zip(frames, deviation, strict=True):
+                frame.info["committee_force_dev"] = float(dev)
         t_sample = time.perf_counter() - t0
         t0 = time.perf_counter()
         scores = frame_scores(frames, cfg.selection.strategy)
@@ -219,7 +233,7 @@ class Campaign:
         picks = []
         for i in sel.picked:
             a = frames[int(i)]
-            keep = {k: a.info[k] for k in PICK_INFO}
+            keep = {k: a.info[k] for k in PICK_INFO if k in a.info}
             a.info.clear()
             a.info.update(keep)
             picks.append(a)
@@ -237,22 +251,26 @@ class Campaign:
             "frac_failed": sel.frac_failed,
         }
 
-    def pick_errors(self, picks: list) -> tuple[list, list]:
-        """Entropy and |E_model - E_DFT| / n_atoms (eV/atom) of the round's labelled picks."""
-        ent, err = [], []
+    def pick_errors(self, picks: list) -> dict:
+        """Of the round's labelled picks: ``entropy``, the strategy's ``score``, and ``error``
+        = |E_model - E_DFT| / n_atoms (eV/atom)."""
+        key = SCORE_KEYS.get(self.cfg.selection.strategy, "energy_entropy")
+        out = {"entropy": [], "score": [], "error": []}
         for a in picks:
             stored = self.store.get(content_key(a, self.dft_cfg))
             if stored is not None and stored.status is Status.OK:
-                ent.append(a.info["energy_entropy"])
-                err.append(abs(a.info["model_energy"] - stored.atoms.get_potential_energy()) / len(a))
-        return ent, err
+                out["entropy"].append(a.info.get("energy_entropy", np.nan))
+                out["score"].append(a.info.get(key, np.nan))
+                out["error"].append(abs(a.info["model_energy"] - stored.atoms.get_potential_energy()) / len(a))
+        return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
     def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
         holdout = self.store.holdout_structures()
         hm = evaluate(model, holdout) if holdout else {}
         new = self.store.labels(al_round=rnd)
-        ent, err_e = self.pick_errors(picks)
-        cal = calibration(np.array(ent), np.array(err_e))
+        pe = self.pick_errors(picks)
+        cal = calibration(pe["entropy"], pe["error"])
+        cal_score = calibration(pe["score"], pe["error"])
         return {
             "round": rnd,
             "labels_total": self.ledger.charged_labels,
@@ -260,9 +278,11 @@ class Campaign:
             "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
             "holdout_energy_mae": hm.get("energy_mae", float("nan")),
             "holdout_force_mae": hm.get("force_mae", float("nan")),
-            "picks_energy_mae_per_atom": float(np.mean(err_e)) if err_e else float("nan"),
+            "picks_energy_mae_per_atom": float(np.mean(pe["error"])) if len(pe["error"]) else float("nan"),
             "entropy_spearman": cal["spearman"],
             "entropy_auroc": cal["auroc"],
+            "score_spearman": cal_score["spearman"],  # the selection strategy's own score vs error
+            "score_auroc": cal_score["auroc"],
             "dft_seconds": float(sum(s.wall_s for s in new)),
             "dft_failures": float(sum(1 for s in new if s.status is not Status.OK)),
             "support_clamped": float(ckpt.get("support_clamped", 0)),
@@ -292,8 +312,12 @@ class Campaign:
                     f"round {rnd}: hold-out",
                 )
             )
-        ent, err = self.pick_errors(picks)
-        artifacts.append(plots.entropy_vs_error(rdir / "entropy_vs_error.png", ent, err, f"round {rnd}: picks"))
+        pe = self.pick_errors(picks)
+        if np.isfinite(pe["entropy"]).any():
+            plot = plots.entropy_vs_error(
+                rdir / "entropy_vs_error.png", pe["entropy"], pe["error"], f"round {rnd}: picks"
+            )
+            artifacts.append(plot)
         self.tracker.log_metrics(state.round_run_id, metrics, step=rnd)
         self.tracker.log_metrics(state.parent_run_id, metrics, step=rnd)
         self.tracker.log_artifacts(state.round_run_id, artifacts)

@@ -104,6 +104,11 @@ class CampaignConfig(Section):
                 "stop.converged_candidate_fraction needs selection.window_mode: absolute "
                 "(a quantile window fixes the candidate fraction)"
             )
+        uncertainty_of_histogram = self.selection.strategy in ("entropy", "energy_std", "excess_entropy")
+        if uncertainty_of_histogram and self.model.head != "categorical":
+            raise ValueError(f"selection.strategy: {self.selection.strategy} needs model.head: categorical")
+        if self.selection.strategy == "committee" and self.model.head != "scalar":
+            raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
         need = self.system.initial_labels + self.budget.holdout_labels
         if need >= self.budget.max_labels:
             raise ValueError(

@@ -59,6 +59,10 @@ class Reporter:
                 "entropy vs error: Spearman / AUROC",
                 f"{metrics['entropy_spearman']:.2f} / {metrics['entropy_auroc']:.2f}",
             ),
+            (
+                "selection score vs error: Spearman / AUROC",
+                f"{metrics['score_spearman']:.2f} / {metrics['score_auroc']:.2f}",
+            ),
             ("DFT s (failures)", f"{metrics['dft_seconds']:.1f} ({metrics['dft_failures']:.0f})"),
             ("phases train/sample/label s", _times(metrics)),
         ]

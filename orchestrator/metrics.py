@@ -52,8 +52,11 @@ def worst_fraction(errors: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def calibration(uncertainty: np.ndarray, errors: np.ndarray) -> dict:
-    """Spearman of uncertainty vs error, and AUROC for flagging errors above the median."""
-    errors = np.asarray(errors, dtype=float)
+    """Spearman of uncertainty vs error, and AUROC for flagging errors above the median
+    (pairs with a non-finite value are left out; nan when fewer than 2 remain)."""
+    uncertainty, errors = np.asarray(uncertainty, dtype=float), np.asarray(errors, dtype=float)
+    finite = np.isfinite(uncertainty) & np.isfinite(errors)
+    uncertainty, errors = uncertainty[finite], errors[finite]
     if len(errors) < 2:
         return {"spearman": float("nan"), "auroc": float("nan")}
     return {

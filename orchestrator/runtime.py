@@ -59,8 +59,8 @@ class Runtime:
             for _ in range(cfg.ray.samplers)
         ]
 
-    def train(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int) -> dict:
-        cfg = self.cfg.training.model_copy(update={"epochs": epochs, "device": self.device})
+    def train(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int) -> dict:
+        cfg = self.cfg.training.model_copy(update={"epochs": epochs, "device": self.device, "seed": seed})
         task = self.trainer.train.remote(
             cfg.to_dict(), self.cfg.model.to_dict(), structures, warm_payload, optimizer_state
         )

@@ -22,11 +22,22 @@ from pydantic import Field, model_validator
 from workers.schema import Section
 
 DUPLICATE_TOL = 1e-8  # embedding distance below which two frames are the same structure
+# frame.info key holding each strategy's score
+SCORE_KEYS = {
+    "entropy": "energy_entropy",
+    "energy_std": "energy_std",
+    "excess_entropy": "excess_entropy",
+    "committee": "committee_force_dev",
+}
 
 
 class SelectionConfig(Section):
-    # uncertainty score that ranks candidates (committee and random arrive with issue 6)
-    strategy: Literal["entropy", "energy_std", "excess_entropy", "random"] = "entropy"
+    # what ranks candidates: the categorical head's entropy (or its histogram std, or the
+    # excess entropy beyond the HL-Gauss floor), a committee's force deviation (DP-GEN), or
+    # nothing (random among the filtered frames)
+    strategy: Literal["entropy", "energy_std", "excess_entropy", "committee", "random"] = "entropy"
+    # committee strategy: independently seeded scalar-head models trained each round
+    committee_members: int = Field(4, ge=2, le=16)
     # window bounds read as quantiles of this round's candidates, or as absolute scores
     window_mode: Literal["quantile", "absolute"] = "quantile"
     # lower bound: frames below are "accurate" (quantile 0.5 = the more uncertain half)
@@ -162,10 +173,9 @@ def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray
 
 def frame_scores(frames, strategy: str) -> np.ndarray:
     """Per-frame uncertainty from the frames' ``info`` (see ``workers.sampling``)."""
-    key = {"entropy": "energy_entropy", "energy_std": "energy_std", "excess_entropy": "excess_entropy"}
     if strategy == "random":
         return np.zeros(len(frames))
-    return np.array([f.info.get(key[strategy], np.nan) for f in frames], dtype=float)
+    return np.array([f.info.get(SCORE_KEYS[strategy], np.nan) for f in frames], dtype=float)
 
 
 def frame_arrays(frames) -> tuple[np.ndarray, np.ndarray]:

@@ -38,3 +38,10 @@ def test_worst_fraction_and_calibration():
     assert worst_fraction(err, 0.2).nonzero()[0].tolist() == [1, 3]
     c = calibration(err * 2 + 1, err)
     assert c["spearman"] == pytest.approx(1.0) and c["auroc"] == 1.0
+
+
+def test_calibration_ignores_non_finite_pairs():
+    nan = float("nan")
+    assert np.isnan(calibration([nan, nan, nan], [0.1, 0.2, 0.3])["spearman"])
+    c = calibration([1.0, nan, 2.0, 3.0], [0.1, 5.0, 0.2, 0.3])
+    assert c["spearman"] == pytest.approx(1.0)
