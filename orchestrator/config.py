@@ -34,6 +34,9 @@ class SystemConfig(Section):
     initial_labels: int = Field(16, ge=1)
     # Gaussian displacement stdev range (Å) for the initial and hold-out copies
     rattle_a: tuple[float, float] = (0.02, 0.1)
+    # seeds the initial and hold-out draws, apart from the campaign seed: campaigns that
+    # differ only in seed or strategy start from the same labels and share one hold-out
+    seed: int = 0
 
     @model_validator(mode="after")
     def _rattle(self):

@@ -46,8 +46,10 @@ def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
     def copy_of(k: int, stdev: tuple, seed: int):
         return rattled_copies(seeds[k % len(seeds)], 1, stdev, seed=seed)[0]
 
-    initial = seeds[: cfg.system.initial_labels] + [copy_of(k, (lo, hi), cfg.seed * 7919 + k) for k in range(n_rattled)]
-    holdout = [copy_of(k, (lo, hi), 10_000_019 + cfg.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)]
+    initial = seeds[: cfg.system.initial_labels] + [
+        copy_of(k, (lo, hi), cfg.system.seed * 7919 + k) for k in range(n_rattled)
+    ]
+    holdout = [copy_of(k, (lo, hi), 10_000_019 + cfg.system.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
 
 

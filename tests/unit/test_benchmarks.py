@@ -1,5 +1,6 @@
 """The evidence benchmarks run end to end (--quick) and print their tables."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,25 @@ def test_split_by_info():
         f.info["split"] = ["train", "val", "test"][k % 3]
     pool, test = split_by_info(frames)
     assert len(test) == 3 and len(pool) == 7
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
+    """Committee and random strategies end to end: real campaigns, one MLflow experiment."""
+    cmd = [sys.executable, "benchmarks/active_learning.py", "--quick", "--out", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for strategy in ("entropy", "committee", "random"):
+        assert f"{strategy}-s0" in proc.stdout
+    assert (tmp_path / "learning_curves.png").exists()
+    assert (tmp_path / "committee-s0" / "checkpoints" / "round_001_m1.pt").exists()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("active-learning")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`catal.kind` = 'campaign'")
+    assert sorted(r.info.run_name for r in parents) == ["committee-s0", "entropy-s0", "random-s0"]
+    for r in parents:
+        assert "score_spearman" in r.data.metrics

@@ -35,3 +35,13 @@ def test_stop_reasons_in_order():
     assert stop_reason({**last, "holdout_force_mae": 0.05}, stop, 10).startswith("hold-out force MAE")
     assert stop_reason({**last, "frac_candidate": 0.02}, stop, 10).startswith("converged")
     assert stop_reason({**last, "round": 5}, stop, 10) == "max rounds (5) reached"
+
+
+def test_initial_set_depends_on_system_seed_not_campaign_seed():
+    base = load_config("configs/demo.yaml")
+    seeds = load_seed_structures(base.system.structures)
+    other_campaign = load_config("configs/demo.yaml", ["seed=7"])
+    other_system = load_config("configs/demo.yaml", ["system.seed=7"])
+    pos = lambda cfg: [a.positions for a, _ in initial_items(cfg, seeds)]  # noqa: E731
+    assert all((x == y).all() for x, y in zip(pos(base), pos(other_campaign), strict=True))
+    assert not all((x == y).all() for x, y in zip(pos(base), pos(other_system), strict=True))
