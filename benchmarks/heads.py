@@ -29,10 +29,12 @@ REFERENCE = Path("benchmarks/data/ethanol_aimd_hf_sto3g.extxyz")
 FALLBACK = Path("tests/data/ethanol_hf_sto3g.extxyz")
 
 
-def run(head: str, bins: int, sigma: float, seeds: list[int], pool, test, epochs: int, features: int) -> dict:
+def run(
+    head: str, bins: int, sigma: float, seeds: list[int], pool, test, epochs: int, features: int, w_energy: float = 1.0
+) -> dict:
     e, f, sps = [], [], []
     for seed in seeds:
-        cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, patience=epochs, seed=seed)
+        cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, patience=epochs, seed=seed, w_energy=w_energy)
         model_cfg = ModelConfig(head=head, num_bins=bins, sigma_ratio=sigma, backbone=BackboneConfig(features=features))
         result = train(cfg, pool, model_cfg=model_cfg)
         m = evaluate(result.model, test)
@@ -55,6 +57,8 @@ def main() -> None:
     p.add_argument("--features", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sweep", action="store_true", help="bins x sigma grid instead of 128 bins only")
+    p.add_argument("--w-energy", type=float, default=None, help="energy-loss weight, both heads")
+    p.add_argument("--cat-w-energy", type=float, default=None, help="CE weight if not --w-energy")
     p.add_argument("--quick", action="store_true", help="2 seeds, 5 epochs, tiny model, 2 configurations")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,13 +72,16 @@ def main() -> None:
     if args.quick:
         grid = [(32, 0.75)]
     t0 = time.perf_counter()
-    scalar = run("scalar", 128, 0.75, seeds, pool, test, epochs, features)
+    w_scalar = TrainConfig().w_energy if args.w_energy is None else args.w_energy
+    w_cat = w_scalar if args.cat_w_energy is None else args.cat_w_energy
+    print(f"loss weights: energy scalar {w_scalar} (MSE), categorical {w_cat} (CE); forces {TrainConfig().w_forces}")
+    scalar = run("scalar", 128, 0.75, seeds, pool, test, epochs, features, w_scalar)
     rows = [("scalar", scalar)]
     for bins, sigma in grid:
         rows.append(
             (
                 f"cat {bins} bins σ={sigma}",
-                run("categorical", bins, sigma, seeds, pool, test, epochs, features),
+                run("categorical", bins, sigma, seeds, pool, test, epochs, features, w_cat),
             )
         )
 

@@ -62,10 +62,11 @@ class Campaign:
         self.tracker = Tracker(
             self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, self.out / "mlartifacts"
         )
-        state.parent_run_id = self.tracker.start_campaign(
-            self.cfg.name, flatten(self.cfg.to_dict()), state.parent_run_id
-        )
-        save_state(self.out, state)
+        if not state.finished:  # a finished campaign's MLflow run stays closed
+            state.parent_run_id = self.tracker.start_campaign(
+                self.cfg.name, flatten(self.cfg.to_dict()), state.parent_run_id
+            )
+            save_state(self.out, state)
         return state
 
     def run(self, resume: bool = False) -> CampaignState:
@@ -134,9 +135,11 @@ class Campaign:
         return self.out / "rounds" / f"round_{rnd:03d}" / "picks.extxyz"
 
     def training_set(self, before_round: int) -> list:
-        """OK labels from rounds before ``before_round`` (hold-out excluded): what the
-        interrupted and the uninterrupted run both trained on."""
-        return [s.atoms for s in self.store.labels(status="ok") if s.origin != "holdout" and s.round < before_round]
+        """OK labels from rounds before ``before_round`` (hold-out excluded), ordered by
+        (round, content key): the same list whatever order the DFT pool finished them in,
+        so an interrupted and an uninterrupted run, or two runs of one config, train alike."""
+        labels = [s for s in self.store.labels(status="ok") if s.origin != "holdout" and s.round < before_round]
+        return [s.atoms for s in sorted(labels, key=lambda s: (s.round, s.key))]
 
     def train_phase(self, rnd: int, final: bool = False, member: int = 0) -> Path:
         path = self.out / "model.pt" if final else self.checkpoint(rnd, member)
@@ -275,6 +278,8 @@ class Campaign:
             "round": rnd,
             "labels_total": self.ledger.charged_labels,
             "labels_round": len(new),
+            # the round's model (the one the hold-out metrics score) was trained on these
+            "labels_trained": len(self.training_set(rnd)),
             "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
             "holdout_energy_mae": hm.get("energy_mae", float("nan")),
             "holdout_force_mae": hm.get("force_mae", float("nan")),
@@ -339,13 +344,17 @@ class Campaign:
         holdout = self.store.holdout_structures()
         final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
         final["labels_total"] = self.ledger.charged_labels
+        final["labels_trained"] = len(self.training_set(rnd + 1))
         self.tracker.log_metrics(state.parent_run_id, final, step=rnd)
-        labels = [h["labels_total"] for h in state.history]
+        # x = labels each model was trained on: the rounds' models, then the final one
+        points = [(h.get("labels_trained", np.nan), h["holdout_force_mae"]) for h in state.history]
+        points.append((final["labels_trained"], final.get("final_holdout_force_mae", np.nan)))
         curve = plots.learning_curve(
             self.out / "learning_curve.png",
-            {"hold-out force MAE": (labels, [h["holdout_force_mae"] for h in state.history])},
-            "eV/Å",
+            {"hold-out force MAE": ([x for x, _ in points], [y for _, y in points])},
+            "hold-out force MAE (eV/Å)",
             self.cfg.name,
+            xlabel="DFT labels trained on",
         )
         self.store.export_extxyz(self.out / "labels.extxyz")
         self.tracker.log_artifacts(state.parent_run_id, [curve, self.out / "config.yaml", self.out / "labels.extxyz"])

@@ -46,12 +46,25 @@ def entropy_vs_error(path: Path, entropy, error, title: str) -> Path:
     return path
 
 
-def learning_curve(path: Path, curves: dict[str, tuple[list, list]], ylabel: str, title: str) -> Path:
-    """``curves``: name -> (labels used, metric); one line each."""
+def learning_curve(
+    path: Path,
+    curves: dict[str, tuple[list, list]],
+    ylabel: str,
+    title: str,
+    bands: dict | None = None,
+    xlabel: str = "DFT labels used",
+) -> Path:
+    """``curves``: name -> (labels used, metric); one line each.
+
+    ``bands`` (optional): name -> (lower, upper) per point, shaded around the line
+    (e.g. the spread over seeds).
+    """
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for name, (x, y) in curves.items():
-        ax.plot(x, y, "o-", label=name)
-    ax.set_xlabel("DFT labels used")
+        (line,) = ax.plot(x, y, "o-", label=name)
+        if bands and name in bands:
+            ax.fill_between(x, *bands[name], color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     values = [v for _, y in curves.values() for v in y if v == v and v > 0]
     if values and max(values) / min(values) > 10:  # log only where it spans decades

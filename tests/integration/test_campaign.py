@@ -13,7 +13,7 @@ from tests.integration.helpers import TINY, catal_cmd, env, label_keys, mlflow_r
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROUND_METRICS = {
-    "labels_total", "labels_round", "budget_left", "holdout_energy_mae", "holdout_force_mae",
+    "labels_total", "labels_round", "labels_trained", "budget_left", "holdout_energy_mae", "holdout_force_mae",
     "entropy_spearman", "entropy_auroc", "frac_accurate", "frac_candidate", "frac_failed",
     "dft_seconds", "dft_failures", "support_clamped", "time_train_s", "time_sample_s", "time_label_s",
 }  # fmt: skip
@@ -90,6 +90,16 @@ def test_status_and_export_commands(finished, tmp_path):
     from ase.io import read
 
     assert len(read(dest, index=":")) == len(label_keys(finished))
+
+
+def test_resuming_a_finished_campaign_changes_nothing(finished):
+    before = label_keys(finished)
+    proc = run_catal("resume", str(finished))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already finished" in proc.stdout
+    assert label_keys(finished) == before
+    parents, _ = mlflow_runs(finished)
+    assert parents[0].info.status == "FINISHED"
 
 
 def test_run_refuses_an_existing_campaign(finished):

@@ -51,15 +51,28 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for strategy in ("entropy", "committee", "random"):
+    for strategy in ("entropy", "committee", "random", "energy-std", "random-scalar"):
         assert f"{strategy}-s0" in proc.stdout
-    assert (tmp_path / "learning_curves.png").exists()
+    # every model (2 rounds + final) is scored on the hold-out and on the AIMD test split
+    assert "campaign hold-out: force MAE" in proc.stdout and "test split of ethanol_aimd" in proc.stdout
+    assert "training labels to reach 0.3 eV/Å" in proc.stdout
+    assert (tmp_path / "learning_curves.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()
     assert (tmp_path / "committee-s0" / "checkpoints" / "round_001_m1.pt").exists()
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("active-learning")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`catal.kind` = 'campaign'")
-    assert sorted(r.info.run_name for r in parents) == ["committee-s0", "entropy-s0", "random-s0"]
+    names = sorted(r.info.run_name for r in parents)
+    assert names == ["committee-s0", "energy-std-s0", "entropy-s0", "random-s0", "random-scalar-s0"]
     for r in parents:
         assert "score_spearman" in r.data.metrics
+
+
+def test_learning_curve_plot_with_seed_bands_and_gaps(tmp_path):
+    from orchestrator.plots import learning_curve
+
+    curves = {"entropy": ([16, 24, 32], [1.2, float("nan"), 0.9]), "random": ([16, 24, 32], [1.1, 1.0, 0.95])}
+    bands = {"entropy": ([1.0, float("nan"), 0.8], [1.4, float("nan"), 1.0])}
+    path = learning_curve(tmp_path / "lc.png", curves, "force MAE", "t", bands, xlabel="labels trained on")
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"

@@ -45,3 +45,32 @@ def test_initial_set_depends_on_system_seed_not_campaign_seed():
     pos = lambda cfg: [a.positions for a, _ in initial_items(cfg, seeds)]  # noqa: E731
     assert all((x == y).all() for x, y in zip(pos(base), pos(other_campaign), strict=True))
     assert not all((x == y).all() for x, y in zip(pos(base), pos(other_system), strict=True))
+
+
+def test_training_set_does_not_depend_on_label_arrival_order(tmp_path):
+    """The DFT pool returns labels in completion order; training data must not."""
+    import numpy as np
+    from ase.build import molecule
+
+    from orchestrator.campaign import Campaign
+    from orchestrator.store import LabelStore, content_key
+    from workers.dft import LabelResult, Status
+    from workers.structures import rattled_copies
+
+    cfg = load_config("configs/demo.yaml", [f"out_dir={tmp_path}"])
+    dft = cfg.dft_config()
+    items = [(a, 0, "seed") for a in rattled_copies(molecule("H2O"), 4, seed=0)]
+    items += [(a, 1, "md") for a in rattled_copies(molecule("H2O"), 4, seed=1)]
+    items.append((molecule("H2O"), 0, "holdout"))
+    orders = []
+    for k, perm in enumerate(([0, 1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1, 0])):
+        store = LabelStore(tmp_path / f"labels{k}.db")
+        for i in perm:
+            a, rnd, origin = items[i]
+            ok = LabelResult(Status.OK, energy_ev=-1.0, forces_ev_a=np.zeros((3, 3)))
+            store.put(content_key(a, dft), a, ok, rnd, origin, charged=True)
+        campaign = Campaign(cfg)
+        campaign.store = store
+        orders.append([a.positions.tobytes() for a in campaign.training_set(2)])
+        assert len(campaign.training_set(1)) == 4  # round 0 only, hold-out excluded
+    assert len(orders[0]) == 8 and orders[0] == orders[1]
