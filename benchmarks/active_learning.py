@@ -33,7 +33,6 @@ from orchestrator import plots
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.console import Reporter
-from orchestrator.store import LabelStore
 from workers.model.potential import load_checkpoint
 from workers.model.training import evaluate
 from workers.structures import split_by_info
@@ -51,20 +50,17 @@ STRATEGIES = {
 }
 
 
-def model_points(out_dir: Path, judges: dict[str, list]) -> list[dict]:
-    """Every model a campaign trained (one per round, then the final ``model.pt``) scored
-    on each judge set: ``train_labels`` (the labels it was trained on) and
+def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dict]:
+    """Every model a finished campaign trained (one per round, then the final ``model.pt``)
+    scored on each judge set: ``train_labels`` (the labels it was trained on) and
     ``<judge>_force_mae`` / ``<judge>_energy_mae``."""
-    store = LabelStore(out_dir / "labels.db")
-    rounds = [s.round for s in store.labels(status="ok") if s.origin != "holdout"]
-    paths = sorted((out_dir / "checkpoints").glob("round_[0-9][0-9][0-9].pt"))
-    models = [(int(p.stem.split("_")[1]), p) for p in paths]
-    if (out_dir / "model.pt").exists():
-        models.append((max(rounds, default=0) + 1, out_dir / "model.pt"))
+    # the final model sees every label (as Campaign.finalise trains it)
+    models = [(h["round"], campaign.checkpoint(h["round"])) for h in state.history]
+    models.append((state.round + 1, campaign.out / "model.pt"))
     points = []
     for rnd, path in models:
         model = load_checkpoint(path)[0].eval()
-        point = {"train_labels": sum(1 for r in rounds if r < rnd)}
+        point = {"train_labels": len(campaign.training_set(rnd))}
         for judge, structures in judges.items():
             m = evaluate(model, structures)
             point[f"{judge}_force_mae"], point[f"{judge}_energy_mae"] = m["force_mae"], m["energy_mae"]
@@ -133,10 +129,11 @@ def main() -> None:
             ]  # fmt: skip
             cfg = load_config(config, sets)
             quiet = Reporter(Console(file=io.StringIO()))
+            campaign = Campaign(cfg, quiet)
             # a campaign already in --out is resumed (a finished one just reports)
-            Campaign(cfg, quiet).run(resume=(args.out / name / "state.json").exists())
-            judges["holdout"] = LabelStore(args.out / name / "labels.db").holdout_structures()
-            points = model_points(args.out / name, judges)
+            state = campaign.run(resume=(args.out / name / "state.json").exists())
+            judges["holdout"] = campaign.store.holdout_structures()
+            points = model_points(campaign, state, judges)
             curves.setdefault(strategy, []).append(points)
             final = points[-1]
             print(

@@ -30,7 +30,7 @@ FALLBACK = Path("tests/data/ethanol_hf_sto3g.extxyz")
 
 
 def run(
-    head: str, bins: int, sigma: float, seeds: list[int], pool, test, epochs: int, features: int, w_energy: float = 1.0
+    head: str, bins: int, sigma: float, seeds: list[int], pool, test, epochs: int, features: int, w_energy: float
 ) -> dict:
     e, f, sps = [], [], []
     for seed in seeds:
