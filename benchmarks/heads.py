@@ -1,96 +1,197 @@
-"""Categorical (HL-Gauss) vs scalar energy head: same data, backbone and seeds.
+"""Categorical (HL-Gauss) vs scalar head: accuracy, histogram sharpness and uncertainty, one run.
 
-    python benchmarks/heads.py                      # 128 bins vs scalar, 3 seeds
-    python benchmarks/heads.py --sweep              # bins 32/64/128/256 x sigma 0.5/0.75/1.0
-    python benchmarks/heads.py --quick              # smoke run (tests)
+    python benchmarks/heads.py                             # default heads, 4 seeds, 600 epochs
+    python benchmarks/heads.py --variants scalar,categorical,cat-absolute --seeds 3 --epochs 100
+    python benchmarks/heads.py --list                      # the named variants (ablation levers)
+    python benchmarks/heads.py --quick                     # smoke run (tests)
 
-Data: the reference set (benchmarks/data, info["split"]) when present, else
-tests/data/ethanol_hf_sto3g.extxyz split 80/20. Prints held-out energy and force MAE
-(mean ± std over seeds) of each head, the categorical/scalar ratios, and training
-throughput (structures/s) on this machine.
+Every variant trains once per seed on the same data (benchmarks/data, info["split"], else
+tests/data split 80/20) with the same epochs; runs go ``--jobs`` at a time, one torch
+thread each. Printed, from that one run:
+
+1. accuracy: test energy MAE (eV, no offset removed) and force MAE (eV/Å), mean ± std over
+   seeds, the ratio to the scalar head, training throughput;
+2. sharpness (categorical variants): median entropy, median excess entropy (entropy minus
+   the HL-Gauss target's own at the predicted mean) and log(num_bins);
+3. uncertainty: each categorical variant's histogram std and entropy (one model; mean over
+   seeds) against a committee of the scalar seeds (DP-GEN max_devi_f, ``seeds`` models):
+   Spearman vs per-structure force MAE and AUROC for flagging the worst 10%;
+4. calibration of the default head (seed 0): predicted energy std by quantile bin against
+   the observed |energy error| and force MAE.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
+import numpy as np
 from ase.io import read
 
-from workers.model import ModelConfig, TrainConfig, evaluate, train
-from workers.model.backbone import BackboneConfig
-from workers.structures import split_by_info
+from orchestrator.metrics import auroc, spearman, worst_fraction
 
 REFERENCE = Path("benchmarks/data/ethanol_aimd_hf_sto3g.extxyz")
 FALLBACK = Path("tests/data/ethanol_hf_sto3g.extxyz")
 
+# name -> (ModelConfig overrides, TrainConfig overrides); defaults are the shipped ones
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "scalar": ({"head": "scalar"}, {}),
+    "categorical": ({"head": "categorical"}, {}),
+    # the levers of the ablation, each one change from the default categorical head
+    "cat-w_ce-0.3": ({"head": "categorical"}, {"w_ce": 0.3}),
+    "cat-w_ce-1": ({"head": "categorical"}, {"w_ce": 1.0}),
+    "cat-span-1": ({"head": "categorical", "relative_span": 1.0}, {}),
+    "cat-span-4": ({"head": "categorical", "relative_span": 4.0}, {}),
+    "cat-64-bins": ({"head": "categorical", "num_bins": 64}, {}),
+    "cat-relative": ({"head": "categorical", "histogram": "relative"}, {}),
+    "cat-pooled": ({"head": "categorical", "readout": "pooled"}, {}),
+    "cat-no-ema": ({"head": "categorical"}, {"ema_decay": 0.0}),
+    "scalar-pooled": ({"head": "scalar", "readout": "pooled"}, {}),
+    "scalar-no-ema": ({"head": "scalar"}, {"ema_decay": 0.0}),
+    # the first design: bins over the training range, CE at 0.03 only (main before #10)
+    "cat-absolute": ({"head": "categorical", "histogram": "absolute"}, {"w_ce": 0.03, "w_energy": 0.0}),
+    "cat-absolute-mse": ({"head": "categorical", "histogram": "absolute"}, {}),
+}
 
-def run(
-    head: str, bins: int, sigma: float, seeds: list[int], pool, test, epochs: int, features: int, w_energy: float
-) -> dict:
-    e, f, sps = [], [], []
-    for seed in seeds:
-        cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, patience=epochs, seed=seed, w_energy=w_energy)
-        model_cfg = ModelConfig(head=head, num_bins=bins, sigma_ratio=sigma, backbone=BackboneConfig(features=features))
-        result = train(cfg, pool, model_cfg=model_cfg)
-        m = evaluate(result.model, test)
-        e.append(m["energy_mae"])
-        f.append(m["force_mae"])
-        sps.append(result.structures_per_s)
-    return {"e": e, "f": f, "sps": statistics.mean(sps)}
+
+def run_one(job: tuple) -> dict:
+    """Train one (variant, seed) and return its test-set predictions (a worker process)."""
+    import torch
+
+    from workers.model import ModelConfig, TrainConfig, predict, train
+    from workers.model.backbone import BackboneConfig
+
+    variant, seed, data, epochs, features, layers = job
+    torch.set_num_threads(1)
+    from workers.structures import split_by_info
+
+    pool, test = split_by_info(read(data, index=":"))
+    model_kw, train_kw = VARIANTS[variant]
+    cfg = TrainConfig(epochs=epochs, batch_size=8, lr=1e-3, patience=epochs, seed=seed, **train_kw)
+    model_cfg = ModelConfig(backbone=BackboneConfig(features=features, layers=layers), **model_kw)
+    result = train(cfg, pool, model_cfg=model_cfg)
+    preds = predict(result.model, test)
+    out = {
+        "variant": variant,
+        "seed": seed,
+        "energy": np.array([p["energy"] for p in preds]),
+        "forces": [p["forces"] for p in preds],
+        "sps": result.structures_per_s,
+        "log_bins": float(np.log(model_cfg.num_bins)),
+    }
+    if model_cfg.head == "categorical":
+        for key in ("energy_entropy", "energy_excess_entropy", "energy_std"):
+            out[key] = np.array([p[key] for p in preds])
+    return out
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REFERENCE if REFERENCE.exists() else FALLBACK)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--variants", default="scalar,categorical", help="comma-separated names (see --list)")
+    p.add_argument("--epochs", type=int, default=600)
+    p.add_argument("--seeds", type=int, default=4, help="also the size of the scalar committee")
     p.add_argument("--features", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sweep", action="store_true", help="bins x sigma grid instead of 128 bins only")
-    p.add_argument("--w-energy", type=float, default=None, help="energy-loss weight, both heads")
-    p.add_argument("--cat-w-energy", type=float, default=None, help="CE weight if not --w-energy")
-    p.add_argument("--quick", action="store_true", help="2 seeds, 5 epochs, tiny model, 2 configurations")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    epochs, n_seeds, features = (5, 2, 16) if args.quick else (args.epochs, args.seeds, args.features)
-    seeds = list(range(n_seeds))
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once, one torch thread each")
+    p.add_argument("--list", action="store_true", help="print the variants and exit")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 5 epochs, tiny model, + the first design")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, (m, t) in VARIANTS.items():
+            print(f"{name:<18} model {m} training {t}")
+        return
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.quick and "cat-absolute" not in variants:
+        variants.append("cat-absolute")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; see --list")
+    epochs, n_seeds, features, layers = (5, 2, 16, 2) if args.quick else (args.epochs, args.seeds, args.features, 3)
+    frames = read(args.data, index=":")
+    from workers.structures import split_by_info
 
-    pool, test = split_by_info(read(args.data, index=":"))
-    print(f"data: {args.data} ({len(pool)} train+val, {len(test)} test); seeds {seeds}; {epochs} epochs")
-    print(f"machine: {platform.machine()}, torch threads {args.threads}, backbone F={features}")
-    grid = [(b, s) for b in (32, 64, 128, 256) for s in (0.5, 0.75, 1.0)] if args.sweep else [(128, 0.75)]
-    if args.quick:
-        grid = [(32, 0.75)]
+    pool, test = split_by_info(frames)
+    print(f"data: {args.data} ({len(pool)} train+val, {len(test)} test); seeds 0-{n_seeds - 1}; {epochs} epochs")
+    print(f"machine: {platform.machine()}, {args.jobs} trainings at once x 1 torch thread; PaiNN F={features}")
+
     t0 = time.perf_counter()
-    w_scalar = TrainConfig().w_energy if args.w_energy is None else args.w_energy
-    w_cat = w_scalar if args.cat_w_energy is None else args.cat_w_energy
-    print(f"loss weights: energy scalar {w_scalar} (MSE), categorical {w_cat} (CE); forces {TrainConfig().w_forces}")
-    scalar = run("scalar", 128, 0.75, seeds, pool, test, epochs, features, w_scalar)
-    rows = [("scalar", scalar)]
-    for bins, sigma in grid:
-        rows.append(
-            (
-                f"cat {bins} bins σ={sigma}",
-                run("categorical", bins, sigma, seeds, pool, test, epochs, features, w_cat),
-            )
-        )
+    jobs = [(v, s, str(args.data), epochs, features, layers) for v in variants for s in range(n_seeds)]
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+        runs = list(ex.map(run_one, jobs))
+    e_dft = np.array([a.get_potential_energy() for a in test])
+    f_dft = [a.get_forces() for a in test]
+    for r in runs:
+        r["e_err"] = np.abs(r["energy"] - e_dft)
+        r["f_err"] = np.array([np.abs(f - g).mean() for f, g in zip(r["forces"], f_dft, strict=True)])
+    by = {v: [r for r in runs if r["variant"] == v] for v in variants}
 
-    print(f"\n{'head':<24} {'E MAE (eV)':>18} {'F MAE (eV/Å)':>18} {'E ratio':>8} {'F ratio':>8} {'struct/s':>9}")
-    for name, r in rows:
-        e_ratio = statistics.mean(r["e"]) / statistics.mean(scalar["e"])
-        f_ratio = statistics.mean(r["f"]) / statistics.mean(scalar["f"])
-        print(f"{name:<24} {fmt(r['e']):>18} {fmt(r['f']):>18} {e_ratio:>7.2f}x {f_ratio:>7.2f}x {r['sps']:>9.1f}")
-    print(f"(ratio = categorical / scalar mean MAE; ± = std over seeds; {time.perf_counter() - t0:.0f} s in all)")
+    ref = by.get("scalar")
+    print("\n1. accuracy on the test split (meV, meV/Å; mean ± std over seeds)")
+    print(f"{'variant':<18} {'E MAE':>14} {'F MAE':>14} {'E ratio':>8} {'F ratio':>8} {'struct/s':>9}")
+    for v, rs in by.items():
+        e = [float(r["e_err"].mean()) for r in rs]
+        f = [float(r["f_err"].mean()) for r in rs]
+        ratio = ""
+        if ref:
+            e_ref = statistics.mean(float(r["e_err"].mean()) for r in ref)
+            f_ref = statistics.mean(float(r["f_err"].mean()) for r in ref)
+            ratio = f"{statistics.mean(e) / e_ref:>7.2f}x {statistics.mean(f) / f_ref:>7.2f}x"
+        sps = statistics.mean(r["sps"] for r in rs)
+        print(f"{v:<18} {fmt(e, 1e3):>14} {fmt(f, 1e3):>14} {ratio:>17} {sps:>9.1f}")
+
+    cats = {v: rs for v, rs in by.items() if "energy_entropy" in rs[0]}
+    if cats:
+        print("\n2. histogram sharpness on the test split (nats; median over structures, mean over seeds)")
+        print(f"{'variant':<18} {'entropy':>8} {'excess':>8} {'log(bins)':>10} {'std (meV)':>10}")
+        for v, rs in cats.items():
+            ent = statistics.mean(float(np.median(r["energy_entropy"])) for r in rs)
+            exc = statistics.mean(float(np.median(r["energy_excess_entropy"])) for r in rs)
+            sd = statistics.mean(float(np.median(r["energy_std"])) for r in rs)
+            print(f"{v:<18} {ent:>8.2f} {exc:>8.2f} {rs[0]['log_bins']:>10.2f} {1e3 * sd:>10.1f}")
+
+    print("\n3. ranking force errors (per-structure force MAE): Spearman, AUROC for the worst 10%")
+    print(f"{'signal':<34} {'Spearman':>11} {'AUROC@10%':>11} {'models':>8}")
+    for v, rs in cats.items():
+        for key, name in (("energy_std", "histogram std"), ("energy_entropy", "entropy")):
+            sp = [spearman(r[key], r["f_err"]) for r in rs]
+            au = [auroc(r[key], worst_fraction(r["f_err"], 0.1)) for r in rs]
+            print(f"{v + ' ' + name:<34} {fmt(sp, digits=2):>11} {fmt(au, digits=2):>11} {1:>8d}")
+    if ref and len(ref) >= 2:
+        forces = np.stack([np.stack(r["forces"]) for r in ref])  # [M, n_test, n_atoms, 3]
+        mean_f = forces.mean(0)
+        devi = np.sqrt(((forces - mean_f) ** 2).sum(-1).mean(0)).max(-1)  # DP-GEN max_devi_f
+        com_err = np.array([np.abs(f - g).mean() for f, g in zip(mean_f, f_dft, strict=True)])
+        sp, au = spearman(devi, com_err), auroc(devi, worst_fraction(com_err, 0.1))
+        print(f"{f'committee of {len(ref)} scalar (max_devi_f)':<34} {sp:>11.2f} {au:>11.2f} {len(ref):>8d}")
+        print(f"(committee mean: F MAE {1e3 * com_err.mean():.1f} meV/Å on the same structures)")
+
+    default = cats.get("categorical") or next(iter(cats.values()), None)
+    if default:
+        r = default[0]
+        print(f"\n4. calibration ({r['variant']}, seed 0): predicted energy std by quantile bin vs observed error")
+        head = f"{'bin':<5} {'n':>3} {'pred std (meV)':>15} {'|E err| (meV)':>14} {'RMSE E (meV)':>13}"
+        print(f"{head} {'F MAE (meV/Å)':>14}")
+        edges = np.quantile(r["energy_std"], np.linspace(0, 1, 5))
+        idx = np.clip(np.searchsorted(edges, r["energy_std"], side="right") - 1, 0, 3)
+        for b in range(4):
+            m = idx == b
+            if m.any():
+                row = f"{f'Q{b + 1}':<5} {int(m.sum()):>3} {1e3 * r['energy_std'][m].mean():>15.1f}"
+                rmse = 1e3 * np.sqrt((r["e_err"][m] ** 2).mean())
+                print(f"{row} {1e3 * r['e_err'][m].mean():>14.1f} {rmse:>13.1f} {1e3 * r['f_err'][m].mean():>14.1f}")
+        print("(a calibrated std tracks the RMSE column; Q4 = the most uncertain quarter)")
+    print(f"\n({len(jobs)} trainings, {time.perf_counter() - t0:.0f} s in all)")
 
 
 if __name__ == "__main__":

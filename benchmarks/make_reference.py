@@ -1,11 +1,15 @@
-"""Reference dataset for the evidence benchmarks: ethanol from ab-initio MD at 300-800 K.
+"""Reference datasets from ab-initio MD: ethanol at 300-800 K, or any molecule at any temperatures.
 
     python benchmarks/make_reference.py [--frames 40] [--out benchmarks/data/ethanol_aimd_hf_sto3g.extxyz]
+    # the potential check's independent set: 500 K, 3 trajectories, frames 10 fs apart
+    python benchmarks/make_reference.py --temperatures 500 --trajectories 3 --frames 20 --stride 20 \
+        --equilibrate 200 --out benchmarks/data/ethanol_500k_hf_sto3g.extxyz
+    python benchmarks/make_reference.py --molecule CH3COOH --temperatures 500 ...   # another molecule
 
 Provenance: ASE Langevin MD (dt 0.5 fs, friction 0.02 / fs, fixcm=False) driven by PySCF
 RHF/STO-3G forces (``workers.dft.PySCFCalculator``, conv_tol 1e-9), one trajectory per
 temperature in 300, 400, 500, 600, 700, 800 K, each from ``ase.build.molecule("CH3CH2OH")``
-with Maxwell-Boltzmann velocities (seed = temperature); 20 equilibration steps, then every
+with Maxwell-Boltzmann velocities (seed = temperature + 1000 x trajectory); 20 equilibration steps, then every
 8th step kept. Each frame's ``info`` holds ``temperature_k``, ``step`` and ``split``
 (train / val / test, a seeded random 70 / 10 / 20 split). Energies eV, forces eV/Å.
 """
@@ -30,10 +34,10 @@ TEMPERATURES_K = (300, 400, 500, 600, 700, 800)
 OUT = Path(__file__).parent / "data" / "ethanol_aimd_hf_sto3g.extxyz"
 
 
-def trajectory(args: tuple[int, int, int, int]) -> list:
-    temperature, frames, equilibrate, stride = args
-    atoms = molecule("CH3CH2OH")
-    rng = np.random.default_rng(temperature)
+def trajectory(args: tuple) -> list:
+    name, temperature, frames, equilibrate, stride, replica = args
+    atoms = molecule(name)
+    rng = np.random.default_rng(temperature + 1000 * replica)
     thermalize(atoms, temperature, rng)
     atoms.calc = PySCFCalculator(DFTConfig(method="hf", basis="sto-3g", threads=1))
     dyn = Langevin(
@@ -50,20 +54,26 @@ def trajectory(args: tuple[int, int, int, int]) -> list:
         dyn.run(stride)
         frame = atoms.copy()
         frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
-        frame.info.update({"temperature_k": temperature, "step": equilibrate + (k + 1) * stride})
+        frame.info.update({"temperature_k": temperature, "step": equilibrate + (k + 1) * stride, "trajectory": replica})
         out.append(frame)
-    print(f"{temperature} K: {len(out)} frames", flush=True)
+    print(f"{name} {temperature} K #{replica}: {len(out)} frames", flush=True)
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=40, help="frames kept per temperature")
+    p.add_argument("--molecule", default="CH3CH2OH", help="an ase.build.molecule name")
+    p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES_K)), help="K, comma-separated")
+    p.add_argument("--trajectories", type=int, default=1, help="independent trajectories per temperature")
+    p.add_argument("--frames", type=int, default=40, help="frames kept per trajectory")
     p.add_argument("--stride", type=int, default=8)
+    p.add_argument("--equilibrate", type=int, default=20, help="MD steps before the first frame")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
-    jobs = [(t, args.frames, 20, args.stride) for t in TEMPERATURES_K]
+    temps = [int(t) for t in args.temperatures.split(",")]
+    runs = [(t, r) for t in temps for r in range(args.trajectories)]
+    jobs = [(args.molecule, t, args.frames, args.equilibrate, args.stride, r) for t, r in runs]
     with Pool(args.workers) as pool:
         frames = [f for traj in pool.map(trajectory, jobs) for f in traj]
     order = np.random.default_rng(2026).permutation(len(frames))

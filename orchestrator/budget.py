@@ -68,12 +68,18 @@ class Ledger:
     _tokens: itertools.count = field(default_factory=itertools.count, repr=False)
 
     @classmethod
-    def from_charges(cls, limits: BudgetLimits, charges: list[tuple[int, float]]) -> Ledger:
-        """Rebuild from the store's charged labels: ``[(round, cost_s), ...]``."""
+    def from_charges(cls, limits: BudgetLimits, charges: list[tuple[int, float]], other_s: float = 0.0) -> Ledger:
+        """Rebuild from the store's charged labels ``[(round, cost_s), ...]`` and the DFT
+        CPU-seconds spent on other work (``other_s``: minima and Hessians)."""
         ledger = cls(limits)
         for rnd, cost in charges:
             ledger._charge(rnd, cost)
+        ledger.charge_other(other_s)
         return ledger
+
+    def charge_other(self, cost_s: float) -> None:
+        """DFT work that is not a label (a relaxation, a Hessian): hours only, no label."""
+        self.charged_s += cost_s
 
     # -- queries -------------------------------------------------------------------
     @property

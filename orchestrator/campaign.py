@@ -23,11 +23,13 @@ from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
 from orchestrator.labelling import label_structures
 from orchestrator.metrics import calibration
+from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.selection import SCORE_KEYS, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
 from orchestrator.store import LabelStore, content_key
 from orchestrator.tracking import Tracker
 from workers.dft import Status
+from workers.harmonic import load_reference
 from workers.model.calculator import predict
 from workers.model.committee import committee_predictions
 from workers.model.potential import load_checkpoint, save_checkpoint
@@ -58,7 +60,8 @@ class Campaign:
             (self.out / "config.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
         state = load_state(self.out) if state_path(self.out).exists() else CampaignState()
         self.store = LabelStore(self.out / "labels.db")
-        self.ledger = Ledger.from_charges(self.cfg.budget, self.store.charges())
+        other_s = sum(load_reference(p).cost_s for p in self.reference_paths() if p.exists())
+        self.ledger = Ledger.from_charges(self.cfg.budget, self.store.charges(), other_s)
         self.tracker = Tracker(
             self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, self.out / "mlartifacts"
         )
@@ -96,8 +99,12 @@ class Campaign:
         return state
 
     # -- round 0 -------------------------------------------------------------------
+    def reference_paths(self) -> list[Path]:
+        return reference_paths(self.cfg, self.out, len(self.seeds))
+
     def initial_round(self, state: CampaignState) -> None:
-        items = initial_items(self.cfg, self.seeds)
+        modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, self.rt, self.ledger, self.say)
+        items = initial_items(self.cfg, self.seeds, modes)
         with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
             report = label_structures(
                 items,
@@ -119,6 +126,9 @@ class Campaign:
                 "labels_total": self.ledger.charged_labels,
                 "labels_initial": len(items),
                 "dft_seconds": report.dft_seconds,
+                # minima + Hessians of normal-mode sampling (CPU-seconds, charged to the hours)
+                "harmonic_dft_seconds": sum(load_reference(p).cost_s for p in self.reference_paths()),
+                **({"lowest_mode_cm": float(min(m.frequencies_cm.min() for m in modes))} if modes else {}),
             },
             step=0,
         )
@@ -133,6 +143,9 @@ class Campaign:
 
     def picks_path(self, rnd: int) -> Path:
         return self.out / "rounds" / f"round_{rnd:03d}" / "picks.extxyz"
+
+    def audit_path(self, rnd: int) -> Path:
+        return self.picks_path(rnd).with_name("audit.extxyz")
 
     def training_set(self, before_round: int) -> list:
         """OK labels from rounds before ``before_round`` (hold-out excluded), ordered by
@@ -182,11 +195,14 @@ class Campaign:
             state.phase = "selected"
             save_state(self.out, state)
         picks = read(self.picks_path(rnd), index=":") if self.picks_path(rnd).stat().st_size else []
+        audit_file = self.audit_path(rnd)
+        audits = read(audit_file, index=":") if audit_file.exists() and audit_file.stat().st_size else []
         if state.phase == "selected":
             t0 = time.perf_counter()
-            with self.say.dft_progress(len(picks), f"round {rnd}: DFT on {len(picks)} picks") as tick:
+            what = f"{len(picks)} picks" + (f" + {len(audits)} audit frames" if audits else "")
+            with self.say.dft_progress(len(picks) + len(audits), f"round {rnd}: DFT on {what}") as tick:
                 report = label_structures(
-                    [(a, "md") for a in picks],
+                    [(a, "audit") for a in audits] + [(a, "md") for a in picks],
                     rnd,
                     self.rt.pool,
                     self.store,
@@ -231,19 +247,37 @@ class Campaign:
         emb, stopped = frame_arrays(frames)
         labelled = self.training_set(rnd)
         labelled_emb = np.stack([r["embedding"] for r in predict(model, labelled)]) if labelled else None
-        quota = min(cfg.selection.picks_per_round, cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0))
-        sel = select(scores, emb, stopped, cfg.selection, quota, labelled_emb, np.random.default_rng(cfg.seed + rnd))
+        room = min(cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0))
+        rng = np.random.default_rng(cfg.seed + rnd)
+        # audit frames first: uniformly random among the physical frames, whatever their score
+        physical = np.flatnonzero(~stopped)
+        n_audit = min(cfg.selection.audit_per_round, room, len(physical))
+        audit_idx = rng.choice(physical, size=n_audit, replace=False) if n_audit else np.array([], dtype=int)
+        not_audit = np.ones(len(frames), dtype=bool)
+        not_audit[audit_idx] = False
+        quota = min(cfg.selection.picks_per_round, room - n_audit)
+        rest = np.flatnonzero(not_audit)  # the picks come from the other frames
+        sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, quota, labelled_emb, rng)
         picks = []
-        for i in sel.picked:
+        for i in rest[np.asarray(sel.picked, dtype=int)]:
             a = frames[int(i)]
             keep = {k: a.info[k] for k in PICK_INFO if k in a.info}
             a.info.clear()
             a.info.update(keep)
             picks.append(a)
+        audits = []
+        for i in audit_idx:
+            a = frames[int(i)]
+            keep = {k: a.info[k] for k in PICK_INFO if k in a.info}
+            a.info.clear()
+            a.info.update(keep)
+            audits.append(a)
         self.picks_path(rnd).parent.mkdir(parents=True, exist_ok=True)
+        write(self.audit_path(rnd), audits, format="extxyz")
         write(self.picks_path(rnd), picks, format="extxyz")
         lo, hi, n_in = *sel.window, sel.counts["eligible"]
-        self.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked")
+        audit_note = f" + {len(audits)} at random (audit)" if audits else ""
+        self.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked{audit_note}")
         return {
             "time_sample_s": t_sample,
             "time_select_s": time.perf_counter() - t0,
@@ -270,6 +304,10 @@ class Campaign:
     def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
         holdout = self.store.holdout_structures()
         hm = evaluate(model, holdout) if holdout else {}
+        # the round's random MD frames, scored by the model that ran the MD; no model has
+        # trained on them yet (they join the training set from the next round on)
+        audit = [s.atoms for s in self.store.labels(al_round=rnd, origin="audit", status="ok")]
+        am = evaluate(model, audit) if audit else {}
         new = self.store.labels(al_round=rnd)
         pe = self.pick_errors(picks)
         cal = calibration(pe["entropy"], pe["error"])
@@ -283,6 +321,9 @@ class Campaign:
             "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
             "holdout_energy_mae": hm.get("energy_mae", float("nan")),
             "holdout_force_mae": hm.get("force_mae", float("nan")),
+            "audit_energy_mae": am.get("energy_mae", float("nan")),
+            "audit_force_mae": am.get("force_mae", float("nan")),
+            "audit_labels": float(len(audit)),
             "picks_energy_mae_per_atom": float(np.mean(pe["error"])) if len(pe["error"]) else float("nan"),
             "entropy_spearman": cal["spearman"],
             "entropy_auroc": cal["auroc"],
@@ -345,6 +386,7 @@ class Campaign:
         final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
         final["labels_total"] = self.ledger.charged_labels
         final["labels_trained"] = len(self.training_set(rnd + 1))
+        final.update(final_figures(self.cfg, self.reference_paths(), model, self.say))
         self.tracker.log_metrics(state.parent_run_id, final, step=rnd)
         # x = labels each model was trained on: the rounds' models, then the final one
         points = [(h.get("labels_trained", np.nan), h["holdout_force_mae"]) for h in state.history]

@@ -101,6 +101,8 @@ def cmd_status(args) -> int:
         "DFT s",
         "hold-out E MAE",
         "hold-out F MAE",
+        "audit E MAE",
+        "audit F MAE",
         "Spearman",
         "cand. frac",
     ):
@@ -117,8 +119,11 @@ def cmd_status(args) -> int:
             str(sum(s.charged for s in in_round)),
             str(sum(s.status.value != "ok" for s in in_round)),
             f"{sum(s.wall_s for s in in_round):.1f}",
-            *(f"{m[k]:.4f}" if k in m else "-" for k in ("holdout_energy_mae", "holdout_force_mae")),
-            *(f"{m[k]:.2f}" if k in m else "-" for k in ("entropy_spearman", "frac_candidate")),
+            *(
+                f"{m[k]:.4f}" if k in m else "-"
+                for k in ("holdout_energy_mae", "holdout_force_mae", "audit_energy_mae", "audit_force_mae")
+            ),
+            *(f"{m[k]:.2f}" if k in m else "-" for k in ("score_spearman", "frac_candidate")),
         )
     console = Console(highlight=False)
     console.print(table)

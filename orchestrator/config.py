@@ -30,9 +30,23 @@ class SystemConfig(Section):
     # total charge and 2S of the system; the DFT section inherits them
     charge: int = 0
     spin: int = Field(0, ge=0)
-    # round 0 labels the seeds plus rattled copies, up to this many structures
+    # how round 0's initial set and the hold-out are drawn. normal_modes: relax each seed at
+    # the campaign's DFT level, compute its Hessian once (PySCF, stored, charged to the DFT
+    # hours) and displace along the normal modes with Boltzmann amplitudes (what MD at that
+    # temperature visits); rattle: Gaussian displacements (rattle_a); file: initial_file
+    initial: Literal["normal_modes", "rattle", "file"] = "normal_modes"
+    # round 0 labels the seeds (their minima, for normal_modes) plus copies, up to this many
     initial_labels: int = Field(16, ge=1)
-    # Gaussian displacement stdev range (Å) for the initial and hold-out copies
+    # K, normal-mode temperature of the initial set; None = sampling.temperature_k
+    initial_temperature_k: float | None = Field(None, gt=0.0, le=5000.0)
+    # K, normal-mode temperature of the hold-out; None = sampling.temperature_k (where the
+    # campaign's model will run)
+    holdout_temperature_k: float | None = Field(None, gt=0.0, le=5000.0)
+    # initial: file: ASE-readable frames for the initial set (the first initial_labels)
+    initial_file: str | None = None
+    # ASE-readable frames for the hold-out (the first budget.holdout_labels), any initial mode
+    holdout_file: str | None = None
+    # Gaussian displacement stdev range (Å) for initial: rattle
     rattle_a: tuple[float, float] = (0.02, 0.1)
     # seeds the initial and hold-out draws, apart from the campaign seed: campaigns that
     # differ only in seed or strategy start from the same labels and share one hold-out
@@ -43,6 +57,8 @@ class SystemConfig(Section):
         lo, hi = self.rattle_a
         if not 0.0 <= lo <= hi:
             raise ValueError(f"rattle_a must be 0 <= low <= high, got {self.rattle_a}")
+        if self.initial == "file" and not self.initial_file:
+            raise ValueError("initial: file needs system.initial_file")
         return self
 
 
@@ -89,6 +105,9 @@ class CampaignConfig(Section):
     training: TrainConfig = TrainConfig()
     # epochs when warm-starting from the previous round (None = training.epochs)
     warm_start_epochs: int | None = Field(None, ge=1)
+    # ps of Langevin MD at the sampling temperature with the final model, logged with its
+    # harmonic frequencies against the DFT Hessian (normal_modes only; 0 = skip the MD)
+    final_check_md_ps: float = Field(2.0, ge=0.0, le=1000.0)
     sampling: MDConfig = MDConfig()
     selection: SelectionConfig = SelectionConfig()
     dft: DFTConfig = DFTConfig()
@@ -171,6 +190,10 @@ def parse_config(raw: dict) -> CampaignConfig:
         load_seed_structures(cfg.system.structures)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"system.structures: {err}") from None
+    for field in ("initial_file", "holdout_file"):
+        path = getattr(cfg.system, field)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"system.{field}: file not found: {path}")
     return cfg
 
 

@@ -54,6 +54,11 @@ class Reporter:
             ("budget left (labels)", f"{metrics['budget_left']:.0f}"),
             ("hold-out energy MAE (eV)", f"{metrics['holdout_energy_mae']:.4f}"),
             ("hold-out force MAE (eV/Å)", f"{metrics['holdout_force_mae']:.4f}"),
+            (
+                "audit (random MD frames) E / F MAE",
+                f"{metrics.get('audit_energy_mae', float('nan')):.4f} eV / "
+                f"{metrics.get('audit_force_mae', float('nan')):.4f} eV/Å",
+            ),
             ("frames accurate/candidate/failed", _fracs(metrics)),
             (
                 "entropy vs error: Spearman / AUROC",

@@ -66,6 +66,10 @@ class Runtime:
         )
         return ray.get(task)
 
+    def harmonic(self, atoms):
+        """The seed's DFT minimum and Hessian (``HarmonicReference``), on a DFT worker."""
+        return ray.get(self.pool.workers[0].harmonic.remote(atoms))
+
     def sample(self, model, starts: list, md_cfg) -> list:
         ref = ray.put(model_payload(model))  # shipped once per round via the object store
         return sample_with_actors(self.samplers, ref, starts, md_cfg)

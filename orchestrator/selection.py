@@ -32,10 +32,11 @@ SCORE_KEYS = {
 
 
 class SelectionConfig(Section):
-    # what ranks candidates: the categorical head's entropy (or its histogram std, or the
-    # excess entropy beyond the HL-Gauss floor), a committee's force deviation (DP-GEN), or
-    # nothing (random among the filtered frames)
-    strategy: Literal["entropy", "energy_std", "excess_entropy", "committee", "random"] = "entropy"
+    # what ranks candidates: the categorical head's histogram spread (energy_std, eV; the
+    # default: it ranks force errors like a 4-model committee, docs/results.md), its entropy,
+    # or the excess entropy beyond the HL-Gauss floor; a committee's force deviation (DP-GEN);
+    # or nothing (random among the filtered frames)
+    strategy: Literal["entropy", "energy_std", "excess_entropy", "committee", "random"] = "energy_std"
     # committee strategy: independently seeded scalar-head models trained each round
     committee_members: int = Field(4, ge=2, le=16)
     # window bounds read as quantiles of this round's candidates, or as absolute scores
@@ -46,6 +47,10 @@ class SelectionConfig(Section):
     window_hi: float = 0.98
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
+    # random MD frames labelled each round besides the picks (served first from the round's
+    # label cap) and scored with the round's model before any model trains on them: the
+    # unbiased error where the model runs MD (audit_force_mae), which biased picks cannot give
+    audit_per_round: int = Field(2, ge=0)
     # farthest-point sampling runs over the top (factor x quota) candidates
     top_k_factor: float = Field(3.0, ge=1.0)
     # diversity by farthest-point sampling on pooled embeddings

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchestrator.config import CampaignConfig, StopConfig
+from workers.normal_modes import NormalModes, sample_structures
 from workers.structures import rattled_copies
 
 
@@ -37,19 +38,55 @@ def load_state(out_dir: Path) -> CampaignState:
     return CampaignState(**json.loads(state_path(out_dir).read_text()))
 
 
-def initial_items(cfg: CampaignConfig, seeds: list) -> list[tuple]:
-    """Round 0: seeds + rattled copies (origin seed), and the hold-out (drawn once from the
-    same displacement range with its own seeds, never trained on)."""
-    n_rattled = max(cfg.system.initial_labels - len(seeds), 0)
-    lo, hi = cfg.system.rattle_a
+def _read_frames(path: str, first: int, count: int) -> list:
+    from ase.io import read
 
-    def copy_of(k: int, stdev: tuple, seed: int):
-        return rattled_copies(seeds[k % len(seeds)], 1, stdev, seed=seed)[0]
+    frames = read(path, index=":")
+    out = [a.copy() for a in frames[first : first + count]]
+    for a in out:
+        a.calc = None  # relabelled at the campaign's DFT level
+    return out
 
-    initial = seeds[: cfg.system.initial_labels] + [
-        copy_of(k, (lo, hi), cfg.system.seed * 7919 + k) for k in range(n_rattled)
-    ]
-    holdout = [copy_of(k, (lo, hi), 10_000_019 + cfg.system.seed * 7919 + k) for k in range(cfg.budget.holdout_labels)]
+
+def _normal_mode_draws(modes: list[NormalModes], n: int, temperature_k: float, seed: int) -> list:
+    """``n`` structures, round-robin over the seeds' minima, displaced along their modes."""
+    return [sample_structures(modes[k % len(modes)], temperature_k, 1, seed + k)[0] for k in range(n)]
+
+
+def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | None = None) -> list[tuple]:
+    """Round 0: the initial set (origin seed) and the hold-out (origin holdout, never trained
+    on), drawn as ``system.initial`` says; ``modes`` are the seeds' normal modes for
+    ``normal_modes``. The hold-out is drawn where the model will run: normal modes at the
+    sampling temperature, or the user's ``holdout_file``, with seeds of its own."""
+    sys_cfg, n_holdout = cfg.system, cfg.budget.holdout_labels
+    t_md = cfg.sampling.temperature_k
+    lo, hi = sys_cfg.rattle_a
+
+    def rattled(k: int, seed: int):
+        return rattled_copies(seeds[k % len(seeds)], 1, (lo, hi), seed=seed)[0]
+
+    if sys_cfg.initial == "normal_modes":
+        if not modes:
+            raise ValueError("initial: normal_modes needs the seeds' normal modes")
+        minima = [m.atoms.copy() for m in modes][: sys_cfg.initial_labels]
+        t_init = sys_cfg.initial_temperature_k or t_md
+        n_draws = max(sys_cfg.initial_labels - len(minima), 0)
+        initial = minima + _normal_mode_draws(modes, n_draws, t_init, sys_cfg.seed * 7919)
+    elif sys_cfg.initial == "file":
+        initial = _read_frames(sys_cfg.initial_file, 0, sys_cfg.initial_labels)
+    else:
+        n_rattled = max(sys_cfg.initial_labels - len(seeds), 0)
+        initial = seeds[: sys_cfg.initial_labels] + [rattled(k, sys_cfg.seed * 7919 + k) for k in range(n_rattled)]
+
+    holdout_seed = 10_000_019 + sys_cfg.seed * 7919
+    if sys_cfg.holdout_file:
+        holdout = _read_frames(sys_cfg.holdout_file, 0, n_holdout)
+    elif modes:
+        holdout = _normal_mode_draws(modes, n_holdout, sys_cfg.holdout_temperature_k or t_md, holdout_seed)
+    elif sys_cfg.initial == "file":  # the file's frames after the initial set
+        holdout = _read_frames(sys_cfg.initial_file, sys_cfg.initial_labels, n_holdout)
+    else:
+        holdout = [rattled(k, holdout_seed + k) for k in range(n_holdout)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
 
 

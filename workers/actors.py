@@ -17,6 +17,7 @@ from ase import Atoms
 
 from workers import dft
 from workers.dft import DFTConfig, LabelResult
+from workers.harmonic import HarmonicReference, harmonic_reference
 
 
 def _limit_threads(n: int) -> None:
@@ -38,6 +39,9 @@ class DFTWorker:
 
     def label(self, atoms: Atoms) -> LabelResult:
         return dft.label(atoms, self.cfg)
+
+    def harmonic(self, atoms: Atoms) -> HarmonicReference:
+        return harmonic_reference(atoms, self.cfg)
 
     def pid(self) -> int:
         return os.getpid()

@@ -16,6 +16,7 @@ ROUND_METRICS = {
     "labels_total", "labels_round", "labels_trained", "budget_left", "holdout_energy_mae", "holdout_force_mae",
     "entropy_spearman", "entropy_auroc", "frac_accurate", "frac_candidate", "frac_failed",
     "dft_seconds", "dft_failures", "support_clamped", "time_train_s", "time_sample_s", "time_label_s",
+    "audit_force_mae", "audit_energy_mae", "audit_labels",
 }  # fmt: skip
 
 
@@ -71,7 +72,7 @@ def test_final_model_loads_in_the_ase_calculator(finished):
     from workers.model import CatalCalculator
 
     ckpt = torch.load(finished / "model.pt", weights_only=True)
-    assert ckpt["format"] == "catal-potential-v1"
+    assert ckpt["format"] == "catal-potential-v2"
     atoms = molecule("CH3CH2OH")
     atoms.calc = CatalCalculator.from_checkpoint(finished / "model.pt")
     assert atoms.get_forces().shape == (9, 3)
@@ -80,10 +81,41 @@ def test_final_model_loads_in_the_ase_calculator(finished):
         assert (finished / "checkpoints" / name).exists()
 
 
+def test_audit_frames_are_scored_by_the_model_that_has_not_trained_on_them(finished):
+    """Round r's random MD frames are scored with round r's model; round r+1 trains on them."""
+    from orchestrator.store import LabelStore
+    from workers.model import evaluate, load_checkpoint
+
+    store = LabelStore(finished / "labels.db")
+    audit = [s.atoms for s in store.labels(al_round=1, origin="audit", status="ok")]
+    assert len(audit) == 1
+    _, children = mlflow_runs(finished)
+    logged = next(c for c in children if c.data.tags["catal.round"] == "1").data.metrics["audit_force_mae"]
+    before = evaluate(load_checkpoint(finished / "checkpoints" / "round_001.pt")[0], audit)["force_mae"]
+    after = evaluate(load_checkpoint(finished / "checkpoints" / "round_002.pt")[0], audit)["force_mae"]
+    assert logged == pytest.approx(before, rel=1e-4)
+    assert logged != pytest.approx(after, rel=1e-3)  # so scoring after training would show
+    ckpt = torch.load(finished / "checkpoints" / "round_002.pt", weights_only=True)
+    assert ckpt["round"] == 2  # round 2's model saw round 1's audit frame in its training set
+    trained = {s.key for s in store.labels(status="ok") if s.origin != "holdout" and s.round < 2}
+    assert {s.key for s in store.labels(al_round=1, origin="audit")} <= trained
+
+
+def test_normal_mode_reference_is_stored_and_charged(finished):
+    from workers.harmonic import load_reference
+
+    ref = load_reference(finished / "harmonic" / "seed_000.npz")
+    assert ref.hessian_ev_a2.shape == (27, 27) and ref.cost_s > 0
+    _, children = mlflow_runs(finished)
+    parents, _ = mlflow_runs(finished)
+    assert parents[0].data.metrics["harmonic_dft_seconds"] == pytest.approx(ref.cost_s)
+    assert parents[0].data.metrics["lowest_mode_cm"] > 100.0
+
+
 def test_status_and_export_commands(finished, tmp_path):
     proc = run_catal("status", str(finished))
     assert proc.returncode == 0, proc.stderr
-    assert "finished" in proc.stdout and "hold-out" in proc.stdout
+    assert "finished" in proc.stdout and "hold-out" in proc.stdout and "audit F MAE" in proc.stdout
     dest = tmp_path / "labels.extxyz"
     proc = run_catal("export", str(finished), "--format", "extxyz", "-o", str(dest))
     assert proc.returncode == 0 and dest.exists()
@@ -130,9 +162,14 @@ def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
     proc.wait()
     before = label_keys(out)
     assert json.loads(state_file.read_text())["finished"] is False
+    reference = out / "harmonic" / "seed_000.npz"
+    stamp = (reference.stat().st_mtime_ns, reference.read_bytes())
 
     resumed = run_catal("resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the minimum and Hessian are read back, never recomputed
+    assert (reference.stat().st_mtime_ns, reference.read_bytes()) == stamp
+    assert "DFT minimum + Hessian" not in resumed.stdout
     after = label_keys(out)
     assert len(after) == len(set(after))  # no structure labelled twice
     assert set(before) <= set(after)

@@ -16,9 +16,9 @@ def test_uncertainty_benchmark_quick():
     cmd = [sys.executable, "benchmarks/uncertainty.py", "--quick", "--data", data]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for signal in ("entropy", "excess entropy", "histogram std", "committee x2"):
+    for signal in ("categorical entropy", "categorical histogram std", "committee of 2 scalar"):
         assert signal in proc.stdout
-    assert "AUROC@10%" in proc.stdout
+    assert "AUROC@10%" in proc.stdout and "calibration" in proc.stdout and "Q4" in proc.stdout
 
 
 @pytest.mark.slow
@@ -26,7 +26,12 @@ def test_heads_benchmark_quick():
     cmd = [sys.executable, "benchmarks/heads.py", "--quick", "--data", "tests/data/ethanol_hf_sto3g.extxyz"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "scalar" in proc.stdout and "cat 32 bins" in proc.stdout and "F ratio" in proc.stdout
+    out = proc.stdout
+    assert "F ratio" in out and "excess" in out and "log(bins)" in out
+    table = out.split("F ratio")[1].split("\n\n")[0].splitlines()[1:]  # the accuracy table's rows
+    rows = {line.split()[0]: line.split() for line in table}
+    assert set(rows) == {"scalar", "categorical", "cat-absolute"}, out
+    assert rows["scalar"][-3:-1] == ["1.00x", "1.00x"]  # the ratio's reference
 
 
 def test_split_by_info():

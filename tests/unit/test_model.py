@@ -22,17 +22,31 @@ def _fake_labelled(n=4):
     return out
 
 
+HEADS = ["categorical", "scalar", "relative", "absolute", "pooled"]
+
+
 def _model(head):
+    """``head``: scalar, categorical (centred histogram), or a categorical variant."""
     torch.manual_seed(0)
-    cfg = ModelConfig(head=head, num_bins=32, backbone=BackboneConfig(features=16, layers=2))
-    return Potential.fit(cfg, _fake_labelled()).double()
+    kw = {"head": "scalar"} if head == "scalar" else {"head": "categorical"}
+    if head in ("relative", "absolute"):
+        kw["histogram"] = head
+    if head == "pooled":
+        kw["readout"] = "pooled"
+    cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2), **kw)
+    model = Potential.fit(cfg, _fake_labelled()).double()
+    with torch.no_grad():  # non-trivial, asymmetric logits, as after training
+        if hasattr(model, "head"):
+            model.head[-1].weight.normal_(0.0, 0.5)
+            model.head[-1].bias.copy_(-((torch.arange(cfg.num_bins) - 12.0) ** 2) / 20.0)  # off-centre peak
+    return model
 
 
 def _energy(model, atoms):
     return model(collate([atoms]).to(dtype=torch.float64), forces=True)
 
 
-@pytest.mark.parametrize("head", ["categorical", "scalar"])
+@pytest.mark.parametrize("head", HEADS)
 def test_forces_match_central_finite_differences(head):
     model = _model(head)
     a = molecule("CH3CH2OH")
@@ -51,7 +65,7 @@ def test_forces_match_central_finite_differences(head):
     assert np.abs(forces - fd).max() < 1e-6 * max(1.0, np.abs(forces).max())
 
 
-@pytest.mark.parametrize("head", ["categorical", "scalar"])
+@pytest.mark.parametrize("head", HEADS)
 def test_energy_invariant_forces_equivariant(head):
     model = _model(head)
     a = molecule("CH3CH2OH")
@@ -71,8 +85,10 @@ def test_energy_invariant_forces_equivariant(head):
     out = _energy(model, c)
     assert out["energy"].item() == pytest.approx(e0, abs=1e-9)
     assert np.allclose(out["forces"].detach().numpy(), f0[perm], atol=1e-9)
-    if head == "categorical":
+    if head != "scalar":
         assert out["entropy"].item() == pytest.approx(ref["entropy"].item(), abs=1e-9)
+        out_rot = _energy(model, b)
+        assert out_rot["energy_std"].item() == pytest.approx(ref["energy_std"].item(), abs=1e-9)
 
 
 def test_batched_equals_single():
@@ -105,3 +121,61 @@ def test_periodic_structures_are_refused_with_a_clear_error():
     a = molecule("H2O", pbc=True, cell=[5, 5, 5])
     with pytest.raises(ValueError, match="periodic"):
         collate([a])
+
+
+def test_centred_histogram_is_symmetric_normalised_and_its_mean_is_the_location():
+    from workers.model import hlgauss
+
+    model = _model("categorical")
+    mols = [molecule("CH3CH2OH"), molecule("H2O")]
+    for k, m in enumerate(mols):
+        m.rattle(0.05, seed=k)
+    out = model(collate(mols).to(dtype=torch.float64))
+    probs = torch.softmax(out["logits"], dim=-1)
+    assert out["logits"].shape == (2, 32)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(probs, probs.flip(-1), atol=1e-12)  # symmetric about offset 0
+    # energy = the histogram's expected value = the location (offset mean is exactly 0)
+    assert hlgauss.expected_value(out["logits"], model.support).abs().max() < 1e-12
+    assert torch.allclose(out["y_norm"], out["location"], atol=1e-12)
+    # a sharp, non-flat histogram after the asymmetric init: entropy below log(bins)
+    assert (out["entropy"] < np.log(32) - 0.05).all() and (out["entropy"] > 0).all()
+    n = torch.tensor([9.0, 3.0], dtype=torch.float64)
+    assert torch.allclose(out["energy_std"], n * out["energy_std_per_atom"], atol=1e-12)
+
+
+def test_relative_histogram_shifts_the_energy_by_its_mean_offset():
+    from workers.model import hlgauss
+
+    model = _model("relative")
+    out = model(collate([molecule("CH3CH2OH")]).to(dtype=torch.float64))
+    offset = hlgauss.expected_value(out["logits"], model.support)
+    assert offset.abs().item() > 1e-3  # the asymmetric init moves the mean
+    assert torch.allclose(out["y_norm"], out["location"] + offset, atol=1e-12)
+
+
+def test_histogram_targets_are_offsets_from_the_detached_location():
+    from workers.model import hlgauss
+
+    model = _model("categorical")
+    labelled = _fake_labelled(3)
+    batch = collate(labelled, with_labels=True).to(dtype=torch.float64)
+    out = model(batch, forces=False)
+    target, clamped = model.histogram_targets(batch, out)
+    offsets = model.normalised_targets(batch) - out["location"]
+    expected, _ = hlgauss.to_histogram(offsets.detach(), model.support)
+    assert torch.allclose(target, expected) and not target.requires_grad
+    assert clamped == int(((offsets < -model.cfg.relative_span) | (offsets > model.cfg.relative_span)).sum())
+    # support: symmetric, relative_span wide, in normalised units
+    assert model.support.v_min == -model.cfg.relative_span and model.support.v_max == model.cfg.relative_span
+
+
+def test_histogram_targets_absolute_are_the_labels_themselves():
+    from workers.model import hlgauss
+
+    model = _model("absolute")
+    batch = collate(_fake_labelled(3), with_labels=True).to(dtype=torch.float64)
+    target, _ = model.histogram_targets(batch, model(batch, forces=False))
+    expected, _ = hlgauss.to_histogram(model.normalised_targets(batch), model.support)
+    assert torch.allclose(target, expected)
+    assert not hasattr(model, "location")

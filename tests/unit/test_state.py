@@ -1,6 +1,27 @@
+import numpy as np
+import pytest
+
 from orchestrator.config import load_config
 from orchestrator.state import CampaignState, initial_items, load_state, save_state
 from workers.structures import load_seed_structures
+
+
+@pytest.fixture(scope="module")
+def water_modes():
+    """H2O's normal modes at HF/STO-3G (a real PySCF minimum + Hessian, under a second)."""
+    from ase.build import molecule
+
+    from workers.dft import DFTConfig
+    from workers.harmonic import harmonic_reference
+    from workers.normal_modes import normal_modes
+
+    ref = harmonic_reference(molecule("H2O"), DFTConfig())
+    return [normal_modes(ref.atoms, ref.hessian_ev_a2)]
+
+
+def _items(overrides, modes):
+    cfg = load_config("configs/demo.yaml", ["system.structures=H2O", *overrides])
+    return cfg, initial_items(cfg, load_seed_structures("H2O"), modes)
 
 
 def test_state_round_trips_atomically(tmp_path):
@@ -10,10 +31,11 @@ def test_state_round_trips_atomically(tmp_path):
     assert not (tmp_path / "state.tmp").exists()
 
 
-def test_initial_items_are_deterministic_and_sized():
-    cfg = load_config("configs/demo.yaml")
-    seeds = load_seed_structures(cfg.system.structures)
-    a, b = initial_items(cfg, seeds), initial_items(cfg, seeds)
+@pytest.mark.parametrize("initial", ["normal_modes", "rattle"])
+def test_initial_items_are_deterministic_and_sized(initial, water_modes):
+    modes = water_modes if initial == "normal_modes" else None
+    cfg, a = _items([f"system.initial={initial}"], modes)
+    _, b = _items([f"system.initial={initial}"], modes)
     origins = [o for _, o in a]
     assert origins.count("seed") == cfg.system.initial_labels
     assert origins.count("holdout") == cfg.budget.holdout_labels
@@ -37,14 +59,50 @@ def test_stop_reasons_in_order():
     assert stop_reason({**last, "round": 5}, stop, 10) == "max rounds (5) reached"
 
 
-def test_initial_set_depends_on_system_seed_not_campaign_seed():
-    base = load_config("configs/demo.yaml")
-    seeds = load_seed_structures(base.system.structures)
-    other_campaign = load_config("configs/demo.yaml", ["seed=7"])
-    other_system = load_config("configs/demo.yaml", ["system.seed=7"])
-    pos = lambda cfg: [a.positions for a, _ in initial_items(cfg, seeds)]  # noqa: E731
-    assert all((x == y).all() for x, y in zip(pos(base), pos(other_campaign), strict=True))
-    assert not all((x == y).all() for x, y in zip(pos(base), pos(other_system), strict=True))
+@pytest.mark.parametrize("initial", ["normal_modes", "rattle"])
+def test_initial_set_depends_on_system_seed_not_campaign_seed(initial, water_modes):
+    modes = water_modes if initial == "normal_modes" else None
+
+    def pos(*overrides):
+        return [a.positions for a, _ in _items([f"system.initial={initial}", *overrides], modes)[1]]
+
+    assert all((x == y).all() for x, y in zip(pos(), pos("seed=7"), strict=True))
+    assert not all((x == y).all() for x, y in zip(pos(), pos("system.seed=7"), strict=True))
+
+
+def test_normal_mode_sets_start_at_the_minimum_and_the_holdout_runs_at_the_md_temperature(water_modes):
+    cfg, items = _items(["sampling.temperature_k=600", "system.initial_temperature_k=200"], water_modes)
+    initial = [a for a, o in items if o == "seed"]
+    holdout = [a for a, o in items if o == "holdout"]
+    minimum = water_modes[0].atoms
+    assert np.allclose(initial[0].positions, minimum.positions)  # the DFT minimum is labelled too
+
+    def rms(frames):
+        return np.sqrt(np.mean([((a.positions - minimum.positions) ** 2).mean() for a in frames]))
+
+    # harmonic amplitudes scale as sqrt(T): the 600 K hold-out is ~sqrt(3)x wider than 200 K
+    assert 1.2 < rms(holdout) / rms(initial[1:]) < 2.6
+    assert all(a.calc is None for a in initial + holdout)
+
+
+def test_file_initial_set_and_holdout(tmp_path):
+    from ase.build import molecule
+    from ase.io import write
+
+    frames = []
+    for k in range(10):
+        a = molecule("H2O")
+        a.rattle(0.02, seed=k)
+        frames.append(a)
+    write(tmp_path / "frames.extxyz", frames)
+    cfg = load_config(
+        "configs/demo.yaml",
+        ["system.structures=H2O", "system.initial=file", f"system.initial_file={tmp_path / 'frames.extxyz'}",
+         "system.initial_labels=6", "budget.holdout_labels=4"],
+    )  # fmt: skip
+    items = initial_items(cfg, load_seed_structures("H2O"))
+    assert [o for _, o in items] == ["seed"] * 6 + ["holdout"] * 4
+    assert all(np.allclose(a.positions, f.positions) for (a, _), f in zip(items, frames, strict=True))
 
 
 def test_training_set_does_not_depend_on_label_arrival_order(tmp_path):

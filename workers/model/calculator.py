@@ -15,7 +15,9 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256) ->
     """Model predictions for many structures, ``batch_size`` per model call.
 
     Each dict has ``energy`` (eV), ``forces`` [n_atoms, 3] (eV/Å), ``embedding`` [F], and
-    for the categorical head ``energy_entropy`` (nats) and ``energy_std`` (eV).
+    for the categorical head ``energy_entropy`` (nats), ``energy_std`` (eV: the histogram's
+    spread, the model's error bar), ``energy_std_per_atom`` (eV/atom, comparable across
+    sizes) and ``energy_excess_entropy`` (nats beyond the HL-Gauss floor).
     """
     param = next(model.parameters())
     results: list[dict] = []
@@ -35,6 +37,7 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256) ->
             if "entropy" in out:
                 r["energy_entropy"] = float(out["entropy"][k])
                 r["energy_std"] = float(out["energy_std"][k])
+                r["energy_std_per_atom"] = float(out["energy_std_per_atom"][k])
                 r["energy_excess_entropy"] = float(out["excess_entropy"][k])
             results.append(r)
     return results
@@ -67,7 +70,7 @@ class CatalCalculator(Calculator):
             "free_energy": r["energy"],
             "forces": r["forces"],
         }
-        for key in ("energy_entropy", "energy_std", "energy_excess_entropy"):
+        for key in ("energy_entropy", "energy_std", "energy_std_per_atom", "energy_excess_entropy"):
             if key in r:
                 self.results[key] = r[key]
 

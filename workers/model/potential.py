@@ -4,6 +4,23 @@ Target per structure: the per-atom referenced energy ``y = (E - sum_i ref[Z_i]) 
 (eV/atom), normalised as ``(y - y_mean) / y_std``. References are fitted by least squares
 on the training set (fairchem's convention). Energy is ``n_atoms * y + sum_i ref[Z_i]``;
 forces are ``-dE/dr`` by autograd (conservative).
+
+Heads (``ModelConfig.head`` x ``ModelConfig.histogram``):
+
+* ``scalar``: a location ``mu`` regressed from per-atom contributions (``readout``).
+* ``categorical`` + ``centred`` (default): the same location ``mu`` plus a histogram over
+  *offsets* ``delta_k`` from it, symmetric about 0 (logits averaged with their mirror
+  image), so the predicted distribution of ``y`` (mass ``p_k`` at ``mu + delta_k``) has
+  expected value exactly ``mu``: the energy is the histogram's mean, and forces take the
+  scalar head's smooth path. The cross-entropy against the HL-Gauss histogram of the
+  label's offset from ``mu`` (detached) shapes the histogram and, through the shared
+  backbone, the features; the histogram's spread is the model's error bar. The offsets'
+  support is ``[-relative_span, relative_span]`` (normalised units: multiples of y_std).
+* ``categorical`` + ``relative``: as centred but asymmetric, so the energy is
+  ``mu + sum_k p_k delta_k``; the offset's mean adds noise to energies (ablation only).
+* ``categorical`` + ``absolute``: the first design, bins fixed over the training range and
+  logits from mean-pooled features; its mean saturates at the support's edges and it
+  trails the scalar head (docs/results.md), kept for the ablation.
 """
 
 from __future__ import annotations
@@ -29,10 +46,20 @@ class ModelConfig(Section):
     num_bins: int = Field(128, ge=8, le=4096)
     # HL-Gauss sigma in bin widths (0.75 is the paper's default)
     sigma_ratio: float = Field(0.75, gt=0.0, le=10.0)
-    # support padding beyond the training range, in sigmas ...
+    # centred: a symmetric histogram of offsets from a regressed location, whose mean is that
+    # location (scalar-level accuracy, sharp histograms); relative: the same, asymmetric;
+    # absolute: bins fixed over the training range (the first design). docs/results.md
+    histogram: Literal["centred", "relative", "absolute"] = "centred"
+    # centred/relative: half-width of the offsets' support in units of the training set's
+    # per-atom energy std (2.0 = ±0.4 eV for ethanol at 300-800 K; bins of 6 meV)
+    relative_span: float = Field(2.0, gt=0.0, le=100.0)
+    # absolute histogram: support padding beyond the training range, in sigmas ...
     pad_sigmas: float = Field(3.0, ge=0.0)
     # ... plus this fraction of the range: room for the higher energies AL explores
     pad_fraction: float = Field(0.25, ge=0.0, le=5.0)
+    # location: per-atom contributions averaged (atomwise, the usual locality) or one MLP
+    # on mean-pooled features (pooled)
+    readout: Literal["atomwise", "pooled"] = "atomwise"
     backbone: BackboneConfig = BackboneConfig()
 
 
@@ -78,8 +105,11 @@ class Potential(nn.Module):
         self.register_buffer("element_refs", element_refs.clone().double())
         self.backbone = PaiNN(cfg.backbone)
         f = cfg.backbone.features
-        n_out = cfg.num_bins if cfg.head == "categorical" else 1
-        self.head = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, n_out))
+        self.absolute = cfg.head == "categorical" and cfg.histogram == "absolute"
+        if not self.absolute:  # the regressed location [n_structures]
+            self.location = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 1))
+        if cfg.head == "categorical":  # logits over the bins
+            self.head = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, cfg.num_bins))
 
     @classmethod
     def fit(cls, cfg: ModelConfig, structures: list[Atoms]) -> Potential:
@@ -90,7 +120,9 @@ class Potential(nn.Module):
         y = per_atom_targets(structures, refs)
         y_mean, y_std = float(y.mean()), max(float(y.std()), 1e-4)
         support = None
-        if cfg.head == "categorical":
+        if cfg.head == "categorical" and cfg.histogram != "absolute":
+            support = hlgauss.Support(-cfg.relative_span, cfg.relative_span, cfg.num_bins, cfg.sigma_ratio)
+        elif cfg.head == "categorical":
             support = hlgauss.fit_support(
                 torch.from_numpy((y - y_mean) / y_std),
                 cfg.num_bins,
@@ -106,6 +138,23 @@ class Potential(nn.Module):
         y = (batch.energy_ev.double() - ref) / batch.n_atoms.double()
         return ((y - self.y_mean) / self.y_std).to(batch.positions.dtype)
 
+    def histogram_targets(self, batch: Batch, out: dict) -> tuple[torch.Tensor, int]:
+        """HL-Gauss target histograms ``[n_structures, num_bins]`` and the count clamped.
+
+        Relative histogram: the label's offset from the (detached) location, so the
+        cross-entropy shapes the histogram and leaves the location to the regression.
+        """
+        y = self.normalised_targets(batch)
+        if not self.absolute:
+            y = y - out["location"].detach()
+        return hlgauss.to_histogram(y, self.support)
+
+    @staticmethod
+    def _mean(batch: Batch, per_atom: torch.Tensor) -> torch.Tensor:
+        """Per-structure mean ``[n_structures, k]`` of per-atom rows ``[n_atoms, k]``."""
+        total = per_atom.new_zeros(batch.n_structures, per_atom.shape[1]).index_add(0, batch.structure, per_atom)
+        return total / batch.n_atoms.to(per_atom.dtype)[:, None]
+
     def _ref_sum(self, batch: Batch, dtype) -> torch.Tensor:
         per_atom = self.element_refs[batch.numbers].to(dtype)
         return torch.zeros(batch.n_structures, dtype=dtype, device=per_atom.device).index_add(
@@ -117,10 +166,12 @@ class Potential(nn.Module):
 
         Returns ``energy`` [n_structures] eV, ``forces`` [n_atoms, 3] eV/Å (if asked),
         ``y_norm`` [n_structures] normalised target, ``embedding`` [n_structures, F]
-        (pooled features, detached), and for the categorical head ``logits``
-        [n_structures, num_bins], ``entropy`` [n_structures] nats and ``energy_std``
-        [n_structures] eV (histogram spread, scaled to the structure's energy) and
-        ``excess_entropy`` [n_structures] (entropy minus the HL-Gauss target's own).
+        (pooled features, detached), ``location`` [n_structures] (the regressed location
+        in normalised units; absent for the absolute histogram), and for the categorical
+        head ``logits`` [n_structures, num_bins], ``entropy`` [n_structures] nats,
+        ``energy_std`` [n_structures] eV (histogram spread, scaled to the structure's
+        energy), ``energy_std_per_atom`` [n_structures] eV/atom (comparable across sizes)
+        and ``excess_entropy`` [n_structures] (entropy minus the HL-Gauss target's own).
         """
         pos = batch.positions
         if forces and not pos.requires_grad:
@@ -128,19 +179,33 @@ class Potential(nn.Module):
         i, j, vec = edges_within_cutoff(pos, batch.pair_i, batch.pair_j, self.cfg.backbone.cutoff)
         feats = self.backbone(batch.numbers, i, j, vec)  # [n_atoms, F]
         n = batch.n_atoms.to(feats.dtype)
-        pooled = feats.new_zeros(batch.n_structures, feats.shape[1]).index_add(0, batch.structure, feats) / n[:, None]
-        out_raw = self.head(pooled)
+        pooled = self._mean(batch, feats)
         out: dict = {"embedding": pooled.detach()}
+        y_norm = None
+        if not self.absolute:
+            if self.cfg.readout == "atomwise":  # per-atom contributions, averaged
+                loc = self._mean(batch, self.location(feats))[:, 0]
+            else:
+                loc = self.location(pooled)[:, 0]
+            out["location"] = loc
+            y_norm = loc
         if self.cfg.head == "categorical":
-            out["logits"] = out_raw
-            y_norm = hlgauss.expected_value(out_raw, self.support)
-            out["entropy"] = hlgauss.entropy(out_raw).detach()
-            out["energy_std"] = (n * self.y_std * hlgauss.std(out_raw, self.support)).detach()
+            logits = self.head(pooled)
+            if self.cfg.histogram == "centred":  # symmetric about 0: the mean is the location
+                logits = 0.5 * (logits + logits.flip(-1))
+            out["logits"] = logits
+            offset = hlgauss.expected_value(logits, self.support)  # absolute: the value itself
+            if self.absolute:
+                y_norm = offset
+            elif self.cfg.histogram == "relative":
+                y_norm = y_norm + offset
+            out["entropy"] = hlgauss.entropy(logits).detach()
+            spread = (self.y_std * hlgauss.std(logits, self.support)).detach()
+            out["energy_std_per_atom"] = spread
+            out["energy_std"] = n * spread
             # entropy beyond the floor that the HL-Gauss smoothing itself imposes
-            floor = hlgauss.target_entropy(y_norm.detach(), self.support)
+            floor = hlgauss.target_entropy(offset.detach(), self.support)
             out["excess_entropy"] = out["entropy"] - floor
-        else:
-            y_norm = out_raw[:, 0]
         out["y_norm"] = y_norm
         # summed in float64: a molecule's total energy (~1e3-1e5 eV) would lose meV in float32
         per_atom = (self.y_mean + self.y_std * y_norm).double()
@@ -174,6 +239,9 @@ class Potential(nn.Module):
         return model
 
 
+CHECKPOINT_FORMAT = "catal-potential-v2"  # v2: location + centred/relative/absolute histogram
+
+
 def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
     """Write model weights + config + refs + support (+ ``extra``, e.g. optimizer, epoch).
 
@@ -181,7 +249,7 @@ def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
     """
     import os
 
-    payload = {"format": "catal-potential-v1", **model.metadata(), "state_dict": model.state_dict()}
+    payload = {"format": CHECKPOINT_FORMAT, **model.metadata(), "state_dict": model.state_dict()}
     payload.update(extra or {})
     tmp = f"{path}.tmp"
     torch.save(payload, tmp)
@@ -191,6 +259,8 @@ def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
 def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
     """Load with ``weights_only=True``; returns the model and the raw checkpoint dict."""
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "catal-potential-v1":
+    if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v1":
+        raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a catal checkpoint")
     return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt

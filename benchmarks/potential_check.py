@@ -1,0 +1,99 @@
+"""Would you run MD with this potential? Four figures for any catal ``model.pt``.
+
+    python benchmarks/potential_check.py runs/demo-.../model.pt \\
+        --reference benchmarks/data/ethanol_500k_hf_sto3g.extxyz [--method hf --basis sto-3g]
+
+1. force MAE (eV/Å) on the reference frames (ab-initio MD at the temperature of use), next to
+   what predicting zero forces gives;
+2. energy MAE (eV) on them, no offset removed (the mean signed error is printed too);
+3. harmonic frequencies at the potential's own minimum against PySCF's at the DFT minimum
+   (same method/basis; the DFT minimum + Hessian is computed once and cached beside the
+   reference, or read from ``--hessian``, e.g. a campaign's ``harmonic/seed_000.npz``):
+   MAE over modes (cm^-1) and the number of imaginary modes;
+4. Langevin NVT (``fixcm=False``) at ``--temperature`` for ``--md-ps`` ps, 0.5 fs steps: every
+   bond intact (topology from covalent radii x 1.2) and the mean kinetic temperature over the
+   second half, against the target.
+
+Targets (issue #11): force MAE <= 0.100 eV/Å, energy MAE <= 0.050 eV, frequency MAE <= 50 cm^-1
+with no imaginary mode, bonds intact and temperature within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from ase.io import read
+
+from workers.dft import DFTConfig, Status
+from workers.harmonic import harmonic_reference, load_reference, save_reference
+from workers.model import CatalCalculator
+from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
+
+
+def dft_reference(args, start):
+    """DFT minimum + Hessian: from --hessian, from the cache beside the reference, or computed."""
+    path = args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
+    if path.exists():
+        return load_reference(path), f"read from {path}"
+    ref = harmonic_reference(start, DFTConfig(method=args.method, basis=args.basis, threads=args.threads))
+    if ref.status is not Status.OK:
+        raise SystemExit(f"potential_check: DFT minimum/Hessian failed: {ref.reason}")
+    save_reference(path, ref)
+    return ref, f"computed in {ref.wall_s:.0f} s, cached in {path}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path)
+    p.add_argument("--reference", type=Path, default=Path("benchmarks/data/ethanol_500k_hf_sto3g.extxyz"))
+    p.add_argument("--method", default="hf")
+    p.add_argument("--basis", default="sto-3g")
+    p.add_argument("--hessian", type=Path, default=None, help="a stored DFT minimum + Hessian (.npz)")
+    p.add_argument("--temperature", type=float, default=500.0, help="K, for the MD check")
+    p.add_argument("--md-ps", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.model.is_file():
+        raise SystemExit(f"potential_check: model not found: {args.model}")
+    frames = read(args.reference, index=":")
+    calc = CatalCalculator.from_checkpoint(args.model, device="cpu")
+    print(f"model: {args.model}\nreference: {args.reference} ({len(frames)} frames)")
+
+    acc = accuracy(calc, frames)
+    ref, how = dft_reference(args, frames[0])
+    print(f"DFT minimum + Hessian ({args.method}/{args.basis}): {how}")
+    t0 = time.perf_counter()
+    freq = frequencies_vs_reference(calc, ref.atoms, ref.hessian_ev_a2)
+    t_freq = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    md = langevin_stability(calc, ref.atoms, args.temperature, args.md_ps)
+    t_md = time.perf_counter() - t0
+
+    t_ratio = md.mean_temperature_k / args.temperature
+    rows = [
+        ("force MAE (eV/Å)", f"{acc['force_mae']:.4f}", "<= 0.100", acc["force_mae"] <= 0.1,
+         f"zero forces give {acc['zero_force_mae']:.3f}"),
+        ("energy MAE (eV, no offset removed)", f"{acc['energy_mae']:.4f}", "<= 0.050", acc["energy_mae"] <= 0.05,
+         f"mean signed error {acc['energy_mean_error']:+.4f}"),
+        ("harmonic frequency MAE (cm^-1)", f"{freq['freq_mae_cm']:.1f}", "<= 50, no imaginary",
+         freq["freq_mae_cm"] <= 50 and freq["n_imaginary"] == 0,
+         f"max {freq['freq_max_error_cm']:.0f}; {freq['n_imaginary']} imaginary; {t_freq:.0f} s"),
+        (f"{args.md_ps:g} ps Langevin at {args.temperature:g} K", "bonds intact" if md.bonds_intact else
+         f"bond change at {md.first_break_fs:.0f} fs", "intact, T within 10%",
+         md.bonds_intact and abs(t_ratio - 1) <= 0.1, f"mean T {md.mean_temperature_k:.0f} K ({t_ratio:.2f}x); "
+         f"{t_md:.0f} s"),
+    ]  # fmt: skip
+    print(f"\n{'check':<36} {'value':>18} {'target':>22}  pass  detail")
+    for name, value, target, ok, detail in rows:
+        print(f"{name:<36} {value:>18} {target:>22}  {'yes' if ok else 'NO ':<4}  {detail}")
+    print("\nfrequencies (cm^-1), model vs DFT:")
+    print("  " + " ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(freq["model_cm"], freq["dft_cm"], strict=True)))
+    print(f"{sum(r[3] for r in rows)}/4 checks pass")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""A seed's minimum and Hessian at the campaign's DFT level (pure PySCF + ASE, no Ray).
+
+``harmonic_reference(atoms, DFTConfig)`` relaxes the structure (ASE BFGS on PySCF forces)
+and computes the Cartesian Hessian there with PySCF's analytic second derivatives
+(``mf.Hessian()``). Where PySCF has none for the method (some functionals, back-ends), it
+says so in ``note`` and falls back to central finite differences of analytic gradients
+(6N gradient calls). Failures come back as data (``Status.FAILED`` + reason), as labels do.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.units import Bohr, Hartree
+from pyscf import lib
+
+from workers.dft import DFTConfig, PySCFCalculator, Status, _mean_field, build_molecule, label, resolve_backend
+from workers.errors import CalculationFailed, SCFError
+
+HESSIAN_AU_TO_EV_A2 = Hartree / Bohr**2
+FD_STEP_A = 5e-3  # Å, central differences of gradients: error ~ step^2 x third derivative
+
+
+@dataclass
+class HarmonicReference:
+    status: Status
+    reason: str = ""
+    atoms: Atoms | None = None  # the minimum (positions Å); energy_ev / forces_ev_a at it
+    energy_ev: float | None = None
+    hessian_ev_a2: np.ndarray | None = None  # [3N, 3N]
+    hessian_method: str = ""  # "analytic" or "finite-difference"
+    note: str = ""  # why finite differences, when they were used
+    relax_steps: int = 0
+    max_force_ev_a: float = float("nan")  # at the returned minimum
+    wall_s: float = 0.0
+    threads: int = 1
+
+    @property
+    def cost_s(self) -> float:
+        """CPU-seconds charged to the budget: wall seconds x threads."""
+        return self.wall_s * self.threads
+
+
+def relax(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01, max_steps: int = 200) -> tuple[Atoms, int]:
+    """The nearest minimum (BFGS on PySCF forces) and the steps taken; raises SCFError or
+    CalculationFailed when a step's SCF fails or PySCF rejects the structure."""
+    from ase.optimize import BFGS
+
+    a = atoms.copy()
+    a.calc = PySCFCalculator(cfg)
+    opt = BFGS(a, logfile=io.StringIO())
+    opt.run(fmax=fmax_ev_a, steps=max_steps)
+    return a, int(opt.nsteps)
+
+
+def analytic_hessian(atoms: Atoms, cfg: DFTConfig) -> np.ndarray:
+    """PySCF's analytic Hessian ``[3N, 3N]`` (eV/Å²); raises NotImplementedError (or the
+    AttributeError/TypeError PySCF gives) where the method has none, SCFError if unconverged."""
+    mol = build_molecule(atoms, cfg)
+    mf = _mean_field(mol, cfg, resolve_backend(cfg))
+    mf.kernel()
+    if not mf.converged:
+        raise SCFError(f"SCF not converged at the minimum ({cfg.method}/{cfg.basis})")
+    h = np.asarray(mf.Hessian().kernel())  # [N, N, 3, 3] Ha/Bohr^2
+    n = len(atoms)
+    return h.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n) * HESSIAN_AU_TO_EV_A2
+
+
+def finite_difference_hessian(atoms: Atoms, cfg: DFTConfig, step_a: float = FD_STEP_A) -> np.ndarray:
+    """Central differences of analytic forces ``[3N, 3N]`` (eV/Å²), symmetrised."""
+    n3 = 3 * len(atoms)
+    h = np.zeros((n3, n3))
+    for k in range(n3):
+        cols = []
+        for sign in (1.0, -1.0):
+            a = atoms.copy()
+            a.positions.reshape(-1)[k] += sign * step_a
+            r = label(a, cfg)
+            if r.status is not Status.OK:
+                raise SCFError(f"finite-difference Hessian, displacement {k}: {r.reason}")
+            cols.append(r.forces_ev_a.reshape(-1))
+        h[:, k] = -(cols[0] - cols[1]) / (2.0 * step_a)
+    return 0.5 * (h + h.T)
+
+
+def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) -> HarmonicReference:
+    """Relax ``atoms`` and compute the Hessian at the minimum; failures are returned."""
+    t0 = time.perf_counter()
+    try:
+        with lib.with_omp_threads(cfg.threads):
+            minimum, steps = relax(atoms, cfg, fmax_ev_a)
+            energy, forces = minimum.get_potential_energy(), minimum.get_forces()
+            note = ""
+            try:
+                hessian, how = analytic_hessian(minimum, cfg), "analytic"
+            except (NotImplementedError, AttributeError, TypeError) as err:
+                note = (
+                    f"PySCF has no analytic Hessian for {cfg.method} ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else 'not implemented'}); "
+                    f"using finite differences of gradients ({6 * len(atoms)} gradient calls)"
+                )
+                hessian, how = finite_difference_hessian(minimum, cfg), "finite-difference"
+    except (SCFError, CalculationFailed) as err:
+        return HarmonicReference(
+            Status.FAILED, reason=f"relax/Hessian: {err}", wall_s=time.perf_counter() - t0, threads=cfg.threads
+        )
+    minimum.calc = None
+    return HarmonicReference(
+        Status.OK,
+        atoms=minimum,
+        energy_ev=float(energy),
+        hessian_ev_a2=hessian,
+        hessian_method=how,
+        note=note,
+        relax_steps=steps,
+        max_force_ev_a=float(np.linalg.norm(forces, axis=1).max()),
+        wall_s=time.perf_counter() - t0,
+        threads=cfg.threads,
+    )
+
+
+def save_reference(path, ref: HarmonicReference) -> None:
+    """An OK reference as ``.npz`` (no pickles), written to a temporary file and renamed."""
+    import os
+    from pathlib import Path
+
+    if ref.status is not Status.OK:
+        raise ValueError(f"only an OK reference is stored, got {ref.status.value}: {ref.reason}")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        numbers=ref.atoms.numbers,
+        positions_a=ref.atoms.positions,
+        energy_ev=ref.energy_ev,
+        hessian_ev_a2=ref.hessian_ev_a2,
+        hessian_method=ref.hessian_method,
+        note=ref.note,
+        relax_steps=ref.relax_steps,
+        max_force_ev_a=ref.max_force_ev_a,
+        wall_s=ref.wall_s,
+        threads=ref.threads,
+    )
+    os.replace(tmp, path)
+
+
+def load_reference(path) -> HarmonicReference:
+    with np.load(path, allow_pickle=False) as z:
+        return HarmonicReference(
+            Status.OK,
+            atoms=Atoms(numbers=z["numbers"], positions=z["positions_a"]),
+            energy_ev=float(z["energy_ev"]),
+            hessian_ev_a2=z["hessian_ev_a2"],
+            hessian_method=str(z["hessian_method"]),
+            note=str(z["note"]),
+            relax_steps=int(z["relax_steps"]),
+            max_force_ev_a=float(z["max_force_ev_a"]),
+            wall_s=float(z["wall_s"]),
+            threads=int(z["threads"]),
+        )

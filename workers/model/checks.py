@@ -1,0 +1,154 @@
+"""Is the potential usable? Accuracy on reference frames, harmonic frequencies at its own
+minimum against DFT's, and a Langevin run that must keep every bond (pure, no Ray).
+
+Used by ``benchmarks/potential_check.py`` (any ``model.pt`` against any reference set) and by
+the campaign, which logs the cheap ones (frequencies, a short MD) for its final model.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms, units
+from ase.neighborlist import natural_cutoffs, neighbor_list
+
+from workers.normal_modes import normal_modes
+
+
+def accuracy(calc, frames: list[Atoms]) -> dict:
+    """Energy MAE (eV, no offset removed; and per atom) and force MAE (eV/Å) on labelled frames."""
+    from workers.model.calculator import predict
+
+    preds = predict(calc.model, frames)
+    de = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(preds, frames, strict=True)])
+    df = np.concatenate([(p["forces"] - a.get_forces()).ravel() for p, a in zip(preds, frames, strict=True)])
+    n = np.array([len(a) for a in frames])
+    return {
+        "energy_mae": float(np.abs(de).mean()),
+        "energy_mean_error": float(de.mean()),  # the offset part of the error
+        "energy_mae_per_atom": float(np.abs(de / n).mean()),
+        "force_mae": float(np.abs(df).mean()),
+        "zero_force_mae": float(np.mean(np.concatenate([np.abs(a.get_forces()).ravel() for a in frames]))),
+    }
+
+
+def relax_with(calc, atoms: Atoms, fmax_ev_a: float = 1e-3, steps: int = 2000) -> Atoms:
+    """The potential's own minimum nearest ``atoms`` (BFGS)."""
+    from ase.optimize import BFGS
+
+    a = atoms.copy()
+    a.calc = calc
+    BFGS(a, logfile=io.StringIO()).run(fmax=fmax_ev_a, steps=steps)
+    return a
+
+
+def model_hessian(calc, atoms: Atoms, step_a: float = 1e-3) -> np.ndarray:
+    """Cartesian Hessian ``[3N, 3N]`` (eV/Å²) of the potential by central differences of its
+    (analytic) forces, symmetrised."""
+    n3 = 3 * len(atoms)
+    h = np.zeros((n3, n3))
+    for k in range(n3):
+        f = []
+        for sign in (1.0, -1.0):
+            a = atoms.copy()
+            a.positions.reshape(-1)[k] += sign * step_a
+            a.calc = calc
+            f.append(a.get_forces().reshape(-1))
+        h[:, k] = -(f[0] - f[1]) / (2.0 * step_a)
+    return 0.5 * (h + h.T)
+
+
+def frequencies_vs_reference(calc, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray) -> dict:
+    """Harmonic wavenumbers (cm^-1) at the potential's own minimum against DFT's at DFT's.
+
+    Modes are compared in ascending order; ``n_imaginary`` counts the potential's
+    imaginary modes (below -20 cm^-1)."""
+    ref = normal_modes(dft_minimum, dft_hessian_ev_a2).frequencies_cm
+    own_min = relax_with(calc, dft_minimum)
+    own = normal_modes(own_min, model_hessian(calc, own_min))
+    freqs = own.frequencies_cm
+    return {
+        "freq_mae_cm": float(np.abs(np.sort(freqs) - np.sort(ref)).mean()),
+        "freq_max_error_cm": float(np.abs(np.sort(freqs) - np.sort(ref)).max()),
+        "n_imaginary": own.n_imaginary,
+        "model_cm": np.sort(freqs),
+        "dft_cm": np.sort(ref),
+        "minimum_rmsd_a": float(np.sqrt(((own_min.positions - dft_minimum.positions) ** 2).sum(1).mean())),
+    }
+
+
+def bonds(atoms: Atoms, scale: float = 1.2) -> set[tuple[int, int]]:
+    """Pairs closer than ``scale`` x the sum of covalent radii."""
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+    return {(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if a < b}
+
+
+@dataclass
+class MDCheck:
+    steps_run: int
+    mean_temperature_k: float
+    bonds_intact: bool
+    first_break_fs: float | None  # when the bond topology first changed
+    broken: list  # pairs formed or broken at that moment
+
+
+def langevin_stability(
+    calc,
+    atoms: Atoms,
+    temperature_k: float = 500.0,
+    time_ps: float = 10.0,
+    dt_fs: float = 0.5,
+    check_every: int = 20,
+    seed: int = 0,
+    friction_per_fs: float = 0.01,
+) -> MDCheck:
+    """Langevin NVT with the potential (ASE, ``fixcm=False``: ``fixcm=True`` runs small
+    molecules hot); stops at the first change of bond topology. The mean kinetic
+    temperature is over the second half of the run (after equilibration)."""
+    from ase.md.langevin import Langevin
+
+    from workers.structures import thermalize
+
+    a = atoms.copy()
+    a.calc = calc
+    rng = np.random.default_rng(seed)
+    thermalize(a, temperature_k, rng)
+    reference = bonds(a)
+    dyn = Langevin(
+        a, timestep=dt_fs * units.fs, temperature_K=temperature_k, friction=friction_per_fs / units.fs,
+        fixcm=False, rng=rng,
+    )  # fmt: skip
+    n_steps = int(round(time_ps * 1000.0 / dt_fs))
+    temps, done = [], 0
+    while done < n_steps:
+        dyn.run(check_every)
+        done += check_every
+        if done > n_steps // 2:
+            temps.append(a.get_temperature())
+        now = bonds(a)
+        if now != reference:
+            return MDCheck(done, float(np.mean(temps)) if temps else float("nan"), False, done * dt_fs,
+                           sorted(now ^ reference))  # fmt: skip
+    return MDCheck(done, float(np.mean(temps)), True, None, [])
+
+
+def potential_figures(model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, temperature_k: float, md_ps: float):
+    """The cheap checks a campaign logs for its final model: frequencies against the stored DFT
+    Hessian and (``md_ps`` > 0) a short Langevin run at the sampling temperature."""
+    from workers.model.calculator import CatalCalculator
+
+    calc = CatalCalculator(model.double())
+    freq = frequencies_vs_reference(calc, dft_minimum, dft_hessian_ev_a2)
+    out = {
+        "final_freq_mae_cm": freq["freq_mae_cm"],
+        "final_freq_max_error_cm": freq["freq_max_error_cm"],
+        "final_n_imaginary": float(freq["n_imaginary"]),
+    }
+    if md_ps > 0:
+        md = langevin_stability(calc, dft_minimum, temperature_k, md_ps)
+        out["final_md_bonds_intact"] = float(md.bonds_intact)
+        out["final_md_mean_temperature_k"] = md.mean_temperature_k
+        out["final_md_ps_run"] = md.steps_run * 0.5e-3
+    return out
