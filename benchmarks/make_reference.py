@@ -71,6 +71,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    from ase.collections import g2
+
+    if args.molecule not in g2.names:
+        p.error(f"--molecule {args.molecule!r} is not an ase.build.molecule name")
     temps = [int(t) for t in args.temperatures.split(",")]
     runs = [(t, r) for t in temps for r in range(args.trajectories)]
     jobs = [(args.molecule, t, args.frames, args.equilibrate, args.stride, r) for t, r in runs]

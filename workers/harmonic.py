@@ -20,6 +20,7 @@ from pyscf import lib
 
 from workers.dft import DFTConfig, PySCFCalculator, Status, _mean_field, build_molecule, label, resolve_backend
 from workers.errors import CalculationFailed, SCFError
+from workers.normal_modes import finite_difference_hessian as fd_hessian
 
 HESSIAN_AU_TO_EV_A2 = Hartree / Bohr**2
 FD_STEP_A = 5e-3  # Å, central differences of gradients: error ~ step^2 x third derivative
@@ -71,20 +72,15 @@ def analytic_hessian(atoms: Atoms, cfg: DFTConfig) -> np.ndarray:
 
 
 def finite_difference_hessian(atoms: Atoms, cfg: DFTConfig, step_a: float = FD_STEP_A) -> np.ndarray:
-    """Central differences of analytic forces ``[3N, 3N]`` (eV/Å²), symmetrised."""
-    n3 = 3 * len(atoms)
-    h = np.zeros((n3, n3))
-    for k in range(n3):
-        cols = []
-        for sign in (1.0, -1.0):
-            a = atoms.copy()
-            a.positions.reshape(-1)[k] += sign * step_a
-            r = label(a, cfg)
-            if r.status is not Status.OK:
-                raise SCFError(f"finite-difference Hessian, displacement {k}: {r.reason}")
-            cols.append(r.forces_ev_a.reshape(-1))
-        h[:, k] = -(cols[0] - cols[1]) / (2.0 * step_a)
-    return 0.5 * (h + h.T)
+    """Central differences of analytic DFT forces ``[3N, 3N]`` (eV/Å²), symmetrised."""
+
+    def forces(a: Atoms) -> np.ndarray:
+        r = label(a, cfg)
+        if r.status is not Status.OK:
+            raise SCFError(f"finite-difference Hessian: {r.reason}")
+        return r.forces_ev_a
+
+    return fd_hessian(forces, atoms, step_a)
 
 
 def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) -> HarmonicReference:

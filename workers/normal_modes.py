@@ -68,6 +68,21 @@ def rigid_body_basis(positions_a: np.ndarray, masses: np.ndarray) -> np.ndarray:
     return u[:, s > 1e-6 * s.max()].T
 
 
+def finite_difference_hessian(forces_ev_a, atoms: Atoms, step_a: float) -> np.ndarray:
+    """Cartesian Hessian ``[3N, 3N]`` (eV/Å²) by central differences of ``forces_ev_a(atoms)
+    -> [N, 3]`` (eV/Å), symmetrised; 6N force calls."""
+    n3 = 3 * len(atoms)
+    h = np.zeros((n3, n3))
+    for k in range(n3):
+        f = []
+        for sign in (1.0, -1.0):
+            a = atoms.copy()
+            a.positions.reshape(-1)[k] += sign * step_a
+            f.append(np.asarray(forces_ev_a(a)).reshape(-1))
+        h[:, k] = -(f[0] - f[1]) / (2.0 * step_a)
+    return 0.5 * (h + h.T)
+
+
 def normal_modes(atoms: Atoms, hessian_ev_a2: np.ndarray) -> NormalModes:
     """Vibrational normal modes from a Cartesian Hessian ``[3N, 3N]`` (eV/Å²)."""
     n3 = 3 * len(atoms)
