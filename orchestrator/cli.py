@@ -99,12 +99,12 @@ def cmd_status(args) -> int:
         "labels",
         "failed",
         "DFT s",
-        "hold-out E MAE",
-        "hold-out F MAE",
-        "audit E MAE",
-        "audit F MAE",
+        "hold-out E",
+        "hold-out F",
+        "audit E",
+        "audit F",
         "Spearman",
-        "cand. frac",
+        "cand.",
     ):
         table.add_column(col, justify="right")
     metrics = {}
@@ -125,8 +125,15 @@ def cmd_status(args) -> int:
             ),
             *(f"{m[k]:.2f}" if k in m else "-" for k in ("score_spearman", "frac_candidate")),
         )
-    console = Console(highlight=False)
+    # a terminal gets its own width; a pipe or a file 120 columns, so the table is not truncated
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print(table)
+    console.print(
+        "E / F: energy MAE (eV) / force MAE (eV/Å) of each round's model; audit = the round's random MD "
+        "frames, scored before any model trained on them; Spearman: selection score vs error; cand.: "
+        "candidate fraction",
+        soft_wrap=True,
+    )
     where = "finished" if state.finished else f"round {state.round}, phase {state.phase}"
     console.print(f"{where}; {sum(s.charged for s in rows)}/{cfg.budget.max_labels} labels charged")
     if state.stop_reason:

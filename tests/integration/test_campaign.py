@@ -93,8 +93,9 @@ def test_audit_frames_are_scored_by_the_model_that_has_not_trained_on_them(finis
     logged = next(c for c in children if c.data.tags["catal.round"] == "1").data.metrics["audit_force_mae"]
     before = evaluate(load_checkpoint(finished / "checkpoints" / "round_001.pt")[0], audit)["force_mae"]
     after = evaluate(load_checkpoint(finished / "checkpoints" / "round_002.pt")[0], audit)["force_mae"]
-    assert logged == pytest.approx(before, rel=1e-4)
-    assert logged != pytest.approx(after, rel=1e-3)  # so scoring after training would show
+    assert before != after  # round 2's model trained on the frame, so it scores it differently
+    # the logged value is round 1's score (float32 round trip), far closer to it than to round 2's
+    assert abs(logged - before) < 0.1 * abs(logged - after), (logged, before, after)
     ckpt = torch.load(finished / "checkpoints" / "round_002.pt", weights_only=True)
     assert ckpt["round"] == 2  # round 2's model saw round 1's audit frame in its training set
     trained = {s.key for s in store.labels(status="ok") if s.origin != "holdout" and s.round < 2}
@@ -115,7 +116,7 @@ def test_normal_mode_reference_is_stored_and_charged(finished):
 def test_status_and_export_commands(finished, tmp_path):
     proc = run_catal("status", str(finished))
     assert proc.returncode == 0, proc.stderr
-    assert "finished" in proc.stdout and "hold-out" in proc.stdout and "audit F MAE" in proc.stdout
+    assert "finished" in proc.stdout and "hold-out F" in proc.stdout and "audit F" in proc.stdout
     dest = tmp_path / "labels.extxyz"
     proc = run_catal("export", str(finished), "--format", "extxyz", "-o", str(dest))
     assert proc.returncode == 0 and dest.exists()

@@ -57,9 +57,9 @@ BAD = {
     "impossible budget": ("budget", {"max_labels": 20}, [], "budget.max_labels (20) leaves nothing"),
     "per-round above total": (
         "budget",
-        {"max_labels_per_round": 99},
+        {"max_labels_per_round": 999},
         [],
-        "max_labels_per_round (99) exceeds",
+        "max_labels_per_round (999) exceeds",
     ),
     "unknown molecule": ("system", {"structures": "Unobtainium"}, [], "system.structures: unknown molecule"),
     "missing file": ("system", {"structures": "nope/seeds.xyz"}, [], "system.structures: structure file not"),
