@@ -24,7 +24,7 @@ from orchestrator.console import Reporter
 from orchestrator.labelling import label_structures
 from orchestrator.metrics import calibration
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
-from orchestrator.selection import SCORE_KEYS, frame_arrays, frame_scores, select
+from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
 from orchestrator.store import LabelStore, content_key
 from orchestrator.tracking import Tracker
@@ -39,6 +39,14 @@ from workers.structures import load_seed_structures
 PICK_INFO = (
     "model_energy", "energy_entropy", "energy_std", "excess_entropy", "committee_force_dev", "replica", "step",
 )  # fmt: skip
+
+
+def _trimmed(frame):
+    """An MD frame with only the ``PICK_INFO`` keys in its info (what the extxyz keeps)."""
+    keep = {k: frame.info[k] for k in PICK_INFO if k in frame.info}
+    frame.info.clear()
+    frame.info.update(keep)
+    return frame
 
 
 class Campaign:
@@ -249,29 +257,12 @@ class Campaign:
         labelled_emb = np.stack([r["embedding"] for r in predict(model, labelled)]) if labelled else None
         room = min(cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0))
         rng = np.random.default_rng(cfg.seed + rnd)
-        # audit frames first: uniformly random among the physical frames, whatever their score
-        physical = np.flatnonzero(~stopped)
-        n_audit = min(cfg.selection.audit_per_round, room, len(physical))
-        audit_idx = rng.choice(physical, size=n_audit, replace=False) if n_audit else np.array([], dtype=int)
-        not_audit = np.ones(len(frames), dtype=bool)
-        not_audit[audit_idx] = False
-        quota = min(cfg.selection.picks_per_round, room - n_audit)
-        rest = np.flatnonzero(not_audit)  # the picks come from the other frames
+        # audit frames first (served first from the round's room), then picks from the rest
+        audit_idx, rest = draw_audits(stopped, min(cfg.selection.audit_per_round, room), rng)
+        quota = min(cfg.selection.picks_per_round, room - len(audit_idx))
         sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, quota, labelled_emb, rng)
-        picks = []
-        for i in rest[np.asarray(sel.picked, dtype=int)]:
-            a = frames[int(i)]
-            keep = {k: a.info[k] for k in PICK_INFO if k in a.info}
-            a.info.clear()
-            a.info.update(keep)
-            picks.append(a)
-        audits = []
-        for i in audit_idx:
-            a = frames[int(i)]
-            keep = {k: a.info[k] for k in PICK_INFO if k in a.info}
-            a.info.clear()
-            a.info.update(keep)
-            audits.append(a)
+        picks = [_trimmed(frames[int(i)]) for i in rest[np.asarray(sel.picked, dtype=int)]]
+        audits = [_trimmed(frames[int(i)]) for i in audit_idx]
         self.picks_path(rnd).parent.mkdir(parents=True, exist_ok=True)
         write(self.audit_path(rnd), audits, format="extxyz")
         write(self.picks_path(rnd), picks, format="extxyz")

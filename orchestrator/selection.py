@@ -176,6 +176,15 @@ def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray
     return np.asarray(out, dtype=np.int64)
 
 
+def draw_audits(stopped: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(audit, rest)`` frame indices: ``n`` drawn uniformly among the physical (not stopped)
+    frames, whatever their score, and every other frame (where the picks come from)."""
+    physical = np.flatnonzero(~np.asarray(stopped, dtype=bool))
+    n = min(n, len(physical))
+    audit = rng.choice(physical, size=n, replace=False) if n else np.array([], dtype=int)
+    return audit, np.setdiff1d(np.arange(len(stopped)), audit)
+
+
 def frame_scores(frames, strategy: str) -> np.ndarray:
     """Per-frame uncertainty from the frames' ``info`` (see ``workers.sampling``)."""
     if strategy == "random":

@@ -94,3 +94,18 @@ def test_bad_window_is_a_config_error():
         SelectionConfig(window_lo=0.9, window_hi=0.1)
     with pytest.raises(ValidationError, match="quantile"):
         SelectionConfig(window_lo=0.5, window_hi=3.0)
+
+
+def test_audits_are_drawn_among_physical_frames_and_left_out_of_the_rest():
+    import numpy as np
+
+    from orchestrator.selection import draw_audits
+
+    stopped = np.array([True, False, False, True, False, False])
+    audit, rest = draw_audits(stopped, 2, np.random.default_rng(0))
+    assert len(audit) == 2 and not stopped[audit].any()
+    assert sorted(np.concatenate([audit, rest]).tolist()) == list(range(6))
+    audit, rest = draw_audits(stopped, 10, np.random.default_rng(0))  # at most the physical frames
+    assert sorted(audit.tolist()) == [1, 2, 4, 5] and rest.tolist() == [0, 3]
+    audit, rest = draw_audits(stopped, 0, np.random.default_rng(0))
+    assert len(audit) == 0 and rest.tolist() == list(range(6))
