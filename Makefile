@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch pinned here (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# mace: the MACE backbone (model.backbone.kind: mace) is tested and benchmarked beside PaiNN
+	$(PY) -m pip install -q -e ".[dev,mace]"
 	touch $(STAMP)
 
 demo: $(STAMP)

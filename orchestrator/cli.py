@@ -5,6 +5,7 @@
     catal status runs/demo
     catal validate configs/demo.yaml
     catal export runs/demo --format extxyz [-o labels.extxyz]
+    catal import-mace my.model backbone.pt   (then model.backbone: {kind: mace, pretrained: backbone.pt})
 
 Configuration errors exit with code 2 and one line naming the field; nothing is written.
 """
@@ -12,6 +13,7 @@ Configuration errors exit with code 2 and one line naming the field; nothing is 
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -152,6 +154,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import_mace(args) -> int:
+    from workers.model.mace_backbone import import_model
+
+    src, dest = Path(args.model), Path(args.output)
+    if not src.is_file():
+        raise ConfigError(f"MACE model file not found: {src}")
+    if dest.exists() and not args.force:
+        raise ConfigError(f"{dest} exists; pass --force to overwrite it")
+    try:
+        s = import_model(src, dest)
+    except (ValueError, ImportError, pickle.UnpicklingError, EOFError) as err:
+        raise ConfigError(f"{src}: {err}") from None
+    print(
+        f"wrote {dest}: MACE backbone of {s['source']} ({s['layers']} layers, {s['features']} invariant "
+        f"features/atom, r_max {s['cutoff_a']} Å, Z={s['elements']}); use it with "
+        f"--set model.backbone.kind=mace --set model.backbone.pretrained={dest}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="catal", description="Categorical active learning for MLIPs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["extxyz"], default="extxyz")
     sp.add_argument("-o", "--output", default=None)
     sp.set_defaults(fn=cmd_export)
+    sp = sub.add_parser(
+        "import-mace",
+        help="convert a mace-torch model file (trained or foundation) into a backbone to fine-tune; "
+        "it unpickles the file, so only import models you trust",
+    )
+    sp.add_argument("model", help="a .model file saved by mace-torch (e.g. mace_run_train's NAME.model)")
+    sp.add_argument("output", help="the backbone file to write (loads with weights_only=True)")
+    sp.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    sp.set_defaults(fn=cmd_import_mace)
     return p
 
 

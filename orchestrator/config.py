@@ -194,7 +194,31 @@ def parse_config(raw: dict) -> CampaignConfig:
         path = getattr(cfg.system, field)
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"system.{field}: file not found: {path}")
+    check_backbone(cfg)
     return cfg
+
+
+def check_backbone(cfg: CampaignConfig) -> None:
+    """mace needs mace-torch; a pretrained backbone must be a readable catal backbone file
+    whose elements cover the seed structures'."""
+    bb = cfg.model.backbone
+    if bb.kind != "mace":
+        return
+    from workers.model import mace_backbone
+
+    if not mace_backbone.mace_available():
+        raise ConfigError("model.backbone.kind: mace needs mace-torch: pip install 'catal[mace]'")
+    if bb.pretrained is None:
+        return
+    try:
+        payload = mace_backbone.read_pretrained(bb.pretrained)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"model.backbone.pretrained: {err}") from None
+    known = set(payload["arch"]["atomic_numbers"])
+    seeds = load_seed_structures(cfg.system.structures)
+    missing = sorted({int(z) for a in seeds for z in a.numbers} - known)
+    if missing:
+        raise ConfigError(f"model.backbone.pretrained: {bb.pretrained} has no embedding for Z={missing}")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> CampaignConfig:

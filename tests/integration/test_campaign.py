@@ -72,7 +72,7 @@ def test_final_model_loads_in_the_ase_calculator(finished):
     from workers.model import CatalCalculator
 
     ckpt = torch.load(finished / "model.pt", weights_only=True)
-    assert ckpt["format"] == "catal-potential-v2"
+    assert ckpt["format"] == "catal-potential-v3"
     atoms = molecule("CH3CH2OH")
     atoms.calc = CatalCalculator.from_checkpoint(finished / "model.pt")
     assert atoms.get_forces().shape == (9, 3)
@@ -178,3 +178,32 @@ def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
     parents, children = mlflow_runs(out)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags["catal.round"] for c in children) == ["1", "2"]
+
+
+def test_a_campaign_with_the_mace_backbone(tmp_path):
+    """The same tiny campaign, one round, on MACE (mace-torch): trainer, sampler (batched MD),
+    selection and the final checkpoint all work with the other backbone."""
+    out = tmp_path / "tiny_mace"
+    overrides = [
+        f"out_dir={out}",
+        "model.backbone.kind=mace",
+        "model.backbone.features=8",
+        "model.backbone.correlation=2",
+        "training.epochs=12",
+        "warm_start_epochs=6",
+        "stop.max_rounds=1",
+    ]
+    proc = run_catal("run", str(TINY), *[a for o in overrides for a in ("--set", o)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from ase.build import molecule
+
+    from workers.model.calculator import CatalCalculator
+
+    calc = CatalCalculator.from_checkpoint(out / "model.pt")
+    assert calc.model.cfg.backbone.kind == "mace"
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = calc
+    assert torch.isfinite(torch.as_tensor(atoms.get_forces())).all()
+    assert atoms.calc.results["energy_std"] > 0
+    parents, children = mlflow_runs(out)
+    assert len(children) == 1 and parents[0].data.params["model.backbone.kind"] == "mace"

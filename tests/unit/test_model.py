@@ -22,18 +22,20 @@ def _fake_labelled(n=4):
     return out
 
 
-HEADS = ["categorical", "scalar", "relative", "absolute", "pooled"]
+# head variants on PaiNN, and both heads on the MACE backbone (mace-torch)
+HEADS = ["categorical", "scalar", "relative", "absolute", "pooled", "mace", "mace-scalar"]
 
 
 def _model(head):
-    """``head``: scalar, categorical (centred histogram), or a categorical variant."""
+    """``head``: scalar, categorical (centred histogram), a categorical variant, or mace[-scalar]."""
     torch.manual_seed(0)
-    kw = {"head": "scalar"} if head == "scalar" else {"head": "categorical"}
+    kw = {"head": "scalar"} if head.endswith("scalar") else {"head": "categorical"}
     if head in ("relative", "absolute"):
         kw["histogram"] = head
     if head == "pooled":
         kw["readout"] = "pooled"
-    cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2), **kw)
+    backbone = BackboneConfig(kind="mace" if head.startswith("mace") else "painn", features=16, layers=2)
+    cfg = ModelConfig(num_bins=32, backbone=backbone, **kw)
     model = Potential.fit(cfg, _fake_labelled()).double()
     with torch.no_grad():  # non-trivial, asymmetric logits, as after training
         if hasattr(model, "head"):
@@ -85,14 +87,15 @@ def test_energy_invariant_forces_equivariant(head):
     out = _energy(model, c)
     assert out["energy"].item() == pytest.approx(e0, abs=1e-9)
     assert np.allclose(out["forces"].detach().numpy(), f0[perm], atol=1e-9)
-    if head != "scalar":
+    if not head.endswith("scalar"):
         assert out["entropy"].item() == pytest.approx(ref["entropy"].item(), abs=1e-9)
         out_rot = _energy(model, b)
         assert out_rot["energy_std"].item() == pytest.approx(ref["energy_std"].item(), abs=1e-9)
 
 
-def test_batched_equals_single():
-    model = _model("categorical")
+@pytest.mark.parametrize("head", ["categorical", "mace"])
+def test_batched_equals_single(head):
+    model = _model(head)
     mols = [molecule("CH3CH2OH"), molecule("H2O"), molecule("CH4")]
     for k, m in enumerate(mols):
         m.rattle(0.05, seed=k)

@@ -1,106 +1,82 @@
-"""A small PaiNN-style equivariant message-passing backbone (Schütt et al. 2021), pure torch.
+"""The backbone interface: per-atom invariant features ``[n_atoms, F]`` for the heads.
 
-Per atom it keeps invariant features ``s [n_atoms, F]`` and equivariant vector features
-``v [n_atoms, 3, F]``. Messages depend on distances (radial basis with a smooth cosine
-cutoff, so energies stay smooth as atoms cross the cutoff) and on unit bond vectors, so
-the invariant output is unchanged by rotation, translation and permutation of atoms.
+A backbone is an ``nn.Module`` with
+
+* ``forward(numbers [n_atoms], i [n_edges], j [n_edges], vec [n_edges, 3]) -> [n_atoms, F]``:
+  edges ``i <- j`` within ``cutoff`` and ``vec = r_j - r_i`` in Å, differentiable (forces
+  are ``-dE/dr`` by autograd through the backbone);
+* ``out_features`` (F) and ``cutoff`` (Å);
+* ``metadata()``: what, beyond ``BackboneConfig``, rebuilds its architecture (plain numbers,
+  strings and lists, so checkpoints load with ``weights_only=True``).
+
+Two kinds: ``painn`` (catal's PaiNN, pure torch, the light default) and ``mace`` (MACE's
+blocks from mace-torch, an optional extra). ``build_backbone`` makes a fresh one from the
+training structures; ``backbone_from_metadata`` rebuilds one for a checkpoint.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Literal
 
-import torch
-from pydantic import Field
+from ase import Atoms
+from pydantic import Field, model_validator
 from torch import nn
 
+from workers.model.painn import MAX_Z, PaiNN
 from workers.schema import Section
 
-MAX_Z = 118
+__all__ = ["MAX_Z", "BackboneConfig", "backbone_from_metadata", "build_backbone"]
+
+DEFAULT_RBF = {"painn": 20, "mace": 8}
 
 
 class BackboneConfig(Section):
-    # width F of scalar and vector channels: 64 is ample for one molecule's PES
+    # painn: catal's built-in PaiNN (pure torch, fastest on CPU); mace: MACE's blocks from
+    # mace-torch (pip install 'catal[mace]'), slower per structure, more accurate per label
+    kind: Literal["painn", "mace"] = "painn"
+    # width: PaiNN's channels; MACE's channels per irrep (32 -> 32x0e+32x1o at max_l 1)
     features: int = Field(64, ge=4, le=1024)
-    # message + update blocks; receptive field = layers * cutoff
+    # message-passing layers (MACE: interactions); receptive field = layers * cutoff
     layers: int = Field(3, ge=1, le=12)
-    # Gaussian radial basis functions over [0, cutoff]
-    rbf: int = Field(20, ge=2, le=256)
+    # radial basis functions; None = the kind's default (PaiNN 20 Gaussians, MACE 8 Bessel)
+    rbf: int | None = Field(None, ge=2, le=256)
     # Å; molecules of ~10 atoms are fully connected at 5 Å
     cutoff: float = Field(5.0, gt=0.5, le=20.0)
+    # mace only: highest l of the hidden features (1: 0e+1o, MACE's usual small model)
+    max_l: int = Field(1, ge=0, le=3)
+    # mace only: highest l of the edges' spherical harmonics
+    max_ell: int = Field(3, ge=1, le=6)
+    # mace only: correlation order of the product basis (body order - 1)
+    correlation: int = Field(3, ge=1, le=4)
+    # mace only: a backbone file written by `catal import-mace MODEL` (a trained or
+    # foundation MACE's blocks), fine-tuned under a fresh head; its architecture replaces
+    # features, layers, rbf, cutoff, max_l, max_ell and correlation
+    pretrained: str | None = None
+
+    @model_validator(mode="after")
+    def _pretrained_is_mace(self):
+        if self.pretrained is not None and self.kind != "mace":
+            raise ValueError("pretrained needs kind: mace")
+        return self
+
+    @property
+    def n_rbf(self) -> int:
+        return self.rbf if self.rbf is not None else DEFAULT_RBF[self.kind]
 
 
-def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:
-    return 0.5 * (torch.cos(d * math.pi / cutoff) + 1.0) * (d < cutoff).to(d.dtype)
+def build_backbone(cfg: BackboneConfig, structures: list[Atoms]) -> nn.Module:
+    """A fresh backbone for ``structures`` (MACE needs their elements and neighbour counts)."""
+    if cfg.kind == "painn":
+        return PaiNN(cfg.features, cfg.layers, cfg.n_rbf, cfg.cutoff)
+    from workers.model import mace_backbone
+
+    return mace_backbone.build(cfg, structures)
 
 
-class RadialBasis(nn.Module):
-    def __init__(self, n: int, cutoff: float):
-        super().__init__()
-        self.register_buffer("mu", torch.linspace(0.0, cutoff, n))
-        self.gamma = 0.5 / (cutoff / (n - 1)) ** 2
+def backbone_from_metadata(cfg: BackboneConfig, meta: dict) -> nn.Module:
+    """The backbone a checkpoint describes (weights loaded by the caller)."""
+    if cfg.kind == "painn":
+        return PaiNN(cfg.features, cfg.layers, cfg.n_rbf, cfg.cutoff)
+    from workers.model import mace_backbone
 
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-self.gamma * (d[:, None] - self.mu) ** 2)
-
-
-class Message(nn.Module):
-    def __init__(self, f: int, n_rbf: int):
-        super().__init__()
-        self.phi = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 3 * f))
-        self.w = nn.Linear(n_rbf, 3 * f)
-        self.f = f
-
-    def forward(self, s, v, i, j, unit, rbf, fcut, v_is_zero: bool = False):
-        # index_select, not s[j]: its backward is index_add, far cheaper than index_put
-        x = self.phi(s).index_select(0, j) * (self.w(rbf) * fcut[:, None])  # [n_edges, 3F]
-        ds, dvv, dvs = torch.split(x, self.f, dim=-1)
-        dv = dvs[:, None, :] * unit[:, :, None]  # [n_edges, 3, F]
-        if not v_is_zero:  # the first layer has no vector features yet
-            dv = torch.addcmul(dv, dvv[:, None, :], v.index_select(0, j))
-        s = s.index_add(0, i, ds)
-        v = v.index_add(0, i, dv)
-        return s, v
-
-
-class Update(nn.Module):
-    def __init__(self, f: int):
-        super().__init__()
-        self.u = nn.Linear(f, f, bias=False)
-        self.vv = nn.Linear(f, f, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * f, f), nn.SiLU(), nn.Linear(f, 3 * f))
-        self.f = f
-
-    def forward(self, s, v):
-        uv, vv = self.u(v), self.vv(v)  # [n_atoms, 3, F]
-        vnorm = torch.sqrt((vv * vv).sum(dim=1) + 1e-8)  # smooth at 0
-        a = self.mlp(torch.cat([s, vnorm], dim=-1))
-        a_vv, a_sv, a_ss = torch.split(a, self.f, dim=-1)
-        v = v + a_vv[:, None, :] * uv
-        s = s + a_ss + a_sv * (uv * vv).sum(dim=1)
-        return s, v
-
-
-class PaiNN(nn.Module):
-    """Per-atom invariant features ``[n_atoms, F]`` from numbers and edge vectors."""
-
-    def __init__(self, cfg: BackboneConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(MAX_Z + 1, cfg.features)
-        self.rbf = RadialBasis(cfg.rbf, cfg.cutoff)
-        self.messages = nn.ModuleList(Message(cfg.features, cfg.rbf) for _ in range(cfg.layers))
-        self.updates = nn.ModuleList(Update(cfg.features) for _ in range(cfg.layers))
-        self.norm = nn.LayerNorm(cfg.features)
-
-    def forward(self, numbers, i, j, vec) -> torch.Tensor:
-        d = torch.sqrt((vec * vec).sum(dim=-1) + 1e-12)  # [n_edges]
-        unit = vec / d[:, None]
-        rbf = self.rbf(d)
-        fcut = cosine_cutoff(d, self.cfg.cutoff)
-        s = self.embed(numbers)
-        v = s.new_zeros(s.shape[0], 3, s.shape[1])
-        for layer, (msg, upd) in enumerate(zip(self.messages, self.updates, strict=True)):
-            s, v = msg(s, v, i, j, unit, rbf, fcut, v_is_zero=layer == 0)
-            s, v = upd(s, v)
-        return self.norm(s)
+    return mace_backbone.MaceBackbone(meta["arch"])

@@ -1,4 +1,4 @@
-"""The interatomic potential: PaiNN backbone + categorical (HL-Gauss) or scalar energy head.
+"""The interatomic potential: a backbone (PaiNN or MACE) + categorical (HL-Gauss) or scalar head.
 
 Target per structure: the per-atom referenced energy ``y = (E - sum_i ref[Z_i]) / n_atoms``
 (eV/atom), normalised as ``(y - y_mean) / y_std``. References are fitted by least squares
@@ -34,7 +34,7 @@ from pydantic import Field
 from torch import nn
 
 from workers.model import hlgauss
-from workers.model.backbone import MAX_Z, BackboneConfig, PaiNN
+from workers.model.backbone import MAX_Z, BackboneConfig, backbone_from_metadata, build_backbone
 from workers.model.graph import Batch, edges_within_cutoff
 from workers.schema import Section
 
@@ -95,6 +95,7 @@ class Potential(nn.Module):
         y_mean: float,
         y_std: float,
         support: hlgauss.Support | None,
+        backbone: nn.Module,
     ):
         super().__init__()
         if cfg.head == "categorical" and support is None:
@@ -103,8 +104,8 @@ class Potential(nn.Module):
         self.support = support
         self.y_mean, self.y_std = float(y_mean), float(y_std)
         self.register_buffer("element_refs", element_refs.clone().double())
-        self.backbone = PaiNN(cfg.backbone)
-        f = cfg.backbone.features
+        self.backbone = backbone  # per-atom features [n_atoms, F] (workers/model/backbone.py)
+        f = backbone.out_features
         self.absolute = cfg.head == "categorical" and cfg.histogram == "absolute"
         if not self.absolute:  # the regressed location [n_structures]
             self.location = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 1))
@@ -130,7 +131,7 @@ class Potential(nn.Module):
                 cfg.pad_sigmas,
                 cfg.pad_fraction,
             )
-        return cls(cfg, torch.from_numpy(refs), y_mean, y_std, support)
+        return cls(cfg, torch.from_numpy(refs), y_mean, y_std, support, build_backbone(cfg.backbone, structures))
 
     def normalised_targets(self, batch: Batch) -> torch.Tensor:
         """Labels as normalised per-atom referenced energies ``[n_structures]``."""
@@ -176,7 +177,7 @@ class Potential(nn.Module):
         pos = batch.positions
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        i, j, vec = edges_within_cutoff(pos, batch.pair_i, batch.pair_j, self.cfg.backbone.cutoff)
+        i, j, vec = edges_within_cutoff(pos, batch.pair_i, batch.pair_j, self.backbone.cutoff)
         feats = self.backbone(batch.numbers, i, j, vec)  # [n_atoms, F]
         n = batch.n_atoms.to(feats.dtype)
         pooled = self._mean(batch, feats)
@@ -223,23 +224,26 @@ class Potential(nn.Module):
             "y_mean": self.y_mean,
             "y_std": self.y_std,
             "support": self.support.to_dict() if self.support else None,
+            "backbone": self.backbone.metadata(),
         }
 
     @classmethod
     def from_metadata(cls, meta: dict, state_dict: dict) -> Potential:
         support = hlgauss.Support.from_dict(meta["support"]) if meta["support"] else None
+        cfg = ModelConfig.from_dict(meta["model_config"])
         model = cls(
-            ModelConfig.from_dict(meta["model_config"]),
+            cfg,
             state_dict["element_refs"],
             meta["y_mean"],
             meta["y_std"],
             support,
+            backbone_from_metadata(cfg.backbone, meta["backbone"]),
         )
         model.load_state_dict(state_dict)
         return model
 
 
-CHECKPOINT_FORMAT = "catal-potential-v2"  # v2: location + centred/relative/absolute histogram
+CHECKPOINT_FORMAT = "catal-potential-v3"  # v3: backbone kind + its metadata (v2 read as PaiNN)
 
 
 def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
@@ -261,6 +265,8 @@ def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v1":
         raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
+    if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v2":
+        ckpt = {**ckpt, "format": CHECKPOINT_FORMAT, "backbone": {}}  # v2: always PaiNN, same weights
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a catal checkpoint")
     return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt
