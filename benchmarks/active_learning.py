@@ -2,16 +2,20 @@
 
     python benchmarks/active_learning.py [--seeds 3] [--target 0.6 0.5 0.4 0.3] [--out runs/al-bench]
     python benchmarks/active_learning.py --quick    # tiny campaigns (tests)
+    python benchmarks/active_learning.py --strategies energy-std --backbones painn,mace \
+        --set-mace training.epochs=60 --set-mace warm_start_epochs=30   # backbones, same budget
 
 Every campaign is the demo system (configs/demo.yaml) with the same initial set and
 hold-out (``system.seed`` fixed) and the same label budget; only ``selection.strategy`` and
-the campaign seed change. ``entropy`` and ``random`` use the categorical head, ``committee``
-4 scalar-head members (DP-GEN), so that row also changes the model: ``random-scalar`` (random
-picks, scalar head) is its like-for-like baseline, as ``random`` is entropy's and
-``energy-std``'s (the categorical histogram's standard deviation).
+the campaign seed change. ``--backbones painn,mace`` runs each strategy on each backbone
+(``--set-mace``: overrides for the MACE campaigns only, e.g. fewer epochs for equal time).
+``entropy`` and ``random`` use the categorical head, ``committee`` 4 scalar-head members
+(DP-GEN), so that row also changes the model: ``random-scalar`` (random picks, scalar head)
+is its like-for-like baseline, as ``random`` is entropy's and ``energy-std``'s (the
+categorical histogram's standard deviation).
 
 Every model a campaign trains (one per round, then the final one) is scored afterwards on
-two judges: the campaign's own hold-out (rattled copies of the seed, drawn in round 0) and
+two judges: the campaign's own hold-out (drawn in round 0) and
 the test split of the AIMD reference set (``--test``: ethanol MD frames at 300-800 K, same
 DFT level), which is closer to what MD explores. Prints force MAE against the labels each
 model was trained on, and the labels needed to reach ``--target`` on the test split;
@@ -108,7 +112,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/al-bench"))
     p.add_argument("--quick", action="store_true", help="tiny campaigns, 1 seed, 2 members")
     p.add_argument("--set", action="append", default=[], help="extra overrides for every campaign")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of the strategies")
+    p.add_argument("--backbones", default="painn", help="comma-separated: painn, mace")
+    p.add_argument("--set-mace", action="append", default=[], help="extra overrides for the MACE campaigns")
     args = p.parse_args()
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    if set(strategies) - set(STRATEGIES) or set(backbones) - {"painn", "mace"}:
+        p.error(f"--strategies from {list(STRATEGIES)}, --backbones from painn, mace")
     config = "tests/data/tiny_campaign.yaml" if args.quick else args.config
     seeds = [0] if args.quick else list(range(args.seeds))
     uri = f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
@@ -118,11 +129,16 @@ def main() -> None:
     if args.test.exists():
         judges["test"] = split_by_info(read(args.test, index=":"))[1]
     curves: dict[str, list[list[dict]]] = {}
-    for strategy, overrides in STRATEGIES.items():
+    runs = [(s, b) for s in strategies for b in backbones]
+    for strategy, backbone in runs:
+        overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
             overrides = [*overrides[:-1], "selection.committee_members=2"]
+        if backbone == "mace":
+            overrides = [*overrides, "model.backbone.kind=mace", *args.set_mace]
+        label = strategy if len(backbones) == 1 else f"{strategy}/{backbone}"
         for seed in seeds:
-            name = f"{strategy}-s{seed}"
+            name = f"{strategy}-s{seed}" if backbone == "painn" else f"{strategy}-{backbone}-s{seed}"
             sets = [
                 *overrides, *args.set, f"name={name}", f"seed={seed}", f"out_dir={args.out / name}",
                 f"tracking.uri={uri}", "tracking.experiment=active-learning",
@@ -134,11 +150,14 @@ def main() -> None:
             state = campaign.run(resume=(args.out / name / "state.json").exists())
             judges["holdout"] = campaign.store.holdout_structures()
             points = model_points(campaign, state, judges)
-            curves.setdefault(strategy, []).append(points)
+            curves.setdefault(label, []).append(points)
             final = points[-1]
+            phases = ("time_train_s", "time_sample_s", "time_label_s")
+            wall = sum(h.get(k, 0.0) for h in state.history for k in phases)
             print(
-                f"{name:<18} {final['train_labels']:>3} training labels: final model F MAE "
+                f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE "
                 f"hold-out {final['holdout_force_mae']:.3f}, test {final.get('test_force_mae', float('nan')):.3f} eV/Å"
+                + (f"; rounds' phases {wall:.0f} s" if wall else "")
             )
 
     plot = summarise(curves, "holdout_force_mae", [], args.out / "learning_curves_holdout.png", "campaign hold-out")

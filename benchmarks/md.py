@@ -1,9 +1,10 @@
 """MD throughput: ASE engine vs batched engine on ethanol replicas, same model, this CPU.
 
-    python benchmarks/md.py [--steps 50] [--threads 2]
+    python benchmarks/md.py [--steps 50] [--threads 2] [--backbone painn,mace]
 
 Prints replica-steps per second of each engine for 1, 8 and 64 replicas, their ratio
-(target >= 10x at 64 replicas) and the peak resident memory each run added.
+(target >= 10x at 64 replicas) and the peak resident memory each run added, for each
+backbone (PaiNN F=64 x 3; MACE 32x0e+32x1o x 2 interactions, as benchmarks/heads.py).
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ import torch
 from ase.build import molecule
 
 from workers.model import ModelConfig, Potential
+from workers.model.backbone import BackboneConfig
 from workers.sampling import MDConfig, StopRules, run_md
 from workers.structures import rattled_copies
 
+SIZES = {"painn": {"features": 64, "layers": 3}, "mace": {"features": 32, "layers": 2}}
 
-def _model() -> Potential:
-    """An untrained default-size categorical model (speed does not depend on training)."""
+
+def _model(backbone: str = "painn") -> Potential:
+    """An untrained categorical model of the benchmark's size (speed does not depend on training)."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
     frames = rattled_copies(molecule("CH3CH2OH"), 4, seed=0)
     for k, a in enumerate(frames):
         a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=0 * a.positions)
     torch.manual_seed(0)
-    return Potential.fit(ModelConfig(), frames).eval()
+    cfg = ModelConfig(backbone=BackboneConfig(kind=backbone, **SIZES[backbone]))
+    return Potential.fit(cfg, frames).eval()
 
 
 def _peak_mb() -> float:
@@ -51,19 +56,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--backbone", default="painn", help="comma-separated: painn, mace")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = _model()
-    measure(model, "batched", 2, 10)  # warm-up (first-call allocations)
-    print(f"ethanol, default model (F=64, 3 layers, 128 bins), float32, {args.threads} torch threads")
-    header = ("replicas", "ASE steps/s", "batched steps/s", "ratio", "ASE +MB", "batched +MB")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 12, 16, 7, 8, 12), strict=True)))
-    for n in (1, 8, 64):
-        # ASE cost is linear in replicas: fewer steps keep the 64-replica run short
-        ase_steps = args.steps if n < 64 else max(args.steps // 5, 10)
-        a_rate, a_mem = measure(model, "ase", n, ase_steps)
-        b_rate, b_mem = measure(model, "batched", n, args.steps)
-        print(f"{n:>8} {a_rate:>12.1f} {b_rate:>16.1f} {b_rate / a_rate:>6.1f}x {a_mem:>8.1f} {b_mem:>12.1f}")
+    for backbone in [b.strip() for b in args.backbone.split(",") if b.strip()]:
+        model = _model(backbone)
+        measure(model, "batched", 2, 10)  # warm-up (first-call allocations)
+        size = ", ".join(f"{k} {v}" for k, v in SIZES[backbone].items())
+        print(f"\nethanol, {backbone} ({size}), 128 bins, float32, {args.threads} torch threads")
+        header = ("replicas", "ASE steps/s", "batched steps/s", "ratio", "ASE +MB", "batched +MB")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 12, 16, 7, 8, 12), strict=True)))
+        for n in (1, 8, 64):
+            # ASE cost is linear in replicas: fewer steps keep the 64-replica run short
+            ase_steps = args.steps if n < 64 else max(args.steps // 5, 10)
+            a_rate, a_mem = measure(model, "ase", n, ase_steps)
+            b_rate, b_mem = measure(model, "batched", n, args.steps)
+            print(f"{n:>8} {a_rate:>12.1f} {b_rate:>16.1f} {b_rate / a_rate:>6.1f}x {a_mem:>8.1f} {b_mem:>12.1f}")
     print("(replica-steps per second; +MB = growth of the process's peak RSS during that run)")
 
 

@@ -21,7 +21,8 @@ from orchestrator import plots
 from orchestrator.budget import Ledger
 from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
-from orchestrator.labelling import label_structures
+from orchestrator.labelling import label_structures, round0_failure_summary
+from orchestrator.lock import CampaignLock
 from orchestrator.metrics import calibration
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
@@ -29,6 +30,7 @@ from orchestrator.state import CampaignState, initial_items, load_state, save_st
 from orchestrator.store import LabelStore, content_key
 from orchestrator.tracking import Tracker
 from workers.dft import Status
+from workers.errors import CampaignFailed
 from workers.harmonic import load_reference
 from workers.model.calculator import predict
 from workers.model.committee import committee_predictions
@@ -83,28 +85,30 @@ class Campaign:
     def run(self, resume: bool = False) -> CampaignState:
         from orchestrator.runtime import Runtime
 
-        state = self.prepare(resume)
-        if state.finished:
-            self.say.say(f"campaign already finished ({state.stop_reason})")
+        with CampaignLock(self.out):  # one driver per output directory (refused: CampaignBusy)
+            state = self.prepare(resume)
+            if state.finished:
+                self.say.say(f"campaign already finished ({state.stop_reason})")
+                return state
+            self.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {self.out}")
+            with self.say.phase("starting Ray actors"):
+                self.rt = Runtime(self.cfg)
+            try:
+                if state.round == 0:
+                    self.initial_round(state)
+                while not state.stop_reason:
+                    self.active_round(state)
+                    self.check_stop(state)
+                self.finalise(state)
+            except BaseException as err:  # stored labels and the saved state stay for `catal resume`
+                status = "FAILED" if isinstance(err, CampaignFailed) else "KILLED"
+                if state.round_run_id:
+                    self.tracker.end(state.round_run_id, status)
+                self.tracker.end(state.parent_run_id, status)
+                raise
+            finally:
+                self.rt.shutdown()
             return state
-        self.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {self.out}")
-        with self.say.phase("starting Ray actors"):
-            self.rt = Runtime(self.cfg)
-        try:
-            if state.round == 0:
-                self.initial_round(state)
-            while not state.stop_reason:
-                self.active_round(state)
-                self.check_stop(state)
-            self.finalise(state)
-        except BaseException:
-            if state.round_run_id:
-                self.tracker.end(state.round_run_id, "KILLED")
-            self.tracker.end(state.parent_run_id, "KILLED")
-            raise
-        finally:
-            self.rt.shutdown()
-        return state
 
     # -- round 0 -------------------------------------------------------------------
     def reference_paths(self) -> list[Path]:
@@ -126,8 +130,9 @@ class Campaign:
             )
         n_ok = sum(1 for s in report.all_labels if s.status is Status.OK)
         self.say.say(f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s")
-        if len(self.store.training_structures()) < 2:
-            raise RuntimeError("round 0 produced fewer than 2 training labels; check system and dft settings")
+        usable = len(self.store.training_structures())
+        if usable < max(2, self.cfg.system.initial_labels // 2):
+            raise CampaignFailed(round0_failure_summary(self.store.labels(), usable, self.cfg.system.initial_labels))
         self.tracker.log_metrics(
             state.parent_run_id,
             {

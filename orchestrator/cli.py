@@ -8,25 +8,45 @@
     catal import-mace my.model backbone.pt   (then model.backbone: {kind: mace, pretrained: backbone.pt})
 
 Configuration errors exit with code 2 and one line naming the field; nothing is written.
+A campaign that cannot go on exits 1 with one line; SIGTERM (``ray job stop``) and Ctrl-C
+save the state, mark the MLflow runs KILLED and exit 143 / 130 (``catal resume`` goes on).
+Unexpected errors print one line and keep the traceback in a log file (``--debug``: print
+it instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
+import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from workers.errors import ConfigError
+from orchestrator.lock import CampaignBusy
+from workers.errors import CampaignFailed, ConfigError
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``ray job stop`` and schedulers send), handled like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def _fail(message: str) -> int:
-    print(f"catal: error: {message}", file=sys.stderr)
+    for line in message.splitlines() or [""]:  # one line per problem
+        print(f"catal: error: {line}", file=sys.stderr)
     return EXIT_CONFIG
 
 
@@ -41,6 +61,7 @@ def cmd_validate(args) -> int:
     b = cfg.budget
     print(
         f"ok: {cfg.name} -> {cfg.output_dir} | {cfg.dft.method}/{cfg.dft.basis} | "
+        f"{cfg.model.backbone.kind} + {cfg.model.head} head | "
         f"{b.max_labels} labels ({cfg.system.initial_labels} initial, {b.holdout_labels} hold-out, "
         f"<= {b.max_labels_per_round}/round) | {cfg.stop.max_rounds} rounds max"
     )
@@ -51,11 +72,18 @@ def _run(cfg, resume: bool) -> int:
     from orchestrator.campaign import Campaign
 
     console = Console(highlight=False)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         state = Campaign(cfg).run(resume=resume)
-    except KeyboardInterrupt:
-        console.print(f"\ninterrupted; continue with: catal resume {cfg.output_dir}")
-        return 130
+    except KeyboardInterrupt as err:
+        why = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        console.print(f"\n{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}")
+        return 143 if isinstance(err, Terminated) else 130
+    except CampaignFailed as err:
+        print(f"catal: campaign failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     out = cfg.output_dir
     console.print(f"results in {out}: labels.db, model.pt, checkpoints/, learning_curve.png")
     console.print(f"stopped because: {state.stop_reason}")
@@ -68,8 +96,11 @@ def cmd_run(args) -> int:
     from orchestrator.state import state_path
 
     cfg = load_config(args.config, args.set)
-    if state_path(cfg.output_dir).exists():
-        raise ConfigError(f"{cfg.output_dir} already holds a campaign; continue it with: catal resume {cfg.output_dir}")
+    out = cfg.output_dir
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir: {out} exists and is not a directory")
+    if state_path(out).exists():
+        raise ConfigError(f"{out} already holds a campaign; continue it with: catal resume {out}")
     return _run(cfg, resume=False)
 
 
@@ -176,6 +207,7 @@ def cmd_import_mace(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="catal", description="Categorical active learning for MLIPs.")
+    p.add_argument("--debug", action="store_true", help="print tracebacks instead of one line + a log file")
     sub = p.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (
         ("run", cmd_run, "start a campaign from a YAML config"),
@@ -209,12 +241,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_traceback(args) -> Path:
+    """The current exception's traceback, in the campaign's directory when there is one."""
+    out = Path(getattr(args, "out_dir", "") or "")
+    where = out if out.name and out.is_dir() else Path(tempfile.gettempdir())
+    path = where / f"catal-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(traceback.format_exc())
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except ConfigError as err:
+        if args.debug:
+            raise
         return _fail(str(err))
+    except CampaignBusy as err:
+        return _fail(str(err))
+    except Exception as err:  # noqa: BLE001 - the unexpected: one line here, the traceback in a file
+        if args.debug:
+            raise
+        log = _log_traceback(args)
+        cause = str(err).splitlines()[0] if str(err) else ""
+        print(f"catal: error: {type(err).__name__}: {cause} (traceback: {log}; --debug prints it)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

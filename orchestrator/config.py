@@ -21,7 +21,7 @@ from workers.model.potential import ModelConfig
 from workers.model.training import TrainConfig
 from workers.sampling import MDConfig
 from workers.schema import Section
-from workers.structures import load_seed_structures
+from workers.structures import load_seed_structures, read_frames
 
 
 class SystemConfig(Section):
@@ -167,7 +167,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+        _set_dotted(raw, key.strip(), parsed)
     return raw
 
 
@@ -186,16 +190,37 @@ def parse_config(raw: dict) -> CampaignConfig:
         cfg = CampaignConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
-    try:
-        load_seed_structures(cfg.system.structures)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError(f"system.structures: {err}") from None
-    for field in ("initial_file", "holdout_file"):
-        path = getattr(cfg.system, field)
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"system.{field}: file not found: {path}")
+    check_structures(cfg)
     check_backbone(cfg)
     return cfg
+
+
+def check_structures(cfg: CampaignConfig) -> None:
+    """Every seed and file structure read, and built as a PySCF molecule with the campaign's
+    basis, charge and spin (no SCF: milliseconds each): broken geometry, unknown element,
+    basis missing for an element, electrons inconsistent with spin. One line per problem."""
+    from workers.dft import build_molecule
+
+    sources = {"system.structures": cfg.system.structures}
+    sources.update({f"system.{f}": getattr(cfg.system, f) for f in ("initial_file", "holdout_file")})
+    dft, problems = cfg.dft_config(), []
+    for field, spec in sources.items():
+        if spec is None:
+            continue
+        try:
+            frames = load_seed_structures(spec) if field == "system.structures" else read_frames(spec)
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(f"{field}: {err}")
+            continue
+        for k, atoms in enumerate(frames):
+            try:
+                build_molecule(atoms, dft)
+            except ValueError as err:
+                where = f"{spec} structure {k}" if len(frames) > 1 or Path(spec).suffix else spec
+                problems.append(f"{field}: {where} ({atoms.get_chemical_formula()}): {err}")
+    if problems:
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+        raise ConfigError("\n".join(shown))
 
 
 def check_backbone(cfg: CampaignConfig) -> None:
@@ -227,7 +252,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Campaig
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):

@@ -104,3 +104,18 @@ def label_structures(
     report.wall_s = time.perf_counter() - t0
     report.utilisation = getattr(stats, "utilisation", 1.0) if stats is not None else 1.0
     return report
+
+
+def round0_failure_summary(labels: list, usable: int, initial: int) -> str:
+    """One line: how many round-0 labels failed and why, grouped (``SCF not converged x26``)."""
+    reasons: dict[str, int] = {}
+    for s in labels:
+        if s.round == 0 and s.status is not Status.OK:
+            why = "SCF not converged" if s.status is Status.FAILED else f"rejected ({s.reason.split(' (')[0]})"
+            reasons[why] = reasons.get(why, 0) + 1
+    n0 = sum(1 for s in labels if s.round == 0)
+    grouped = ", ".join(f"{why} x{n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return (
+        f"round 0: {sum(reasons.values())}/{n0} labels failed ({grouped or 'no failures'}); {usable} usable "
+        f"training labels, need at least half of system.initial_labels ({initial}): check system and dft settings"
+    )

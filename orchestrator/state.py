@@ -9,7 +9,7 @@ from pathlib import Path
 
 from orchestrator.config import CampaignConfig, StopConfig
 from workers.normal_modes import NormalModes, sample_structures
-from workers.structures import rattled_copies
+from workers.structures import rattled_copies, read_frames
 
 
 @dataclass
@@ -39,9 +39,7 @@ def load_state(out_dir: Path) -> CampaignState:
 
 
 def _read_frames(path: str, first: int, count: int) -> list:
-    from ase.io import read
-
-    frames = read(path, index=":")
+    frames = read_frames(path)
     out = [a.copy() for a in frames[first : first + count]]
     for a in out:
         a.calc = None  # relabelled at the campaign's DFT level

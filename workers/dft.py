@@ -28,6 +28,9 @@ from workers.errors import CalculationFailed, ConfigError, SCFError
 from workers.schema import Section
 
 HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
+# Å: two nuclei closer than this are a broken structure, not chemistry (the shortest bond,
+# H2, is 0.74 Å); PySCF itself only notices coincident nuclei, deep inside the SCF
+MIN_DISTANCE_A = 0.3
 RUNGS = ("plain", "damp_levelshift", "newton", "long")
 
 
@@ -121,12 +124,35 @@ class LabelResult:
         return self.wall_s * self.threads
 
 
-def build_molecule(atoms: Atoms, cfg: DFTConfig) -> gto.Mole:
-    """A PySCF molecule in Å; raises ``ValueError`` with a one-line reason if rejected."""
+def geometry_problem(atoms: Atoms, min_distance_a: float = MIN_DISTANCE_A) -> str | None:
+    """One line saying why ``atoms`` is no molecule to compute, or None."""
     if atoms.pbc.any():
-        raise ValueError(f"periodic structure (pbc={atoms.pbc.tolist()}); molecular DFT only")
+        return f"periodic structure (pbc={atoms.pbc.tolist()}); molecular DFT only"
     if len(atoms) == 0:
-        raise ValueError("empty structure")
+        return "empty structure (0 atoms)"
+    pos = atoms.positions
+    if not np.isfinite(pos).all():
+        bad = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        return f"atom {bad} ({atoms.get_chemical_symbols()[bad]}) has a non-finite position"
+    if len(atoms) > 1:
+        d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+        d[np.diag_indices(len(atoms))] = np.inf
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        if d[i, j] < min_distance_a:
+            sym = atoms.get_chemical_symbols()
+            return (
+                f"atoms {min(i, j)} ({sym[min(i, j)]}) and {max(i, j)} ({sym[max(i, j)]}) are "
+                f"{d[i, j]:.3f} Å apart (< {min_distance_a} Å)"
+            )
+    return None
+
+
+def build_molecule(atoms: Atoms, cfg: DFTConfig) -> gto.Mole:
+    """A PySCF molecule in Å (no SCF: cheap); raises ``ValueError`` with a one-line reason
+    if rejected: broken geometry, unknown element or basis, electrons inconsistent with spin."""
+    problem = geometry_problem(atoms)
+    if problem:
+        raise ValueError(problem)
     mol = gto.Mole()
     mol.atom = [(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions, strict=True)]
     mol.unit = "Angstrom"
@@ -138,7 +164,10 @@ def build_molecule(atoms: Atoms, cfg: DFTConfig) -> gto.Mole:
             warnings.simplefilter("ignore", UserWarning)
             mol.build()
     except RuntimeError as err:  # spin/charge inconsistency, basis missing for an element
-        raise ValueError(str(err).splitlines()[0]) from err
+        settings = f"dft.basis {cfg.basis!r}, charge {cfg.charge}, spin {cfg.spin}"
+        raise ValueError(f"{str(err).splitlines()[0]} ({settings})") from err
+    except KeyError as err:  # an element symbol PySCF does not know
+        raise ValueError(f"element {err.args[0]!r} unknown to PySCF") from err
     return mol
 
 

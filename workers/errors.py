@@ -15,6 +15,10 @@ class ConfigError(CatalError, ValueError):
     """A configuration that cannot work (raised at load time, before anything is written)."""
 
 
+class CampaignFailed(CatalError):
+    """A campaign cannot go on (e.g. round 0 gave too few usable labels); its runs are FAILED."""
+
+
 class CalculatorError(CatalError, ase_calc.CalculatorError):
     """A calculator could not be set up or used (also an ASE ``CalculatorError``)."""
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra="forbid": a typo is an error; allow_inf_nan=False: a NaN or inf setting is one too
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -10,14 +10,32 @@ from ase.build import molecule
 from ase.collections import g2
 
 
+def read_frames(path: str | Path) -> list[Atoms]:
+    """Every frame of an ASE-readable file; any failure is one ``ValueError`` line naming
+    the file and the cause (the original exception chained, for ``--debug``)."""
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    try:
+        frames = read(str(path), index=":")
+    # ASE's many readers raise whatever their parser hits (KeyError for an unknown element,
+    # StopIteration, IndexError, UnicodeDecodeError ...): all are "cannot read this file"
+    except Exception as err:  # noqa: BLE001 - the cause is kept in the message and chained
+        cause = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{path}: cannot read it with ASE ({type(err).__name__}: {cause})") from err
+    frames = [frames] if isinstance(frames, Atoms) else list(frames)
+    if not frames:
+        raise ValueError(f"{path}: no structures in the file")
+    return frames
+
+
 def load_seed_structures(spec: str) -> list[Atoms]:
     """An ``ase.build.molecule`` name (``CH3CH2OH``) or any ASE-readable file path."""
     path = Path(spec)
     if path.suffix and path.exists():
-        from ase.io import read
-
-        structures = read(str(path), index=":")
-        return [structures] if isinstance(structures, Atoms) else list(structures)
+        return read_frames(path)
     if spec in g2.names:
         return [molecule(spec)]
     if path.suffix:

@@ -147,20 +147,12 @@ def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     state_file = out / "state.json"
-    deadline = time.time() + 300
     # kill mid-round: once round 1's picks are chosen, while its DFT is under way
-    while time.time() < deadline and proc.poll() is None:
-        if state_file.exists():
-            try:
-                state = json.loads(state_file.read_text())
-            except json.JSONDecodeError:
-                state = {}
-            if state.get("round") == 1 and state.get("phase") in ("selected", "labelled"):
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "campaign ended before it could be interrupted"
+    _wait_for_round_1_labelling(proc, out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the dead driver's lock is left on disk, but the OS released it: resume is not refused
+    assert f'"pid": {proc.pid}' in (out / ".catal.lock").read_text()
     before = label_keys(out)
     assert json.loads(state_file.read_text())["finished"] is False
     reference = out / "harmonic" / "seed_000.npz"
@@ -178,6 +170,66 @@ def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
     parents, children = mlflow_runs(out)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags["catal.round"] for c in children) == ["1", "2"]
+
+
+def _wait_for_round_1_labelling(proc, out, timeout=300):
+    state_file = out / "state.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+            except json.JSONDecodeError:
+                state = {}
+            if state.get("round") == 1 and state.get("phase") in ("selected", "labelled"):
+                return
+        time.sleep(0.05)
+    raise AssertionError("campaign ended before it could be interrupted")
+
+
+def test_one_driver_per_directory_and_sigterm_stops_cleanly(finished, tmp_path):
+    out = tmp_path / "tiny"
+    proc = subprocess.Popen(
+        catal_cmd("run", str(TINY), "--set", f"out_dir={out}"),
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_round_1_labelling(proc, out)
+    second = run_catal("resume", str(out))  # a second driver on the same directory
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another catal driver" in lines[0] and f"pid {proc.pid}" in lines[0]
+
+    proc.send_signal(signal.SIGTERM)  # what `ray job stop` and batch schedulers send
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "terminated (SIGTERM)" in stdout and f"catal resume {out}" in stdout
+    parents, children = mlflow_runs(out)
+    assert parents[0].info.status == "KILLED"
+    assert all(c.info.status in ("KILLED", "FINISHED") for c in children)
+    before = label_keys(out)
+
+    resumed = run_catal("resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = label_keys(out)
+    assert len(after) == len(set(after)) and set(before) <= set(after)  # nothing labelled twice
+    assert set(after) == set(label_keys(finished))
+    parents, _ = mlflow_runs(out)
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_round_0_failures_stop_the_campaign_with_a_summary(tmp_path):
+    """Every SCF capped at 1 cycle with no ladder: round 0 fails, one line says why, the
+    labels stay, the MLflow run is FAILED."""
+    out = tmp_path / "tiny_fail"
+    sets = [f"out_dir={out}", "dft.max_cycle=1", "dft.ladder=false", "system.initial=rattle"]
+    proc = run_catal("run", str(TINY), *[a for s in sets for a in ("--set", s)])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("catal:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "round 0: 11/11 labels failed (SCF not converged x11)" in lines[0], lines[0]
+    assert len(label_keys(out)) == 11  # failures are stored (and charged) as data
+    parents, _ = mlflow_runs(out)
+    assert parents[0].info.status == "FAILED"
 
 
 def test_a_campaign_with_the_mace_backbone(tmp_path):

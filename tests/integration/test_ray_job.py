@@ -1,5 +1,6 @@
 """`ray job submit --working-dir .` against a `ray start --head` cluster on 127.0.0.1."""
 
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import helpers
-from tests.integration.helpers import REPO, TINY, mlflow_runs
+from tests.integration.helpers import REPO, TINY, label_keys, mlflow_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,7 +23,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_campaign_submitted_as_a_ray_job(tmp_path):
+@pytest.fixture(scope="module")
+def ray_head():
+    """A `ray start --head` cluster (4 CPUs) on 127.0.0.1: ``(ray_cli, env, dashboard address)``."""
     bin_dir = Path(sys.executable).parent
     ray_cli = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
     env = dict(helpers.env(), RAY_AUTH_MODE="token", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -38,33 +41,80 @@ def test_campaign_submitted_as_a_ray_job(tmp_path):
         ],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    out = tmp_path / "tiny"
+    address = f"http://127.0.0.1:{dash}"
     try:
-        address = f"http://127.0.0.1:{dash}"
         for _ in range(120):  # wait for the job server
             ok = subprocess.run([ray_cli, "job", "list", "--address", address], env=env, capture_output=True)
             if ok.returncode == 0:
                 break
             time.sleep(1)
-        cmd = [
-            ray_cli, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-            "python", "-m", "orchestrator.cli", "run", str(TINY),
-            "--set", f"out_dir={out}", "--set", "ray.address=auto",
-        ]  # fmt: skip
-        for _ in range(30):  # the head's job agent may come up after its job server
-            submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-            if "No available agent" not in submit.stdout + submit.stderr:
-                break
-            time.sleep(2)
-        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
-        assert "succeeded" in (submit.stdout + submit.stderr).lower()
-        parents, children = mlflow_runs(out)
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-        assert len(children) == 2
-        assert (out / "model.pt").exists()
+        yield ray_cli, env, address
     finally:
         head.terminate()  # --block: stopping the head stops the cluster it started
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+
+
+def _submit(ray_head, out, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    ray_cli, env, address = ray_head
+    cmd = [
+        ray_cli, "job", "submit", "--address", address, "--working-dir", str(REPO), *extra, "--",
+        "python", "-m", "orchestrator.cli", "run", str(TINY),
+        "--set", f"out_dir={out}", "--set", "ray.address=auto",
+    ]  # fmt: skip
+    for _ in range(30):  # the head's job agent may come up after its job server
+        submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if "No available agent" not in submit.stdout + submit.stderr:
+            return submit
+        time.sleep(2)
+    return submit
+
+
+def test_campaign_submitted_as_a_ray_job(ray_head, tmp_path):
+    out = tmp_path / "tiny"
+    submit = _submit(ray_head, out)
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    assert "succeeded" in (submit.stdout + submit.stderr).lower()
+    parents, children = mlflow_runs(out)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert (out / "model.pt").exists()
+
+
+def test_ray_job_stop_then_resume(ray_head, tmp_path):
+    """`ray job stop` sends the driver SIGTERM: state saved, MLflow runs KILLED; `catal resume`
+    then finishes the campaign with no stored label redone."""
+    ray_cli, env, address = ray_head
+    out = tmp_path / "tiny"
+    submit = _submit(ray_head, out, "--no-wait", "--submission-id", f"catal-stop-{os.getpid()}")
+    assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+    job = f"catal-stop-{os.getpid()}"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # stop it in round 1, once labels are stored
+        try:
+            state = json.loads((out / "state.json").read_text())
+        except (OSError, ValueError):
+            state = {}
+        if state.get("round", 0) >= 1:
+            break
+        time.sleep(0.2)
+    assert state.get("round", 0) >= 1 and not state.get("finished"), state
+    stop = subprocess.run([ray_cli, "job", "stop", "--address", address, job], env=env, capture_output=True, text=True)
+    assert stop.returncode == 0, stop.stderr
+    logs = subprocess.run([ray_cli, "job", "logs", "--address", address, job], env=env, capture_output=True, text=True)
+    assert "terminated (SIGTERM)" in logs.stdout, logs.stdout[-3000:]
+    parents, _ = mlflow_runs(out)
+    assert parents[0].info.status == "KILLED"
+    before = label_keys(out)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "resume", str(out)], env=helpers.env(), capture_output=True,
+        text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = label_keys(out)
+    assert len(after) == len(set(after)) and set(before) <= set(after)
+    parents, _ = mlflow_runs(out)
+    assert parents[0].info.status == "FINISHED"

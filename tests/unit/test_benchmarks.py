@@ -31,7 +31,22 @@ def test_heads_benchmark_quick():
     table = out.split("F ratio")[1].split("\n\n")[0].splitlines()[1:]  # the accuracy table's rows
     rows = {line.split()[0]: line.split() for line in table}
     assert set(rows) == {"scalar", "categorical", "cat-absolute"}, out
-    assert rows["scalar"][-3:-1] == ["1.00x", "1.00x"]  # the ratio's reference
+    assert rows["scalar"][-4:-2] == ["1.00x", "1.00x"]  # the ratio's reference
+
+
+@pytest.mark.slow
+def test_heads_benchmark_compares_backbones_at_equal_cpu_time():
+    data = "tests/data/ethanol_hf_sto3g.extxyz"
+    cmd = [sys.executable, "benchmarks/heads.py", "--quick", "--data", data, "--backbone", "painn,mace"]
+    cmd += ["--minutes", "0.1", "--variants", "scalar,categorical", "--also", data]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = proc.stdout.split("F ratio")[1].split("\n\n")[0].splitlines()[1:]
+    rows = {line.split()[0]: line.split() for line in table}
+    assert set(rows) == {"painn/scalar", "painn/categorical", "mace/scalar", "mace/categorical"}, proc.stdout
+    epochs = {k: int(v[-7]) for k, v in rows.items()}  # columns: ... struct/s, epochs, E ± sd, F ± sd
+    assert epochs["painn/scalar"] > epochs["mace/scalar"] >= 2  # same 6 s each: PaiNN runs more epochs
+    assert "0.1 min of training each" in proc.stdout
 
 
 def test_split_by_info():

@@ -1,5 +1,6 @@
 """Real PySCF labels at HF/STO-3G on H2O and ethanol."""
 
+import numpy as np
 import pytest
 from ase.build import molecule
 from ase.units import Hartree
@@ -77,6 +78,43 @@ def test_wrong_spin_and_unknown_element_are_rejected():
 
     periodic = molecule("H2O", pbc=True, cell=[5, 5, 5])
     assert label(periodic, DFTConfig()).status is Status.REJECTED
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("coincident", "are 0.000 Å apart"),  # PySCF's own "Ill geometry" RuntimeError, deep in the SCF
+        ("close", "are 0.100 Å apart"),
+        ("nan", "non-finite position"),
+        ("basis", "Basis set not found for Xe"),
+        ("unknown basis", "Unknown basis format or basis name"),
+        ("odd electrons", "are not consistent"),
+        ("empty", "empty structure"),
+    ],
+)
+def test_structures_pyscf_refuses_are_rejected_with_one_line(case, expect):
+    from ase import Atoms
+
+    water = molecule("H2O")
+    cfg = DFTConfig()
+    if case == "coincident":
+        water.positions[1] = water.positions[0]
+    elif case == "close":
+        water.positions[1] = water.positions[0] + [0.0, 0.0, 0.1]
+    elif case == "nan":
+        water.positions[2, 1] = np.nan
+    elif case == "basis":
+        water, cfg = Atoms("XeF2", positions=[[0, 0, 0], [0, 0, 1.98], [0, 0, -1.98]]), DFTConfig(basis="6-31g")
+    elif case == "unknown basis":
+        cfg = DFTConfig(basis="sto-3gg")
+    elif case == "odd electrons":
+        water = Atoms("H", positions=[[0, 0, 0]])
+    elif case == "empty":
+        water = Atoms()
+    r = label(water, cfg)  # never raises
+    assert r.status is Status.REJECTED, r
+    assert expect in r.reason and "\n" not in r.reason
+    assert r.energy_ev is None and r.cost_s < 1.0
 
 
 def test_dft_functional_runs(water):

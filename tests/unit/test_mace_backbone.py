@@ -37,12 +37,13 @@ def mace_model_file(ethanol_labels, tmp_path_factory):
         a.arrays["REF_forces"] = src.get_forces()
     write(work / "train.xyz", frames[:30])
     write(work / "valid.xyz", frames[30:])
-    args = (
-        "--name tiny --train_file train.xyz --valid_file valid.xyz --E0s average --model MACE "
-        "--num_channels 8 --max_L 1 --num_interactions 2 --correlation 2 --r_max 4.0 --batch_size 10 "
-        "--max_num_epochs 2 --device cpu --seed 1 --energy_key REF_energy --forces_key REF_forces "
-        "--default_dtype float64"
-    ).split()
+    options = {
+        "name": "tiny", "train_file": "train.xyz", "valid_file": "valid.xyz", "E0s": "average", "model": "MACE",
+        "num_channels": 8, "max_L": 1, "num_interactions": 2, "correlation": 2, "r_max": 4.0, "batch_size": 10,
+        "max_num_epochs": 2, "device": "cpu", "seed": 1, "energy_key": "REF_energy", "forces_key": "REF_forces",
+        "default_dtype": "float64",
+    }  # fmt: skip
+    args = [item for key, value in options.items() for item in (f"--{key}", str(value))]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([str(MACE_RUN_TRAIN), *args], cwd=work, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]

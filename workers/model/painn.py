@@ -15,6 +15,7 @@ from torch import nn
 
 MAX_Z = 118  # embeddings cover every element
 
+
 def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:
     return 0.5 * (torch.cos(d * math.pi / cutoff) + 1.0) * (d < cutoff).to(d.dtype)
 
