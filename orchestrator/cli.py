@@ -41,6 +41,8 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame):
+    # said at once: `ray job stop` sends SIGKILL a few seconds after SIGTERM
+    print("\nterminated (SIGTERM): stopping; every label stored so far is kept", flush=True)
     raise Terminated()
 
 
@@ -76,8 +78,8 @@ def _run(cfg, resume: bool) -> int:
     try:
         state = Campaign(cfg).run(resume=resume)
     except KeyboardInterrupt as err:
-        why = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        console.print(f"\n{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}")
+        why = "stopped" if isinstance(err, Terminated) else "\ninterrupted"
+        console.print(f"{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}")
         return 143 if isinstance(err, Terminated) else 130
     except CampaignFailed as err:
         print(f"catal: campaign failed: {err}", file=sys.stderr)
