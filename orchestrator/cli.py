@@ -79,7 +79,7 @@ def _run(cfg, resume: bool) -> int:
         state = Campaign(cfg).run(resume=resume)
     except KeyboardInterrupt as err:
         why = "stopped" if isinstance(err, Terminated) else "\ninterrupted"
-        console.print(f"{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}")
+        console.print(f"{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}", soft_wrap=True)
         return 143 if isinstance(err, Terminated) else 130
     except CampaignFailed as err:
         print(f"catal: campaign failed: {err}", file=sys.stderr)

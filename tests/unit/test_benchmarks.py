@@ -43,7 +43,7 @@ def test_heads_benchmark_compares_backbones_at_equal_cpu_time():
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = proc.stdout.split("F ratio")[1].split("\n\n")[0].splitlines()[1:]
     rows = {line.split()[0]: line.split() for line in table}
-    assert set(rows) == {"painn/scalar", "painn/categorical", "mace/scalar", "mace/categorical"}, proc.stdout
+    assert set(rows) >= {"painn/scalar", "painn/categorical", "mace/scalar", "mace/categorical"}, proc.stdout
     epochs = {k: int(v[-7]) for k, v in rows.items()}  # columns: ... struct/s, epochs, E ± sd, F ± sd
     assert epochs["painn/scalar"] > epochs["mace/scalar"] >= 2  # same 6 s each: PaiNN runs more epochs
     assert "0.1 min of training each" in proc.stdout
