@@ -34,12 +34,13 @@ def test_max_devi_f_matches_hand_computation(small_model):
 
 
 @pytest.mark.slow
-def test_train_committee_members_differ(ethanol_labels):
+@pytest.mark.parametrize("kind", ["painn", "mace"])
+def test_train_committee_members_differ(ethanol_labels, kind):
     cfg = TrainConfig(epochs=3, batch_size=8)
     members = train_committee(
         cfg,
         ethanol_labels[:20],
-        ModelConfig(head="scalar", backbone=BackboneConfig(features=16, layers=2)),
+        ModelConfig(head="scalar", backbone=BackboneConfig(kind=kind, features=16 if kind == "painn" else 8, layers=2)),
         2,
     )
     out = committee_predictions(members, ethanol_labels[20:25])
