@@ -23,13 +23,13 @@ from orchestrator import plots
 from orchestrator.budget import Ledger
 from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
-from orchestrator.labelling import label_structures, round0_failure_summary
+from orchestrator.labelling import label_structures, pick_errors, round0_failure_summary
 from orchestrator.lock import CampaignLock
 from orchestrator.metrics import calibration
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
-from orchestrator.store import LabelStore, content_key
+from orchestrator.store import LabelStore
 from orchestrator.tracking import Tracker
 from workers.dft import Status
 from workers.errors import CampaignFailed
@@ -62,6 +62,7 @@ class Campaign:
         self.seeds = load_seed_structures(cfg.system.structures)
         committee = cfg.selection.strategy == "committee"
         self.members = cfg.selection.committee_members if committee else 1  # models trained per round
+        self.score_key = SCORE_KEYS.get(cfg.selection.strategy, "energy_entropy")  # frame info of the score
 
     # -- set-up --------------------------------------------------------------------
     def prepare(self, resume: bool) -> CampaignState:
@@ -289,19 +290,6 @@ class Campaign:
             "frac_failed": sel.frac_failed,
         }
 
-    def pick_errors(self, picks: list) -> dict:
-        """Of the round's labelled picks: ``entropy``, the strategy's ``score``, and ``error``
-        = |E_model - E_DFT| / n_atoms (eV/atom)."""
-        key = SCORE_KEYS.get(self.cfg.selection.strategy, "energy_entropy")
-        out = {"entropy": [], "score": [], "error": []}
-        for a in picks:
-            stored = self.store.get(content_key(a, self.dft_cfg))
-            if stored is not None and stored.status is Status.OK:
-                out["entropy"].append(a.info.get("energy_entropy", np.nan))
-                out["score"].append(a.info.get(key, np.nan))
-                out["error"].append(abs(a.info["model_energy"] - stored.atoms.get_potential_energy()) / len(a))
-        return {k: np.asarray(v, dtype=float) for k, v in out.items()}
-
     def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
         holdout = self.store.holdout_structures()
         hm = evaluate(model, holdout) if holdout else {}
@@ -310,7 +298,7 @@ class Campaign:
         audit = [s.atoms for s in self.store.labels(al_round=rnd, origin="audit", status="ok")]
         am = evaluate(model, audit) if audit else {}
         new = self.store.labels(al_round=rnd)
-        pe = self.pick_errors(picks)
+        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
         cal = calibration(pe["entropy"], pe["error"])
         cal_score = calibration(pe["score"], pe["error"])
         return {
@@ -359,7 +347,7 @@ class Campaign:
                     f"round {rnd}: hold-out",
                 )
             )
-        pe = self.pick_errors(picks)
+        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
         if np.isfinite(pe["entropy"]).any():
             plot = plots.entropy_vs_error(
                 rdir / "entropy_vs_error.png", pe["entropy"], pe["error"], f"round {rnd}: picks"

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 from ase import Atoms
 
 from orchestrator.budget import Ledger
@@ -119,3 +120,16 @@ def round0_failure_summary(labels: list, usable: int, initial: int) -> str:
         f"round 0: {sum(reasons.values())}/{n0} labels failed ({grouped or 'no failures'}); {usable} usable "
         f"training labels, need at least half of system.initial_labels ({initial}): check system and dft settings"
     )
+
+
+def pick_errors(picks: list, store: LabelStore, dft_cfg: DFTConfig, score_key: str) -> dict:
+    """Of a round's labelled picks: ``entropy``, the strategy's ``score`` (``score_key`` in
+    each frame's info), and ``error`` = |E_model - E_DFT| / n_atoms (eV/atom)."""
+    out = {"entropy": [], "score": [], "error": []}
+    for a in picks:
+        stored = store.get(content_key(a, dft_cfg))
+        if stored is not None and stored.status is Status.OK:
+            out["entropy"].append(a.info.get("energy_entropy", np.nan))
+            out["score"].append(a.info.get(score_key, np.nan))
+            out["error"].append(abs(a.info["model_energy"] - stored.atoms.get_potential_energy()) / len(a))
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
