@@ -200,6 +200,26 @@ def test_several_problems_one_line_each(tmp_path, capsys):
     assert lines[1].startswith("catal: error: system.holdout_file:")
 
 
+def test_unexpected_errors_are_one_line_with_the_traceback_in_a_file(monkeypatch, tmp_path):
+    import orchestrator.cli as cli
+
+    def boom(args):
+        raise RuntimeError("something nobody expected\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_validate", boom)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = catal(["validate", DEMO])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("catal: error: RuntimeError: something nobody expected (traceback: ")
+    log = Path(lines[0].split("traceback: ")[1].split(";")[0])
+    assert log.parent == tmp_path and "Traceback" in log.read_text() and "boom" in log.read_text()
+    with pytest.raises(RuntimeError):  # --debug: the traceback itself
+        catal(["--debug", "validate", DEMO])
+
+
 if __name__ == "__main__":  # the docs table, from a real run of every row
     print("| area | bad input | what catal says (stderr) | exit | out_dir written |")
     print("| --- | --- | --- | --- | --- |")
