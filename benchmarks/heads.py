@@ -85,10 +85,11 @@ def backbone_kwargs(backbone: str, features: int, layers: int, quick: bool) -> d
     return kw
 
 
-def _mae(preds: list[dict], frames) -> tuple[float, float]:
-    e = np.mean([abs(p["energy"] - a.get_potential_energy()) for p, a in zip(preds, frames, strict=True)])
-    f = np.mean([np.abs(p["forces"] - a.get_forces()).mean() for p, a in zip(preds, frames, strict=True)])
-    return float(e), float(f)
+def structure_errors(energy: np.ndarray, forces: list, frames) -> tuple[np.ndarray, np.ndarray]:
+    """Per structure: |E error| (eV, no offset removed) ``[n]`` and force MAE (eV/Å) ``[n]``."""
+    e_err = np.abs(np.asarray(energy) - np.array([a.get_potential_energy() for a in frames]))
+    f_err = np.array([np.abs(f - a.get_forces()).mean() for f, a in zip(forces, frames, strict=True)])
+    return e_err, f_err
 
 
 def run_one(job: dict) -> dict:
@@ -131,7 +132,10 @@ def run_one(job: dict) -> dict:
         "log_bins": float(np.log(model_cfg.num_bins)),
     }
     if job["also"]:
-        out["also"] = _mae(predict(result.model, read(job["also"], index=":")), read(job["also"], index=":"))
+        also = read(job["also"], index=":")
+        also_preds = predict(result.model, also)
+        e_err, f_err = structure_errors([p["energy"] for p in also_preds], [p["forces"] for p in also_preds], also)
+        out["also"] = (float(e_err.mean()), float(f_err.mean()))
     if model_cfg.head == "categorical":
         for key in ("energy_entropy", "energy_excess_entropy", "energy_std"):
             out[key] = np.array([p[key] for p in preds])
@@ -205,11 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
         runs = list(ex.map(run_one, jobs))
-    e_dft = np.array([a.get_potential_energy() for a in test])
-    f_dft = [a.get_forces() for a in test]
     for r in runs:
-        r["e_err"] = np.abs(r["energy"] - e_dft)
-        r["f_err"] = np.array([np.abs(f - g).mean() for f, g in zip(r["forces"], f_dft, strict=True)])
+        r["e_err"], r["f_err"] = structure_errors(r["energy"], r["forces"], test)
 
     # a row per (backbone, variant); named by the variant alone when there is one backbone
     def row_name(b: str, v: str) -> str:
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         forces = np.stack([np.stack(r["forces"]) for r in ref])  # [M, n_test, n_atoms, 3]
         mean_f = forces.mean(0)
         devi = np.sqrt(((forces - mean_f) ** 2).sum(-1).mean(0)).max(-1)  # DP-GEN max_devi_f
-        com_err = np.array([np.abs(f - g).mean() for f, g in zip(mean_f, f_dft, strict=True)])
+        _, com_err = structure_errors(np.mean([r["energy"] for r in ref], axis=0), list(mean_f), test)
         sp, au = spearman(devi, com_err), auroc(devi, worst_fraction(com_err, 0.1))
         print(f"{f'committee of {len(ref)} scalar (max_devi_f)':<34} {sp:>11.2f} {au:>11.2f} {len(ref):>8d}")
         print(f"(committee mean: F MAE {1e3 * com_err.mean():.1f} meV/Å on the same structures)")

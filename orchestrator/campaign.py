@@ -10,8 +10,6 @@ reused, never recomputed nor re-charged.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -94,11 +92,8 @@ class Campaign:
                 self.say.say(f"campaign already finished ({state.stop_reason})")
                 return state
             self.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {self.out}")
-            handler = signal.getsignal(signal.SIGTERM)
             with self.say.phase("starting Ray actors"):
                 self.rt = Runtime(self.cfg)
-            if callable(handler) and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, handler)  # ray.init replaces it with one that aborts
             try:
                 if state.round == 0:
                     self.initial_round(state)

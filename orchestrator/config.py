@@ -190,20 +190,21 @@ def parse_config(raw: dict) -> CampaignConfig:
         cfg = CampaignConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
-    check_structures(cfg)
-    check_backbone(cfg)
+    seeds = check_structures(cfg)
+    check_backbone(cfg, seeds)
     return cfg
 
 
-def check_structures(cfg: CampaignConfig) -> None:
+def check_structures(cfg: CampaignConfig) -> list:
     """Every seed and file structure read, and built as a PySCF molecule with the campaign's
     basis, charge and spin (no SCF: milliseconds each): broken geometry, unknown element,
-    basis missing for an element, electrons inconsistent with spin. One line per problem."""
+    basis missing for an element, electrons inconsistent with spin. One line per problem.
+    Returns the seed structures."""
     from workers.dft import build_molecule
 
     sources = {"system.structures": cfg.system.structures}
     sources.update({f"system.{f}": getattr(cfg.system, f) for f in ("initial_file", "holdout_file")})
-    dft, problems = cfg.dft_config(), []
+    dft, problems, seeds = cfg.dft_config(), [], []
     for field, spec in sources.items():
         if spec is None:
             continue
@@ -212,6 +213,8 @@ def check_structures(cfg: CampaignConfig) -> None:
         except (FileNotFoundError, ValueError) as err:
             problems.append(f"{field}: {err}")
             continue
+        if field == "system.structures":
+            seeds = frames
         for k, atoms in enumerate(frames):
             try:
                 build_molecule(atoms, dft)
@@ -221,9 +224,10 @@ def check_structures(cfg: CampaignConfig) -> None:
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise ConfigError("\n".join(shown))
+    return seeds
 
 
-def check_backbone(cfg: CampaignConfig) -> None:
+def check_backbone(cfg: CampaignConfig, seeds: list) -> None:
     """mace needs mace-torch; a pretrained backbone must be a readable catal backbone file
     whose elements cover the seed structures'."""
     bb = cfg.model.backbone
@@ -240,7 +244,6 @@ def check_backbone(cfg: CampaignConfig) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"model.backbone.pretrained: {err}") from None
     known = set(payload["arch"]["atomic_numbers"])
-    seeds = load_seed_structures(cfg.system.structures)
     missing = sorted({int(z) for a in seeds for z in a.numbers} - known)
     if missing:
         raise ConfigError(f"model.backbone.pretrained: {bb.pretrained} has no embedding for Z={missing}")

@@ -9,6 +9,8 @@ trainer and samplers a GPU when the cluster has one, DFT workers ``dft.threads``
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import ray
 
@@ -33,12 +35,17 @@ def connect(cfg: CampaignConfig) -> None:
     (``address="local"``: never a stale cluster that an earlier ``ray start`` left on record)."""
     if ray.is_initialized():
         return
+    handler = signal.getsignal(signal.SIGTERM)
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         cpus = max(logical_cpus(cfg), os.cpu_count() or 1)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    # ray.init installs a SIGTERM handler that aborts the process; keep the caller's (the CLI
+    # saves state and marks the MLflow runs KILLED on SIGTERM)
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 class Runtime:
