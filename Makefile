@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch pinned here (an unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install -q torch==2.13.0
-	# mace: the MACE backbone (model.backbone.kind: mace) is tested and benchmarked beside PaiNN
-	$(PY) -m pip install -q -e ".[dev,mace]"
+	# mace: the MACE backbone (model.backbone.kind: mace) is tested and benchmarked beside PaiNN;
+	# postgres: the PostgreSQL label store (store.url), tested against a real server
+	$(PY) -m pip install -q -e ".[dev,mace,postgres]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -57,16 +57,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backbone", default="painn", help="comma-separated: painn, mace")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the model, and the batched integrator's forces)")
+    p.add_argument("--replicas", default="1,8,64", help="comma-separated replica counts")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for backbone in [b.strip() for b in args.backbone.split(",") if b.strip()]:
-        model = _model(backbone)
+        model = _model(backbone).to(args.device)
         measure(model, "batched", 2, 10)  # warm-up (first-call allocations)
         size = ", ".join(f"{k} {v}" for k, v in SIZES[backbone].items())
-        print(f"\nethanol, {backbone} ({size}), 128 bins, float32, {args.threads} torch threads")
+        where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{args.threads} torch threads"
+        print(f"\nethanol, {backbone} ({size}), 128 bins, float32, {where}")
         header = ("replicas", "ASE steps/s", "batched steps/s", "ratio", "ASE +MB", "batched +MB")
         print(" ".join(f"{h:>{w}}" for h, w in zip(header, (8, 12, 16, 7, 8, 12), strict=True)))
-        for n in (1, 8, 64):
+        for n in (int(r) for r in args.replicas.split(",")):
             # ASE cost is linear in replicas: fewer steps keep the 64-replica run short
             ase_steps = args.steps if n < 64 else max(args.steps // 5, 10)
             a_rate, a_mem = measure(model, "ase", n, ase_steps)

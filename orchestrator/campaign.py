@@ -27,7 +27,6 @@ from orchestrator.metrics import calibration
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
-from orchestrator.store import LabelStore
 from orchestrator.tracking import Tracker
 from workers.dft import Status
 from workers.errors import CampaignFailed
@@ -70,12 +69,12 @@ class Campaign:
             resolved = self.cfg.model_copy(update={"out_dir": str(self.out.resolve())})
             (self.out / "config.yaml").write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
         state = load_state(self.out) if state_path(self.out).exists() else CampaignState()
-        self.store = LabelStore(self.out / "labels.db")
+        self.store = self.cfg.label_store()
         other_s = sum(load_reference(p).cost_s for p in self.reference_paths() if p.exists())
         self.ledger = Ledger.from_charges(self.cfg.budget, self.store.charges(), other_s)
-        self.tracker = Tracker(
-            self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, self.out / "mlartifacts"
-        )
+        # artifacts beside the default SQLite store; a tracking server stores (serves) its own
+        artifacts = self.out / "mlartifacts" if self.cfg.tracking.uri is None else None
+        self.tracker = Tracker(self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, artifacts)
         if not state.finished:  # a finished campaign's MLflow run stays closed
             state.parent_run_id = self.tracker.start_campaign(
                 self.cfg.name, flatten(self.cfg.to_dict()), state.parent_run_id
@@ -92,9 +91,10 @@ class Campaign:
                 self.say.say(f"campaign already finished ({state.stop_reason})")
                 return state
             self.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {self.out}")
-            with self.say.phase("starting Ray actors"):
-                self.rt = Runtime(self.cfg)
+            self.rt = None
             try:
+                with self.say.phase("starting Ray"):
+                    self.rt = Runtime(self.cfg, self.say)
                 if state.round == 0:
                     self.initial_round(state)
                 while not state.stop_reason:
@@ -108,7 +108,8 @@ class Campaign:
                 self.tracker.end(state.parent_run_id, status)
                 raise
             finally:
-                self.rt.shutdown()
+                if self.rt is not None:
+                    self.rt.shutdown()
             return state
 
     # -- round 0 -------------------------------------------------------------------
@@ -116,21 +117,16 @@ class Campaign:
         return reference_paths(self.cfg, self.out, len(self.seeds))
 
     def initial_round(self, state: CampaignState) -> None:
-        modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, self.rt, self.ledger, self.say)
-        items = initial_items(self.cfg, self.seeds, modes)
-        with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
-            report = label_structures(
-                items,
-                0,
-                self.rt.pool,
-                self.store,
-                self.ledger,
-                self.dft_cfg,
-                per_round_limit=False,
-                on_label=tick,
-            )
+        with self.rt.dft_pool() as pool:
+            modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, pool, self.ledger, self.say)
+            items = initial_items(self.cfg, self.seeds, modes)
+            with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
+                report = label_structures(
+                    items, 0, pool, self.store, self.ledger, self.dft_cfg, per_round_limit=False, on_label=tick
+                )
         n_ok = sum(1 for s in report.all_labels if s.status is Status.OK)
         self.say.say(f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s")
+        self.say_moved(report)
         usable = len(self.store.training_structures())
         if usable < max(2, self.cfg.system.initial_labels // 2):
             raise CampaignFailed(round0_failure_summary(self.store.labels(), usable, self.cfg.system.initial_labels))
@@ -148,6 +144,10 @@ class Campaign:
         )
         state.round, state.phase = 1, "start"
         save_state(self.out, state)
+
+    def say_moved(self, report) -> None:
+        if report.resubmitted:
+            self.say.say(f"  [yellow]{report.resubmitted} DFT jobs moved[/] off lost workers (each labelled once)")
 
     # -- rounds >= 1 ---------------------------------------------------------------
     def checkpoint(self, rnd: int, member: int = 0) -> Path:
@@ -214,16 +214,10 @@ class Campaign:
         if state.phase == "selected":
             t0 = time.perf_counter()
             what = f"{len(picks)} picks" + (f" + {len(audits)} audit frames" if audits else "")
-            with self.say.dft_progress(len(picks) + len(audits), f"round {rnd}: DFT on {what}") as tick:
-                report = label_structures(
-                    [(a, "audit") for a in audits] + [(a, "md") for a in picks],
-                    rnd,
-                    self.rt.pool,
-                    self.store,
-                    self.ledger,
-                    self.dft_cfg,
-                    on_label=tick,
-                )
+            items = [(a, "audit") for a in audits] + [(a, "md") for a in picks]
+            with self.rt.dft_pool() as pool, self.say.dft_progress(len(items), f"round {rnd}: DFT on {what}") as tick:
+                report = label_structures(items, rnd, pool, self.store, self.ledger, self.dft_cfg, on_label=tick)
+            self.say_moved(report)
             info.update(
                 time_label_s=time.perf_counter() - t0,
                 dft_utilisation=report.utilisation,

@@ -52,8 +52,15 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
+# MLflow 3's UI opens in its GenAI mode unless told otherwise; catal's runs are model training
+UI_PAGE = "#/experiments?workflowType=machine_learning"
+
+
 def _mlflow_hint(cfg) -> str:
-    return f"mlflow ui --backend-store-uri {cfg.tracking_uri()} --host 127.0.0.1 --port 5000"
+    uri = cfg.tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{UI_PAGE}"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000, then http://127.0.0.1:5000/{UI_PAGE}"
 
 
 def cmd_validate(args) -> int:
@@ -87,7 +94,8 @@ def _run(cfg, resume: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     out = cfg.output_dir
-    console.print(f"results in {out}: labels.db, model.pt, checkpoints/, learning_curve.png")
+    labels = "labels.db" if cfg.store.url is None else f"labels on {cfg.label_store().url.split('@')[-1]}"
+    console.print(f"results in {out}: {labels}, model.pt, checkpoints/, learning_curve.png")
     console.print(f"stopped because: {state.stop_reason}")
     console.print(f"open the MLflow UI: {_mlflow_hint(cfg)}", soft_wrap=True)
     return 0
@@ -121,12 +129,11 @@ def cmd_resume(args) -> int:
 
 def cmd_status(args) -> int:
     from orchestrator.state import load_state
-    from orchestrator.store import LabelStore
     from orchestrator.tracking import Tracker
 
     cfg = _load_out_dir(args.out_dir)
     state = load_state(cfg.output_dir)
-    store = LabelStore(cfg.output_dir / "labels.db")
+    store = cfg.label_store()
     rows = store.labels()
     table = Table(title=f"{cfg.name} ({cfg.output_dir})")
     for col in (
@@ -178,11 +185,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from orchestrator.store import LabelStore
 
     cfg = _load_out_dir(args.out_dir)
     dest = Path(args.output or cfg.output_dir / "labels.extxyz")
-    n = LabelStore(cfg.output_dir / "labels.db").export_extxyz(dest)
+    n = cfg.label_store().export_extxyz(dest)
     print(f"wrote {n} labelled structures to {dest}")
     return 0
 

@@ -72,6 +72,13 @@ class StopConfig(Section):
     converged_candidate_fraction: float | None = Field(None, ge=0.0, lt=1.0)
 
 
+class StoreConfig(Section):
+    # where labels are written as they arrive: None = <out_dir>/labels.db (SQLite); or an
+    # ase.db URL such as postgresql://user:password@host:5432/db (rows tagged with the campaign
+    # name, so campaigns can share a server; needs `pip install catal[postgres]`)
+    url: str | None = None
+
+
 class TrackingConfig(Section):
     # MLflow tracking URI; None = sqlite:///<out_dir>/mlflow.db with artifacts beside it
     uri: str | None = None
@@ -80,7 +87,9 @@ class TrackingConfig(Section):
 
 
 class RayConfig(Section):
-    # None = start a local Ray; "auto" = join the running cluster; or "ray://host:port"
+    # None = start a local Ray; "auto" = join the running cluster; or "ray://host:port".
+    # On a cluster the counts below are upper bounds: each phase holds its actors only while
+    # it runs, capped to what one node holds; the DFT pool is sized to the free CPUs
     address: str | None = None
     # DFT actors (each reserves dft.threads CPUs)
     dft_workers: int = Field(2, ge=1)
@@ -91,6 +100,9 @@ class RayConfig(Section):
     sampler_cpus: int = Field(1, ge=1)
     # GPUs for trainer and samplers: "auto" uses one when the cluster has any
     gpus: Literal["auto", "never"] = "auto"
+    # on a cluster, seconds a phase waits for its actors to be placed (free resources, or a
+    # node an autoscaler adds) before the campaign fails; the wait is reported every 30 s
+    placement_timeout_s: float = Field(900.0, gt=0.0)
 
 
 class CampaignConfig(Section):
@@ -113,6 +125,7 @@ class CampaignConfig(Section):
     dft: DFTConfig = DFTConfig()
     budget: BudgetLimits = BudgetLimits()
     stop: StopConfig = StopConfig()
+    store: StoreConfig = StoreConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
 
@@ -146,6 +159,14 @@ class CampaignConfig(Section):
     def dft_config(self) -> DFTConfig:
         """The DFT section with the system's charge and spin."""
         return self.dft.model_copy(update={"charge": self.system.charge, "spin": self.system.spin})
+
+    def label_store(self):
+        """The campaign's ``LabelStore`` (its SQLite file, or its rows on a shared server)."""
+        from orchestrator.store import LabelStore
+
+        if self.store.url is None:
+            return LabelStore(self.output_dir / "labels.db")
+        return LabelStore(self.store.url, campaign=self.name)
 
     def tracking_uri(self) -> str:
         return self.tracking.uri or f"sqlite:///{self.output_dir.resolve() / 'mlflow.db'}"

@@ -29,6 +29,7 @@ class LabelReport:
     dft_seconds: float = 0.0  # wall seconds of the new labels
     wall_s: float = 0.0
     utilisation: float = 0.0
+    resubmitted: int = 0  # DFT jobs sent again after their worker (or its node) was lost
 
     @property
     def failures(self) -> int:
@@ -104,6 +105,7 @@ def label_structures(
         ledger.release(token)
     report.wall_s = time.perf_counter() - t0
     report.utilisation = getattr(stats, "utilisation", 1.0) if stats is not None else 1.0
+    report.resubmitted = getattr(stats, "resubmitted", 0) if stats is not None else 0
     return report
 
 

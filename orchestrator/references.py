@@ -25,10 +25,10 @@ def reference_paths(cfg: CampaignConfig, out: Path, n_seeds: int) -> list[Path]:
 
 
 def seed_normal_modes(
-    cfg: CampaignConfig, paths: list[Path], seeds: list, runtime, ledger: Ledger, say: Reporter
+    cfg: CampaignConfig, paths: list[Path], seeds: list, pool, ledger: Ledger, say: Reporter
 ) -> list[NormalModes] | None:
-    """Each seed's normal modes at the campaign's DFT level (computed on ``runtime``'s DFT
-    worker when not stored yet); None when the initial set is not normal-mode sampled."""
+    """Each seed's normal modes at the campaign's DFT level (computed on a worker of the DFT
+    ``pool`` when not stored yet); None when the initial set is not normal-mode sampled."""
     dft_cfg = cfg.dft_config()
     out = []
     for k, path in enumerate(paths):
@@ -36,7 +36,7 @@ def seed_normal_modes(
             ref = load_reference(path)
         else:
             with say.phase(f"seed {k}: DFT minimum + Hessian ({dft_cfg.method}/{dft_cfg.basis})"):
-                ref = runtime.harmonic(seeds[k])
+                ref = pool.harmonic(seeds[k])
             if ref.status is not Status.OK:
                 raise RuntimeError(f"system.initial: normal_modes, seed {k}: {ref.reason} (try initial: rattle)")
             path.parent.mkdir(exist_ok=True)

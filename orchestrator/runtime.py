@@ -1,20 +1,35 @@
-"""The campaign's Ray side: connect, start the actors once, and run each phase on them.
+"""The campaign's Ray side: connect, acquire each phase's actors, run the phase on them.
 
-Locally the phases run one after another, so actors hold logical CPUs for their lifetime
-and the local Ray is given enough logical CPUs for all of them, while each actor's
-threads match what it reserved. On a cluster, actors request real resources: the
-trainer and samplers a GPU when the cluster has one, DFT workers ``dft.threads`` CPUs.
+Two ways to hold resources:
+
+* **local** (catal started its own Ray): the phases run one after another on this machine,
+  so the actors are created once and kept, and the local Ray is given enough logical CPUs
+  for all of them while each actor's threads match what it reserved;
+* **cluster** (``ray.address`` or ``RAY_ADDRESS``: ``ray job submit``, ``ray submit``): each
+  phase acquires its actors and releases them when it ends, so DFT CPUs are free while the
+  trainer runs and the trainer's GPU is free during DFT. The config's counts are upper
+  bounds (``orchestrator.resources``); the DFT pool is sized to what is free. An actor that
+  waits for room says so every ``WAIT_REPORT_S``; one that no node can hold is refused at
+  start in one line. A trainer or sampler lost with its node is re-created elsewhere and its
+  phase rerun (training and MD are pure functions of their inputs); DFT jobs move to the
+  workers left (``DFTPool``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 
 import ray
 
 from orchestrator.config import CampaignConfig
+from orchestrator.console import Reporter
+from orchestrator.resources import ClusterView, Demand, PhasePlan, check_plan, dft_workers_now, plan_phases
 from workers.actors import (
     DFTPool,
     SamplerActor,
@@ -23,11 +38,21 @@ from workers.actors import (
     model_payload,
     sample_with_actors,
 )
+from workers.errors import ClusterTooSmall
+
+WAIT_REPORT_S = 30.0  # how often a phase waiting for resources says so
+PHASE_ATTEMPTS = 5  # a phase whose actor dies (node lost) is rerun on a new actor this often
+RETRY_BACKOFF_S = 5.0  # first wait before a rerun, doubled each time: Ray takes ~15-30 s to mark
+# a lost node dead, and until then may place the new actor on it again
 
 
 def logical_cpus(cfg: CampaignConfig) -> int:
     r = cfg.ray
     return r.dft_workers * cfg.dft.threads + r.trainer_cpus + r.samplers * r.sampler_cpus
+
+
+def cluster_address(cfg: CampaignConfig) -> str | None:
+    return cfg.ray.address or os.environ.get("RAY_ADDRESS")
 
 
 def connect(cfg: CampaignConfig) -> None:
@@ -36,7 +61,7 @@ def connect(cfg: CampaignConfig) -> None:
     if ray.is_initialized():
         return
     handler = signal.getsignal(signal.SIGTERM)
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cfg)
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -48,40 +73,181 @@ def connect(cfg: CampaignConfig) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _has_autoscaler() -> bool:
+    """Whether an autoscaler may add nodes: its status names node types of a launcher config
+    (``ray up``, KubeRay); a plain ``ray start`` cluster reports one ``node_<id>`` type per node."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    raw = _internal_kv_get("__autoscaling_status")
+    if not raw:
+        return False
+    try:
+        types = json.loads(raw)["autoscaler_report"]["node_type_mapping"].values()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return any(not str(t).startswith("node_") for t in types)
+
+
+def cluster_view(autoscaling: bool | None = None) -> ClusterView:
+    """The alive nodes' totals and free resources, as Ray reports them now."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    try:
+        from ray._private.state import available_resources_per_node
+
+        free_by_id = available_resources_per_node()
+        free = tuple(free_by_id.get(n["NodeID"], {}) for n in nodes)
+    except (ImportError, AttributeError):  # private API moved: one pool of free resources
+        free = (ray.available_resources(),)
+    if autoscaling is None:
+        autoscaling = _has_autoscaler()
+    return ClusterView(tuple(dict(n["Resources"]) for n in nodes), free, autoscaling)
+
+
 class Runtime:
-    def __init__(self, cfg: CampaignConfig):
+    def __init__(self, cfg: CampaignConfig, say: Reporter | None = None):
         connect(cfg)
         self.cfg = cfg
-        has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
-        gpus = 1 if (has_gpu and cfg.ray.gpus == "auto") else 0
-        self.device = "cuda" if gpus else "cpu"
-        # DFT workers start first: PySCF imports overlap with the first training
-        self.pool = DFTPool(cfg.dft_config(), cfg.ray.dft_workers)
-        self.trainer = TrainerActor.options(**compute_options(cfg.ray.trainer_cpus, gpus)).remote(cfg.ray.trainer_cpus)
-        sampler_gpus = gpus / cfg.ray.samplers if gpus else 0
-        self.samplers = [
-            SamplerActor.options(**compute_options(cfg.ray.sampler_cpus, sampler_gpus)).remote(
-                cfg.ray.sampler_cpus, self.device
-            )
-            for _ in range(cfg.ray.samplers)
-        ]
+        self.say = say or Reporter()
+        self.per_phase = cluster_address(cfg) is not None
+        view = cluster_view(autoscaling=None if self.per_phase else False)
+        self.autoscaling = view.autoscaling
+        use_gpu = view.total("GPU") >= 1 and cfg.ray.gpus == "auto"
+        self.device = "cuda" if use_gpu else "cpu"
+        r = cfg.ray
+        cap = view if self.per_phase else ClusterView(({"CPU": float(logical_cpus(cfg)), **_gpus(view)},))
+        self.plan: PhasePlan = plan_phases(
+            cap, cfg.dft.threads, cfg.dft.backend == "gpu", r.dft_workers, r.trainer_cpus, r.samplers,
+            r.sampler_cpus, use_gpu,
+        )  # fmt: skip
+        problems = check_plan(self.plan, view if self.per_phase else cap)
+        if problems:
+            raise ClusterTooSmall("; ".join(problems))
+        if self.per_phase:
+            wait = " (an autoscaler may add nodes)" if self.autoscaling else ""
+            self.say.say(f"  cluster: {view.describe()}{wait}")
+            self.say.say(f"  per phase: {self.plan.describe()}; held only while the phase runs")
+            for note in self.plan.notes:
+                self.say.say(f"  [yellow]note[/]: {note}")
+        self._pool: DFTPool | None = None
+        self._trainer = None
+        self._samplers: list = []
+        if not self.per_phase:  # DFT workers first: PySCF imports overlap with the first training
+            self._pool = DFTPool(cfg.dft_config(), r.dft_workers)
 
+    # -- acquiring actors --------------------------------------------------------------------
+    def wait_placed(self, actors: list, demand: Demand, ready: Callable) -> None:
+        """Block until every actor is constructed, saying every ``WAIT_REPORT_S`` what is
+        awaited; give up after ``ray.placement_timeout_s`` with one line."""
+        pending = {ready(a): a for a in actors}
+        t0 = time.monotonic()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=WAIT_REPORT_S)
+            for ref in done:
+                pending.pop(ref)
+                ray.get(ref)  # an actor that failed to start raises here
+            if not pending:
+                return
+            waited = time.monotonic() - t0
+            view = cluster_view(self.autoscaling)
+            free = sum(f.get("CPU", 0.0) for f in view.free)
+            who = "the autoscaler to add a node" if self.autoscaling else "other work to free resources"
+            if waited >= self.cfg.ray.placement_timeout_s:
+                for a in actors:
+                    ray.kill(a)
+                raise ClusterTooSmall(
+                    f"{demand.what} ({demand.text()}) not placed after {waited:.0f} s; this cluster has "
+                    f"{view.describe()}, {free:g} CPUs free"
+                )
+            self.say.say(
+                f"  waiting {waited:.0f} s for {len(pending)} x {demand.what} ({demand.text()}): "
+                f"{free:g} CPUs free on {view.describe()}; waiting for {who}"
+            )
+
+    @contextlib.contextmanager
+    def dft_pool(self):
+        """The DFT pool for one labelling phase (kept for the campaign when local)."""
+        if self._pool is not None:
+            yield self._pool
+            return
+        n = dft_workers_now(self.plan, cluster_view(self.autoscaling))
+        pool = DFTPool(self.cfg.dft_config(), n, can_replace=self._room_for_dft)
+        try:
+            self.wait_placed(pool.workers, self.plan.dft, lambda w: w.pid.remote())
+            yield pool
+        finally:
+            pool.shutdown()
+
+    def _room_for_dft(self) -> bool:
+        """Whether a lost DFT worker's replacement can start now (else the pool shrinks)."""
+        return any(
+            f.get("CPU", 0.0) >= self.plan.dft.cpus and f.get("GPU", 0.0) >= self.plan.dft.gpus
+            for f in cluster_view(self.autoscaling).free
+        )
+
+    def _new_trainer(self):
+        d = self.plan.trainer
+        actor = TrainerActor.options(**compute_options(d.cpus, d.gpus)).remote(int(d.cpus))
+        self.wait_placed([actor], d, lambda a: a.ready.remote())
+        return actor
+
+    def _new_samplers(self) -> list:
+        d = self.plan.sampler
+        actors = [
+            SamplerActor.options(**compute_options(d.cpus, d.gpus)).remote(int(d.cpus), self.device)
+            for _ in range(self.plan.samplers)
+        ]
+        self.wait_placed(actors, d, lambda a: a.ready.remote())
+        return actors
+
+    def _phase(self, what: str, acquire: Callable, run: Callable, keep_attr: str):
+        """Run ``run(actors)``; an actor lost mid-phase (its node died) is replaced and the
+        phase rerun, at most ``PHASE_ATTEMPTS`` times. Local actors are kept, cluster ones
+        released."""
+        for attempt in range(1, PHASE_ATTEMPTS + 1):
+            try:
+                setattr(self, keep_attr, getattr(self, keep_attr) or acquire())
+                return run(getattr(self, keep_attr))
+            except ray.exceptions.RayActorError as err:  # also died while being placed
+                _kill(getattr(self, keep_attr))
+                setattr(self, keep_attr, None)
+                if attempt == PHASE_ATTEMPTS:
+                    raise
+                cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+                pause = RETRY_BACKOFF_S * 2 ** (attempt - 1)
+                self.say.say(f"  [yellow]{what} lost[/] ({cause}); re-creating it in {pause:g} s (try {attempt + 1})")
+                time.sleep(pause)
+            finally:
+                if self.per_phase and getattr(self, keep_attr) is not None:
+                    _kill(getattr(self, keep_attr))
+                    setattr(self, keep_attr, None)
+        raise AssertionError("unreachable")
+
+    # -- phases ----------------------------------------------------------------------------
     def train(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int) -> dict:
         cfg = self.cfg.training.model_copy(update={"epochs": epochs, "device": self.device, "seed": seed})
-        task = self.trainer.train.remote(
-            cfg.to_dict(), self.cfg.model.to_dict(), structures, warm_payload, optimizer_state
-        )
-        return ray.get(task)
-
-    def harmonic(self, atoms):
-        """The seed's DFT minimum and Hessian (``HarmonicReference``), on a DFT worker."""
-        return ray.get(self.pool.workers[0].harmonic.remote(atoms))
+        args = (cfg.to_dict(), self.cfg.model.to_dict(), structures, warm_payload, optimizer_state)
+        return self._phase("the trainer", self._new_trainer, lambda t: ray.get(t.train.remote(*args)), "_trainer")
 
     def sample(self, model, starts: list, md_cfg) -> list:
         ref = ray.put(model_payload(model))  # shipped once per round via the object store
-        return sample_with_actors(self.samplers, ref, starts, md_cfg)
+        return self._phase(
+            "a sampler", self._new_samplers, lambda s: sample_with_actors(s, ref, starts, md_cfg), "_samplers"
+        )
 
     def shutdown(self) -> None:
-        self.pool.shutdown()
-        for actor in [self.trainer, *self.samplers]:
-            ray.kill(actor)
+        if self._pool is not None:
+            self._pool.shutdown()
+        _kill(self._trainer)
+        _kill(self._samplers)
+
+
+def _kill(actors) -> None:
+    if actors is None:
+        return
+    for a in actors if isinstance(actors, list) else [actors]:
+        with contextlib.suppress(ray.exceptions.RayError, ValueError):
+            ray.kill(a)
+
+
+def _gpus(view: ClusterView) -> dict:
+    return {"GPU": view.largest("GPU")} if view.total("GPU") else {}

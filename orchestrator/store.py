@@ -1,4 +1,4 @@
-"""The label store: an ASE database (SQLite file, or a PostgreSQL URL on clusters).
+"""The label store: an ASE database (SQLite file, or a PostgreSQL server on clusters).
 
 Each label is written the moment it arrives. Rows carry key-value pairs:
 ``content_key`` (hash of numbers, positions rounded to 1e-5 Å, cell, pbc and the DFT
@@ -46,23 +46,27 @@ class StoredLabel:
     cost_s: float
     wall_s: float
     rung: str
+    host: str = ""  # the machine that computed the label ("" for labels stored before hosts were)
 
 
 class LabelStore:
     """Durable labels in ``ase.db``; ``url`` is a file path or ``postgresql://...``."""
 
-    def __init__(self, url: str | Path):
+    def __init__(self, url: str | Path, campaign: str | None = None):
+        """``campaign``: tag every row with it and see only its rows (a database server that
+        several campaigns share); None for a campaign's own SQLite file."""
         url = str(url)
         if "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
+        self.scope = {"campaign": campaign} if campaign else {}
         self.db = ase.db.connect(url, append=True)
 
     def __len__(self) -> int:
-        return self.db.count()
+        return self.db.count(**self.scope)
 
     def get(self, key: str) -> StoredLabel | None:
-        rows = list(self.db.select(content_key=key, limit=1))
+        rows = list(self.db.select(content_key=key, limit=1, **self.scope))
         return self._from_row(rows[0]) if rows else None
 
     def put(
@@ -92,6 +96,8 @@ class LabelStore:
             "charged": bool(charged),
             "backend": result.backend,
             "pyscf_version": result.pyscf_version,
+            "host": result.host or "-",
+            **self.scope,
         }
         return self.db.write(a, key_value_pairs=kvp)
 
@@ -110,11 +116,12 @@ class LabelStore:
             cost_s=float(kv["cost_s"]),
             wall_s=float(kv["wall_s"]),
             rung=kv.get("rung", ""),
+            host="" if kv.get("host", "-") == "-" else kv["host"],
         )
 
     def labels(self, **filters) -> list[StoredLabel]:
         """All stored labels (matching ase.db key filters, e.g. ``origin="holdout"``), by id."""
-        return [self._from_row(r) for r in self.db.select(sort="id", **filters)]
+        return [self._from_row(r) for r in self.db.select(sort="id", **self.scope, **filters)]
 
     def training_structures(self) -> list[Atoms]:
         """Successfully labelled structures that are not hold-out, as labelled ``Atoms``."""

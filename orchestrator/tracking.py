@@ -13,6 +13,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 PARAM_BATCH = 100  # MLflow's per-request limit on params
+# MLflow 3's UI opens an experiment by its kind: without this tag it may offer the GenAI
+# (traces) view; catal's runs are model training, shown on the runs table with metric charts
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 # keep the console for catal's own progress: MLflow's table-creation INFO and pickle notes are noise
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
@@ -25,9 +29,13 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = artifact_dir.resolve().as_uri() if artifact_dir else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+            )
         else:
             self.experiment_id = exp.experiment_id
+            if EXPERIMENT_KIND not in exp.tags:  # made by hand or by an older catal
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
 
     def start_campaign(self, name: str, params: dict, run_id: str | None = None) -> str:
         """Create the parent run (or reopen it on resume) and log the flattened config."""

@@ -85,15 +85,23 @@ class DFTPool:
     ``run`` pulls jobs lazily from an iterator (so the caller can reserve budget just
     before each dispatch) and keeps ``in_flight_per_worker`` tasks queued on each actor,
     so a worker starts its next label the moment it finishes one. If an actor dies
-    mid-label, it is replaced and its unfinished jobs are resubmitted: each job yields
-    exactly one result.
+    mid-label (its process or its node), its unfinished jobs go to the workers left and it
+    is replaced when ``can_replace()`` says there is room (else the pool shrinks; with no
+    worker left, one replacement waits for room): each job yields exactly one result.
     """
 
-    def __init__(self, cfg: DFTConfig, n_workers: int, in_flight_per_worker: int = 2):
+    def __init__(
+        self,
+        cfg: DFTConfig,
+        n_workers: int,
+        in_flight_per_worker: int = 2,
+        can_replace: Callable[[], bool] | None = None,
+    ):
         if n_workers < 1:
             raise ValueError(f"a DFT pool needs at least one worker, got {n_workers}")
         self.cfg = cfg
         self.in_flight_per_worker = in_flight_per_worker
+        self.can_replace = can_replace or (lambda: True)
         self._options = dft_worker_options(cfg)
         self.workers = [self._spawn() for _ in range(n_workers)]
 
@@ -109,6 +117,23 @@ class DFTPool:
             ray.kill(w)
         self.workers = []
 
+    def harmonic(self, atoms: Atoms) -> HarmonicReference:
+        """A seed's DFT minimum + Hessian on one worker (moved to another if it dies)."""
+        while True:
+            try:
+                return ray.get(self.workers[0].harmonic.remote(atoms))
+            except ray.exceptions.RayActorError:
+                self._replace(self.workers[0], PoolStats())
+
+    def _replace(self, dead, stats: PoolStats) -> None:
+        """Drop a dead worker; start a replacement when there is room or none is left."""
+        if dead not in self.workers:
+            return
+        self.workers.remove(dead)
+        if self.can_replace() or not self.workers:
+            self.workers.append(self._spawn())
+            stats.workers_replaced += 1
+
     def run(
         self,
         jobs: Iterable[Job],
@@ -119,8 +144,7 @@ class DFTPool:
         t0 = time.perf_counter()
         source: Iterator[Job] = iter(jobs)
         retry: deque[Job] = deque()
-        pending: dict = {}  # ObjectRef -> (job, worker index)
-        load = [0] * len(self.workers)
+        pending: dict = {}  # ObjectRef -> (job, worker)
         exhausted = False
 
         def next_job() -> Job | None:
@@ -135,43 +159,45 @@ class DFTPool:
                 exhausted = True
                 return None
 
+        def load(w) -> int:
+            return sum(1 for _, owner in pending.values() if owner is w)
+
         while True:
-            # fill every worker up to its in-flight bound
-            while min(load) < self.in_flight_per_worker:
+            # fill every worker up to its in-flight bound, least loaded first
+            while self.workers:
+                w = min(self.workers, key=load)
+                if load(w) >= self.in_flight_per_worker:
+                    break
                 job = next_job()
                 if job is None:
                     break
-                w = load.index(min(load))
-                ref = self.workers[w].label.remote(job[1])
-                pending[ref] = (job, w)
-                load[w] += 1
+                pending[w.label.remote(job[1])] = (job, w)
                 if on_dispatch is not None:
                     on_dispatch(job[0])
             if not pending:
                 break
             [ref], _ = ray.wait(list(pending), num_returns=1)
             job, w = pending.pop(ref)
-            load[w] -= 1
             try:
                 result: LabelResult = ray.get(ref)
             except ray.exceptions.RayActorError:
-                # the worker died mid-label: replace it once, resend this job
+                # the worker died mid-label: resend this job, replace the worker if there is room
                 stats.resubmitted += 1
                 retry.append(job)
-                if self._is_dead(w):
-                    self.workers[w] = self._spawn()
-                    stats.workers_replaced += 1
+                if w in self.workers and self._is_dead(w):
+                    self._replace(w, stats)
                 continue
             stats.labels += 1
             stats.busy_s += result.wall_s
-            stats.per_worker_busy_s[w] = stats.per_worker_busy_s.get(w, 0.0) + result.wall_s
+            key = self.workers.index(w) if w in self.workers else -1
+            stats.per_worker_busy_s[key] = stats.per_worker_busy_s.get(key, 0.0) + result.wall_s
             on_result(job[0], job[1], result)
         stats.wall_s = time.perf_counter() - t0
         return stats
 
-    def _is_dead(self, w: int) -> bool:
+    def _is_dead(self, w) -> bool:
         try:
-            ray.get(self.workers[w].pid.remote(), timeout=30)
+            ray.get(w.pid.remote(), timeout=30)
             return False
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return True
@@ -205,6 +231,9 @@ class TrainerActor:
     def __init__(self, threads: int = 1):
         _limit_threads(threads)
 
+    def ready(self) -> int:
+        return os.getpid()
+
     def train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
         from workers.model.potential import ModelConfig
         from workers.model.training import TrainConfig, train
@@ -237,6 +266,9 @@ class SamplerActor:
         _limit_threads(threads)
         self.device = device
         self.model = None
+
+    def ready(self) -> int:
+        return os.getpid()
 
     def set_model(self, payload: dict) -> bool:
         self.model = model_from_payload(payload, self.device)

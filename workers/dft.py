@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class LabelResult:
     threads: int = 1
     backend: str = "cpu"
     pyscf_version: str = pyscf.__version__
+    host: str = field(default_factory=socket.gethostname)  # the machine that computed it (provenance)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -19,6 +19,11 @@ class CampaignFailed(CatalError):
     """A campaign cannot go on (e.g. round 0 gave too few usable labels); its runs are FAILED."""
 
 
+class ClusterTooSmall(CampaignFailed):
+    """A resource the campaign needs that the cluster cannot give (no node holds it, or it
+    was not placed within ``ray.placement_timeout_s``)."""
+
+
 class CalculatorError(CatalError, ase_calc.CalculatorError):
     """A calculator could not be set up or used (also an ASE ``CalculatorError``)."""
 

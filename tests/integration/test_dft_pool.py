@@ -35,11 +35,14 @@ def test_pool_labels_eight_ethanols(ray_local, ethanols, tmp_path):
     assert report.utilisation > 0.5
 
 
-def test_killed_worker_still_yields_every_label_once(ray_local, ethanols, tmp_path):
+@pytest.mark.parametrize("room", [True, False], ids=["replaced", "pool-shrinks"])
+def test_killed_worker_still_yields_every_label_once(ray_local, ethanols, tmp_path, room):
+    """A worker lost mid-label: its jobs go to the others; it is replaced when the cluster has
+    room, else the pool goes on with the workers left (a lost node's CPUs are gone)."""
     from workers.actors import DFTPool
 
     cfg = DFTConfig(threads=1)
-    pool = DFTPool(cfg, n_workers=2)
+    pool = DFTPool(cfg, n_workers=2, can_replace=lambda: room)
     pool.warm_up()
     store = LabelStore(tmp_path / "labels.db")
     ledger = Ledger(BudgetLimits(max_labels=8, max_labels_per_round=8, holdout_labels=0))
@@ -53,9 +56,11 @@ def test_killed_worker_still_yields_every_label_once(ray_local, ethanols, tmp_pa
 
     try:
         report = label_structures([(a, "md") for a in ethanols], 1, pool, store, ledger, cfg, on_label=kill_once)
+        left = list(pool.workers)
     finally:
         pool.shutdown()
-    assert killed
+    assert killed and report.resubmitted >= 1
+    assert killed[0] not in left and len(left) == (2 if room else 1)
     keys = [s.key for s in store.labels()]
     assert len(keys) == 8 == len(set(keys))  # every label, each stored once
     assert ledger.charged_labels == 8 and ledger.reservations == {}

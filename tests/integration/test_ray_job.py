@@ -25,7 +25,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A `ray start --head` cluster (4 CPUs) on 127.0.0.1: ``(ray_cli, env, dashboard address)``."""
+    """A `ray start --head` cluster with 2 CPUs on 127.0.0.1, as on this 2-core machine:
+    ``(ray_cli, env, dashboard address)``."""
     bin_dir = Path(sys.executable).parent
     ray_cli = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
     env = dict(helpers.env(), RAY_AUTH_MODE="token", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -34,7 +35,7 @@ def ray_head():
         [
             ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
             "--dashboard-host=127.0.0.1", f"--port={gcs}", f"--dashboard-port={dash}",
-            "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats",
+            "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
             # fixed default ports (agent 52365, ...) may be held by the session's local Ray
             f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={_free_port()}",
             f"--runtime-env-agent-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
@@ -57,12 +58,12 @@ def ray_head():
             head.kill()
 
 
-def _submit(ray_head, out, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def _submit(ray_head, out, *extra: str, extra_sets=(), timeout: int = 600) -> subprocess.CompletedProcess:
     ray_cli, env, address = ray_head
     cmd = [
         ray_cli, "job", "submit", "--address", address, "--working-dir", str(REPO), *extra, "--",
         "python", "-m", "orchestrator.cli", "run", str(TINY),
-        "--set", f"out_dir={out}", "--set", "ray.address=auto",
+        "--set", f"out_dir={out}", "--set", "ray.address=auto", *extra_sets,
     ]  # fmt: skip
     for _ in range(30):  # the head's job agent may come up after its job server
         submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -72,15 +73,37 @@ def _submit(ray_head, out, *extra: str, timeout: int = 600) -> subprocess.Comple
     return submit
 
 
+# the demo's actors: 2 DFT workers + a 2-CPU trainer + a 2-CPU sampler, 6 CPUs if all were held
+# at once (on main this hung in round 1: the trainer could never be placed on a 2-CPU cluster)
+DEMO_RAY = ("--set", "ray.dft_workers=2", "--set", "ray.trainer_cpus=2", "--set", "ray.sampler_cpus=2")
+
+
 def test_campaign_submitted_as_a_ray_job(ray_head, tmp_path):
+    """The demo's resource shape on a 2-CPU cluster: each phase holds its actors only while it
+    runs, so the campaign finishes."""
     out = tmp_path / "tiny"
-    submit = _submit(ray_head, out)
+    submit = _submit(ray_head, out, extra_sets=DEMO_RAY)
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     assert "succeeded" in (submit.stdout + submit.stderr).lower()
+    assert "per phase: DFT up to" in submit.stdout
     parents, children = mlflow_runs(out)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 2
     assert (out / "model.pt").exists()
+
+
+def test_a_demand_no_node_can_hold_fails_in_seconds_with_one_line(ray_head, tmp_path):
+    t0 = time.monotonic()
+    submit = _submit(ray_head, tmp_path / "big", extra_sets=("--set", "dft.threads=64"), timeout=120)
+    elapsed = time.monotonic() - t0
+    output = submit.stdout + submit.stderr
+    assert submit.returncode != 0 and "failed" in output.lower(), output[-3000:]
+    failures = {line for line in output.splitlines() if line.startswith("catal: ")}  # the job's log comes twice
+    assert failures == {
+        "catal: campaign failed: a DFT worker asks 64 CPUs on one node; this cluster has 1 node, 2 CPUs, "
+        "no GPU; largest node 2 CPUs"
+    }, output[-3000:]
+    assert elapsed < 30, f"{elapsed:.0f} s"
 
 
 def test_ray_job_stop_then_resume(ray_head, tmp_path):
