@@ -117,13 +117,17 @@ class DFTPool:
             ray.kill(w)
         self.workers = []
 
-    def harmonic(self, atoms: Atoms) -> HarmonicReference:
-        """A seed's DFT minimum + Hessian on one worker (moved to another if it dies)."""
-        while True:
+    def harmonic(self, atoms: Atoms, attempts: int = 3) -> HarmonicReference:
+        """A seed's DFT minimum + Hessian on one worker (moved to another if it dies, at most
+        ``attempts`` times: a worker that dies on every try is out of memory, not unlucky)."""
+        for attempt in range(attempts):
             try:
                 return ray.get(self.workers[0].harmonic.remote(atoms))
             except ray.exceptions.RayActorError:
+                if attempt == attempts - 1:
+                    raise
                 self._replace(self.workers[0], PoolStats())
+        raise AssertionError("unreachable")
 
     def _replace(self, dead, stats: PoolStats) -> None:
         """Drop a dead worker; start a replacement when there is room or none is left."""
@@ -145,6 +149,7 @@ class DFTPool:
         source: Iterator[Job] = iter(jobs)
         retry: deque[Job] = deque()
         pending: dict = {}  # ObjectRef -> (job, worker)
+        loads: dict = {}  # worker -> jobs in flight on it
         exhausted = False
 
         def next_job() -> Job | None:
@@ -160,7 +165,7 @@ class DFTPool:
                 return None
 
         def load(w) -> int:
-            return sum(1 for _, owner in pending.values() if owner is w)
+            return loads.get(w, 0)
 
         while True:
             # fill every worker up to its in-flight bound, least loaded first
@@ -172,12 +177,14 @@ class DFTPool:
                 if job is None:
                     break
                 pending[w.label.remote(job[1])] = (job, w)
+                loads[w] = load(w) + 1
                 if on_dispatch is not None:
                     on_dispatch(job[0])
             if not pending:
                 break
             [ref], _ = ray.wait(list(pending), num_returns=1)
             job, w = pending.pop(ref)
+            loads[w] -= 1
             try:
                 result: LabelResult = ray.get(ref)
             except ray.exceptions.RayActorError:
