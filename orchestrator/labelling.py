@@ -78,9 +78,8 @@ def label_structures(
             if key in seen:
                 continue
             seen.add(key)
-            stored = store.get(key)
-            if stored is not None:
-                report.reused.append(stored)
+            if store.has(key):  # a set lookup; the row is read only when it is there
+                report.reused.append(store.get(key))
                 continue
             token = ledger.reserve(rnd, per_round_limit=per_round_limit)
             if token is None:
@@ -92,9 +91,8 @@ def label_structures(
     def on_result(key: str, atoms: Atoms, result: LabelResult) -> None:
         token, origin = tokens.pop(key)
         charged = ledger.would_charge(result.status.value)
-        store.put(key, atoms, result, rnd, origin, charged)  # durable first ...
+        stored = store.put(key, atoms, result, rnd, origin, charged)  # durable first ...
         ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
-        stored = store.get(key)
         report.stored.append(stored)
         report.dft_seconds += result.wall_s
         if on_label is not None:

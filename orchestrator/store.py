@@ -61,6 +61,26 @@ class LabelStore:
         self.url = url
         self.scope = {"campaign": campaign} if campaign else {}
         self.db = ase.db.connect(url, append=True)
+        self._keys: set[str] | None = None  # content keys stored, read once (see ``has``)
+
+    def _connection(self):
+        """One connection for the store's life (ase.db's ``with db:``), so a write does not
+        open, check the schema of and close a database each time; ``put`` commits at once."""
+        if self.db.connection is None:
+            self.db.__enter__()
+        return self.db.connection
+
+    def close(self) -> None:
+        if self.db.connection is not None:
+            self.db.__exit__(None, None, None)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is stored: a set read once (keys only), then kept by ``put`` (one
+        driver writes a campaign's labels: the campaign lock)."""
+        if self._keys is None:
+            rows = self.db.select(columns=["id", "key_value_pairs"], include_data=False, **self.scope)
+            self._keys = {r.key_value_pairs["content_key"] for r in rows}
+        return key in self._keys
 
     def __len__(self) -> int:
         return self.db.count(**self.scope)
@@ -77,8 +97,8 @@ class LabelStore:
         rnd: int,
         origin: str,
         charged: bool,
-    ) -> int:
-        """Write one label now (one SQLite transaction); returns the row id."""
+    ) -> StoredLabel:
+        """Write one label now (committed before returning); returns it as stored."""
         a = atoms.copy()
         a.calc = None
         if result.status is Status.OK:
@@ -99,13 +119,20 @@ class LabelStore:
             "host": result.host or "-",
             **self.scope,
         }
-        return self.db.write(a, key_value_pairs=kvp)
+        con = self._connection()
+        row_id = self.db.write(a, key_value_pairs=kvp)
+        con.commit()  # durable now (ase.db would commit every 5000 writes)
+        if self._keys is not None:
+            self._keys.add(key)
+        return self._from_kvp(row_id, a, kvp)
 
     def _from_row(self, row) -> StoredLabel:
-        atoms = row.toatoms()
-        kv = row.key_value_pairs
+        return self._from_kvp(row.id, row.toatoms(), row.key_value_pairs)
+
+    @staticmethod
+    def _from_kvp(row_id: int, atoms: Atoms, kv: dict) -> StoredLabel:
         return StoredLabel(
-            id=row.id,
+            id=row_id,
             key=kv["content_key"],
             atoms=atoms,
             status=Status(kv["status"]),

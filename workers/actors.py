@@ -182,23 +182,28 @@ class DFTPool:
                     on_dispatch(job[0])
             if not pending:
                 break
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            job, w = pending.pop(ref)
-            loads[w] -= 1
-            try:
-                result: LabelResult = ray.get(ref)
-            except ray.exceptions.RayActorError:
-                # the worker died mid-label: resend this job, replace the worker if there is room
-                stats.resubmitted += 1
-                retry.append(job)
-                if w in self.workers and self._is_dead(w):
-                    self._replace(w, stats)
-                continue
-            stats.labels += 1
-            stats.busy_s += result.wall_s
-            key = self.workers.index(w) if w in self.workers else -1
-            stats.per_worker_busy_s[key] = stats.per_worker_busy_s.get(key, 0.0) + result.wall_s
-            on_result(job[0], job[1], result)
+            # block for one result, then take every other one already finished (one
+            # ray.wait per batch, not per label: the head's dispatch rate with many workers)
+            refs = list(pending)
+            [first], rest = ray.wait(refs, num_returns=1)
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
+            for ref in [first, *more]:
+                job, w = pending.pop(ref)
+                loads[w] -= 1
+                try:
+                    result: LabelResult = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    # the worker died mid-label: resend this job, replace the worker if there is room
+                    stats.resubmitted += 1
+                    retry.append(job)
+                    if w in self.workers and self._is_dead(w):
+                        self._replace(w, stats)
+                    continue
+                stats.labels += 1
+                stats.busy_s += result.wall_s
+                key = self.workers.index(w) if w in self.workers else -1
+                stats.per_worker_busy_s[key] = stats.per_worker_busy_s.get(key, 0.0) + result.wall_s
+                on_result(job[0], job[1], result)
         stats.wall_s = time.perf_counter() - t0
         return stats
 

@@ -9,16 +9,12 @@ that never converges is ``Status.FAILED``; one PySCF rejects is ``Status.REJECTE
 
 from __future__ import annotations
 
-import enum
 import importlib.util
-import socket
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import pyscf
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Bohr, Hartree
@@ -26,6 +22,7 @@ from pydantic import Field, field_validator
 from pyscf import dft, gto, lib, scf
 
 from workers.errors import CalculationFailed, ConfigError, SCFError
+from workers.labels import LabelResult, Status  # noqa: F401 - re-exported: workers.dft.Status
 from workers.schema import Section
 
 HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
@@ -33,12 +30,6 @@ HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
 # H2, is 0.74 Å); PySCF itself only notices coincident nuclei, deep inside the SCF
 MIN_DISTANCE_A = 0.3
 RUNGS = ("plain", "damp_levelshift", "newton", "long")
-
-
-class Status(str, enum.Enum):
-    OK = "ok"
-    FAILED = "failed"  # SCF never converged (DFT time was spent)
-    REJECTED = "rejected"  # PySCF refused the structure (spin/charge, element, pbc)
 
 
 class DFTConfig(Section):
@@ -102,28 +93,6 @@ def resolve_backend(cfg: DFTConfig) -> str:
     if cfg.backend == "gpu" and not has_gpu:
         raise ConfigError("dft.backend=gpu but gpu4pyscf or a CUDA device is not available")
     return "gpu" if has_gpu else "cpu"
-
-
-@dataclass
-class LabelResult:
-    status: Status
-    reason: str = ""
-    energy_ev: float | None = None
-    forces_ev_a: np.ndarray | None = None  # [n_atoms, 3]
-    energy_ha: float | None = None
-    wall_s: float = 0.0
-    scf_cycles: int = 0
-    rung: str = ""  # which ladder rung converged ("plain" when no remedy was needed)
-    threads: int = 1
-    backend: str = "cpu"
-    pyscf_version: str = pyscf.__version__
-    host: str = field(default_factory=socket.gethostname)  # the machine that computed it (provenance)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def cost_s(self) -> float:
-        """CPU-seconds charged to the budget: wall seconds x threads."""
-        return self.wall_s * self.threads
 
 
 def geometry_problem(atoms: Atoms, min_distance_a: float = MIN_DISTANCE_A) -> str | None:

@@ -96,3 +96,21 @@ def test_learning_curve_plot_with_seed_bands_and_gaps(tmp_path):
     bands = {"entropy": ([1.0, float("nan"), 0.8], [1.4, float("nan"), 1.0])}
     path = learning_curve(tmp_path / "lc.png", curves, "force MAE", "t", bands, xlabel="labels trained on")
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_dispatch_benchmark_quick():
+    """No-op workers through pool, ledger and store: every row measured, the store row the lowest."""
+    cmd = [sys.executable, "benchmarks/dispatch.py", "--quick"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=_no_ray_address())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split() and line.split()[0] in ("1", "8")]
+    assert [r[0] for r in rows] == ["1", "8"], proc.stdout
+    for r in rows:
+        pool, ledger, store = (float(x) for x in r[1:4])
+        assert min(pool, ledger, store) > 0 and store <= 1.2 * pool
+    assert proc.stdout.strip().splitlines()[-1].startswith("dispatch: ")
+
+
+def _no_ray_address() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -1,0 +1,49 @@
+"""What a DFT label is: ``Status`` and ``LabelResult`` (eV, eV/Å), without importing PySCF.
+
+The driver, the label store and light workers (the dispatch benchmark's no-op workers) read
+and make labels; only ``workers.dft`` computes them, so only it imports PySCF.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"  # SCF never converged (DFT time was spent)
+    REJECTED = "rejected"  # PySCF refused the structure (spin/charge, element, pbc)
+
+
+def _pyscf_version() -> str:
+    try:
+        return metadata.version("pyscf")
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+@dataclass
+class LabelResult:
+    status: Status
+    reason: str = ""
+    energy_ev: float | None = None
+    forces_ev_a: np.ndarray | None = None  # [n_atoms, 3]
+    energy_ha: float | None = None
+    wall_s: float = 0.0
+    scf_cycles: int = 0
+    rung: str = ""  # which ladder rung converged ("plain" when no remedy was needed)
+    threads: int = 1
+    backend: str = "cpu"
+    pyscf_version: str = field(default_factory=_pyscf_version)
+    host: str = field(default_factory=socket.gethostname)  # the machine that computed it (provenance)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cost_s(self) -> float:
+        """CPU-seconds charged to the budget: wall seconds x threads."""
+        return self.wall_s * self.threads
