@@ -168,6 +168,7 @@ cmd_down() {
     ip netns del "$ns"
   done
   ip link del "$BRIDGE" 2>/dev/null || true
+  rm -f /tmp/ray/cluster-catal-local.state /tmp/ray/cluster-catal-local.lock  # the launcher's record
   rm -rf "$STATE"
   say "down"
 }

@@ -172,7 +172,10 @@ class Runtime:
         n = dft_workers_now(self.plan, cluster_view(self.autoscaling))
         pool = DFTPool(self.cfg.dft_config(), n, can_replace=self._room_for_dft)
         try:
-            self.wait_placed(pool.workers, self.plan.dft, lambda w: w.pid.remote())
+            # a worker lost while starting (its node died) is replaced by the pool when its
+            # first job finds it dead
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                self.wait_placed(pool.workers, self.plan.dft, lambda w: w.pid.remote())
             yield pool
         finally:
             pool.shutdown()
