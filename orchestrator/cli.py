@@ -94,7 +94,7 @@ def _run(cfg, resume: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     out = cfg.output_dir
-    labels = "labels.db" if cfg.store.url is None else f"labels on {cfg.label_store().url.split('@')[-1]}"
+    labels = "labels.db" if cfg.store.url is None else f"labels on {cfg.store.url.split('@')[-1]}"
     console.print(f"results in {out}: {labels}, model.pt, checkpoints/, learning_curve.png")
     console.print(f"stopped because: {state.stop_reason}")
     console.print(f"open the MLflow UI: {_mlflow_hint(cfg)}", soft_wrap=True)
@@ -185,7 +185,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-
     cfg = _load_out_dir(args.out_dir)
     dest = Path(args.output or cfg.output_dir / "labels.extxyz")
     n = cfg.label_store().export_extxyz(dest)

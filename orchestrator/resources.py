@@ -47,7 +47,11 @@ class ClusterView:
 
     def fits(self, d: Demand) -> bool:
         """Whether some node's *total* resources hold ``d`` (it may have to wait its turn)."""
-        return any(n.get("CPU", 0.0) >= d.cpus and n.get("GPU", 0.0) >= d.gpus for n in self.nodes)
+        return any(_holds(n, d) for n in self.nodes)
+
+    def fits_now(self, d: Demand) -> bool:
+        """Whether some node's *free* resources hold ``d`` now."""
+        return any(_holds(f, d) for f in self.free)
 
     def describe(self) -> str:
         gpus = f", {_num(self.total('GPU'))} GPUs" if self.total("GPU") else ", no GPU"
@@ -133,6 +137,10 @@ def dft_workers_now(plan: PhasePlan, cluster: ClusterView) -> int:
         by_gpu = math.floor(free.get("GPU", 0.0) / plan.dft.gpus + 1e-9) if plan.dft.gpus else by_cpu
         fit += max(0, min(by_cpu, by_gpu))
     return max(1, min(plan.dft_workers_max, fit))
+
+
+def _holds(resources: dict, d: Demand) -> bool:
+    return resources.get("CPU", 0.0) >= d.cpus and resources.get("GPU", 0.0) >= d.gpus
 
 
 def _num(x: float) -> str:

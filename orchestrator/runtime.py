@@ -182,10 +182,7 @@ class Runtime:
 
     def _room_for_dft(self) -> bool:
         """Whether a lost DFT worker's replacement can start now (else the pool shrinks)."""
-        return any(
-            f.get("CPU", 0.0) >= self.plan.dft.cpus and f.get("GPU", 0.0) >= self.plan.dft.gpus
-            for f in cluster_view(self.autoscaling).free
-        )
+        return cluster_view(self.autoscaling).fits_now(self.plan.dft)
 
     def _new_trainer(self):
         d = self.plan.trainer

@@ -63,3 +63,10 @@ def test_trainer_on_a_gpu_node_is_capped_by_that_node():
     assert plan.sampler == Demand("a sampler", 2.0, 0.5)
     assert check_plan(plan, mixed) == []
     assert dft_workers_now(plan, mixed) == 36
+
+
+def test_fits_now_reads_free_resources_not_totals():
+    d = Demand("a DFT worker", 2.0)
+    assert THREE_NODES.fits(d) and THREE_NODES.fits_now(d)  # node 1 has 2 free
+    busy = ClusterView(THREE_NODES.nodes, ({"CPU": 0.0}, {"CPU": 1.0}, {"CPU": 1.0}))
+    assert busy.fits(d) and not busy.fits_now(d)
