@@ -21,10 +21,10 @@ from orchestrator import plots
 from orchestrator.budget import Ledger
 from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
-from orchestrator.labelling import label_structures, pick_errors, round0_failure_summary
+from orchestrator.labelling import DFTClock, label_structures, round0_failure_summary
 from orchestrator.lock import CampaignLock
-from orchestrator.metrics import calibration
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
+from orchestrator.reports import RoundReports
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
 from orchestrator.tracking import Tracker
@@ -50,7 +50,7 @@ def _trimmed(frame):
     return frame
 
 
-class Campaign:
+class Campaign(RoundReports):
     def __init__(self, cfg: CampaignConfig, reporter: Reporter | None = None):
         self.cfg = cfg
         self.out = cfg.output_dir
@@ -72,6 +72,7 @@ class Campaign:
         self.store = self.cfg.label_store()
         other_s = sum(load_reference(p).cost_s for p in self.reference_paths() if p.exists())
         self.ledger = Ledger.from_charges(self.cfg.budget, self.store.charges(), other_s)
+        self.clock = DFTClock(self.cfg.ray.dft_workers, state.dft_busy_s, state.dft_capacity_s)
         # artifacts beside the default SQLite store; a tracking server stores (serves) its own
         artifacts = self.out / "mlartifacts" if self.cfg.tracking.uri is None else None
         self.tracker = Tracker(self.cfg.tracking_uri(), self.cfg.tracking.experiment or self.cfg.name, artifacts)
@@ -79,8 +80,12 @@ class Campaign:
             state.parent_run_id = self.tracker.start_campaign(
                 self.cfg.name, flatten(self.cfg.to_dict()), state.parent_run_id
             )
-            save_state(self.out, state)
+            self.save(state)
         return state
+
+    def save(self, state: CampaignState) -> None:
+        state.dft_busy_s, state.dft_capacity_s = self.clock.totals()
+        save_state(self.out, state)
 
     def run(self, resume: bool = False) -> CampaignState:
         from orchestrator.runtime import Runtime
@@ -97,6 +102,10 @@ class Campaign:
                     self.rt = Runtime(self.cfg, self.say)
                 if state.round == 0:
                     self.initial_round(state)
+                if self.cfg.campaign.mode == "async" and not state.stop_reason:
+                    from orchestrator.asynchronous import AsyncCampaign
+
+                    AsyncCampaign(self, state).run()
                 while not state.stop_reason:
                     self.active_round(state)
                     self.check_stop(state)
@@ -118,12 +127,17 @@ class Campaign:
 
     def initial_round(self, state: CampaignState) -> None:
         with self.rt.dft_pool() as pool:
+            pool.warm_up()  # worker start-up (PySCF imports) is not DFT time on offer
+            self.clock.started()
+            new_refs = [p for p in self.reference_paths() if not p.exists()]
             modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, pool, self.ledger, self.say)
+            self.clock.busy_s += sum(load_reference(p).wall_s for p in new_refs)  # one worker each
             items = initial_items(self.cfg, self.seeds, modes)
             with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
                 report = label_structures(
-                    items, 0, pool, self.store, self.ledger, self.dft_cfg, per_round_limit=False, on_label=tick
-                )
+                    items, 0, pool, self.store, self.ledger, self.dft_cfg, per_round_limit=False,
+                    on_label=self.timed(tick),
+                )  # fmt: skip
         n_ok = sum(1 for s in report.all_labels if s.status is Status.OK)
         self.say.say(f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s")
         self.say_moved(report)
@@ -143,7 +157,16 @@ class Campaign:
             step=0,
         )
         state.round, state.phase = 1, "start"
-        save_state(self.out, state)
+        self.save(state)
+
+    def timed(self, tick):
+        """``tick`` (progress) that also clocks each label's DFT time."""
+
+        def on_label(stored) -> None:
+            self.clock.labelled(stored.wall_s)
+            tick(stored)
+
+        return on_label
 
     def say_moved(self, report) -> None:
         if report.resubmitted:
@@ -170,16 +193,24 @@ class Campaign:
 
     def train_phase(self, rnd: int, final: bool = False, member: int = 0) -> Path:
         path = self.out / "model.pt" if final else self.checkpoint(rnd, member)
-        warm, opt_state, epochs = None, None, self.cfg.training.epochs
-        prev = self.checkpoint(rnd - 1, member)
-        if prev.exists():
-            model, ckpt = load_checkpoint(prev)
-            from workers.actors import model_payload
-
-            warm, opt_state = model_payload(model), ckpt.get("optimizer")
-            epochs = self.cfg.warm_start_epochs or epochs
+        warm, opt_state, epochs = self.warm_start(self.checkpoint(rnd - 1, member))
         data = self.training_set(rnd + 1 if final else rnd)
         out = self.rt.train(data, warm, opt_state, epochs, seed=self.cfg.training.seed + 1009 * member)
+        return self.save_trained(path, out, rnd)
+
+    def warm_start(self, prev: Path) -> tuple[dict | None, dict | None, int]:
+        """``(model payload, optimizer state, epochs)`` to continue from checkpoint ``prev``, or
+        a cold start (``training.epochs``) when it does not exist."""
+        if not prev.exists():
+            return None, None, self.cfg.training.epochs
+        from workers.actors import model_payload
+
+        model, ckpt = load_checkpoint(prev)
+        return model_payload(model), ckpt.get("optimizer"), self.cfg.warm_start_epochs or self.cfg.training.epochs
+
+    @staticmethod
+    def save_trained(path: Path, out: dict, rnd: int) -> Path:
+        """A trainer's result (``Runtime.train``) written as a checkpoint."""
         from workers.actors import model_from_payload
 
         model = model_from_payload(out["payload"], "cpu")
@@ -191,7 +222,7 @@ class Campaign:
         rnd = state.round
         self.say.say(f"\n[bold]round {rnd}[/]")
         state.round_run_id = self.tracker.start_round(state.parent_run_id, rnd, state.round_run_id)
-        save_state(self.out, state)
+        self.save(state)
         info = state.round_info
         if state.phase == "start":
             t0 = time.perf_counter()
@@ -201,13 +232,13 @@ class Campaign:
                     self.train_phase(rnd, member=member)
             info["time_train_s"] = time.perf_counter() - t0
             state.phase = "trained"
-            save_state(self.out, state)
+            self.save(state)
         model, ckpt = load_checkpoint(self.checkpoint(rnd))
         model = model.eval()
         if state.phase == "trained":
             info.update(self.sample_and_select(model, rnd))
             state.phase = "selected"
-            save_state(self.out, state)
+            self.save(state)
         picks = read(self.picks_path(rnd), index=":") if self.picks_path(rnd).stat().st_size else []
         audit_file = self.audit_path(rnd)
         audits = read(audit_file, index=":") if audit_file.exists() and audit_file.stat().st_size else []
@@ -216,7 +247,10 @@ class Campaign:
             what = f"{len(picks)} picks" + (f" + {len(audits)} audit frames" if audits else "")
             items = [(a, "audit") for a in audits] + [(a, "md") for a in picks]
             with self.rt.dft_pool() as pool, self.say.dft_progress(len(items), f"round {rnd}: DFT on {what}") as tick:
-                report = label_structures(items, rnd, pool, self.store, self.ledger, self.dft_cfg, on_label=tick)
+                self.clock.started()
+                report = label_structures(
+                    items, rnd, pool, self.store, self.ledger, self.dft_cfg, on_label=self.timed(tick)
+                )
             self.say_moved(report)
             info.update(
                 time_label_s=time.perf_counter() - t0,
@@ -224,23 +258,33 @@ class Campaign:
                 budget_refused=float(report.budget_exhausted),
             )
             state.phase = "labelled"
-            save_state(self.out, state)
+            self.save(state)
         metrics = self.round_metrics(rnd, model, ckpt, picks, info)
         self.log_round(state, rnd, model, picks, metrics)
         state.history.append(metrics)
         state.round, state.phase, state.round_run_id, state.round_info = rnd + 1, "start", None, {}
-        save_state(self.out, state)
+        self.save(state)
 
-    def sample_and_select(self, model, rnd: int) -> dict:
+    def md_config(self, seed: int):
+        """The sampling section with this run's seed (and the trust window as an MD stop)."""
         cfg = self.cfg
-        md_cfg = cfg.sampling.model_copy(update={"seed": cfg.seed * 1000 + rnd})
+        md_cfg = cfg.sampling.model_copy(update={"seed": seed})
         if cfg.selection.window_mode == "absolute" and cfg.selection.strategy == "entropy":
             stops = md_cfg.stops.model_copy(update={"max_entropy": cfg.selection.window_hi})
             md_cfg = md_cfg.model_copy(update={"stops": stops})
-        recent = [a.copy() for a in self.training_set(rnd)[-md_cfg.replicas :]]
+        return md_cfg
+
+    def md_starts(self, labelled: list, n: int) -> list:
+        """MD starts: the seeds and the ``n`` most recent labelled structures (no calculator)."""
+        recent = [a.copy() for a in labelled[-n:]] if n else []
         for a in recent:
             a.calc = None
-        starts = self.seeds + recent
+        return self.seeds + recent
+
+    def sample_and_select(self, model, rnd: int) -> dict:
+        cfg = self.cfg
+        md_cfg = self.md_config(cfg.seed * 1000 + rnd)
+        starts = self.md_starts(self.training_set(rnd), md_cfg.replicas)
         t0 = time.perf_counter()
         with self.say.phase(f"MD: {md_cfg.replicas} replicas x {md_cfg.steps} steps ({md_cfg.engine})"):
             frames = self.rt.sample(model, starts, md_cfg)
@@ -279,81 +323,16 @@ class Campaign:
             "frac_failed": sel.frac_failed,
         }
 
-    def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
-        holdout = self.store.holdout_structures()
-        hm = evaluate(model, holdout) if holdout else {}
-        # the round's random MD frames, scored by the model that ran the MD; no model has
-        # trained on them yet (they join the training set from the next round on)
-        audit = [s.atoms for s in self.store.labels(al_round=rnd, origin="audit", status="ok")]
-        am = evaluate(model, audit) if audit else {}
-        new = self.store.labels(al_round=rnd)
-        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
-        cal = calibration(pe["entropy"], pe["error"])
-        cal_score = calibration(pe["score"], pe["error"])
-        return {
-            "round": rnd,
-            "labels_total": self.ledger.charged_labels,
-            "labels_round": len(new),
-            # the round's model (the one the hold-out metrics score) was trained on these
-            "labels_trained": len(self.training_set(rnd)),
-            "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
-            "holdout_energy_mae": hm.get("energy_mae", float("nan")),
-            "holdout_force_mae": hm.get("force_mae", float("nan")),
-            "audit_energy_mae": am.get("energy_mae", float("nan")),
-            "audit_force_mae": am.get("force_mae", float("nan")),
-            "audit_labels": float(len(audit)),
-            "picks_energy_mae_per_atom": float(np.mean(pe["error"])) if len(pe["error"]) else float("nan"),
-            "entropy_spearman": cal["spearman"],
-            "entropy_auroc": cal["auroc"],
-            "score_spearman": cal_score["spearman"],  # the selection strategy's own score vs error
-            "score_auroc": cal_score["auroc"],
-            "dft_seconds": float(sum(s.wall_s for s in new)),
-            "dft_failures": float(sum(1 for s in new if s.status is not Status.OK)),
-            "support_clamped": float(ckpt.get("support_clamped", 0)),
-            "train_structures_per_s": float(ckpt.get("structures_per_s", 0.0)),
-            "time_train_s": info.get("time_train_s", 0.0),
-            "time_sample_s": info.get("time_sample_s", 0.0),
-            "time_select_s": info.get("time_select_s", 0.0),
-            "time_label_s": info.get("time_label_s", 0.0),
-            "dft_utilisation": info.get("dft_utilisation", float("nan")),
-            "budget_refused": info.get("budget_refused", 0.0),
-            **{k: info[k] for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")},
-        }
-
-    def log_round(self, state: CampaignState, rnd: int, model, picks: list, metrics: dict) -> None:
-        rdir = self.picks_path(rnd).parent
-        holdout = self.store.holdout_structures()
-        artifacts = [self.picks_path(rnd)]
-        if holdout:
-            preds = predict(model, holdout)
-            artifacts.append(
-                plots.parity(
-                    rdir / "parity_holdout.png",
-                    [a.get_potential_energy() / len(a) for a in holdout],
-                    [p["energy"] / len(a) for p, a in zip(preds, holdout, strict=True)],
-                    np.concatenate([a.get_forces().ravel() for a in holdout]),
-                    np.concatenate([p["forces"].ravel() for p in preds]),
-                    f"round {rnd}: hold-out",
-                )
-            )
-        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
-        if np.isfinite(pe["entropy"]).any():
-            plot = plots.entropy_vs_error(
-                rdir / "entropy_vs_error.png", pe["entropy"], pe["error"], f"round {rnd}: picks"
-            )
-            artifacts.append(plot)
-        self.tracker.log_metrics(state.round_run_id, metrics, step=rnd)
-        self.tracker.log_metrics(state.parent_run_id, metrics, step=rnd)
-        self.tracker.log_artifacts(state.round_run_id, artifacts)
-        self.tracker.end(state.round_run_id)
-        self.say.round_summary(rnd, metrics)
-
     # -- stopping and the final model -----------------------------------------------
+    def stop_rule(self, last: dict) -> str:
+        """Why the campaign stops after a round (or generation) with metrics ``last``."""
+        return stop_reason(last, self.cfg.stop, self.ledger.labels_left())
+
     def check_stop(self, state: CampaignState) -> None:
-        reason = stop_reason(state.history[-1], self.cfg.stop, self.ledger.labels_left())
+        reason = self.stop_rule(state.history[-1])
         if reason:
             state.stop_reason, state.phase = reason, "final"
-            save_state(self.out, state)
+            self.save(state)
 
     def finalise(self, state: CampaignState) -> None:
         rnd = state.round  # one past the last finished round: the final model sees every label
@@ -364,6 +343,8 @@ class Campaign:
         final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
         final["labels_total"] = self.ledger.charged_labels
         final["labels_trained"] = len(self.training_set(rnd + 1))
+        # over the whole campaign: DFT busy / (wall x workers), wall = first dispatch to last label
+        final["campaign_dft_utilisation"] = self.clock.utilisation
         final.update(final_figures(self.cfg, self.reference_paths(), model, self.say))
         self.tracker.log_metrics(state.parent_run_id, final, step=rnd)
         # x = labels each model was trained on: the rounds' models, then the final one
@@ -381,5 +362,5 @@ class Campaign:
         self.tracker.log_model(state.parent_run_id, model, path)
         self.tracker.end(state.parent_run_id)
         state.round_info, state.finished = final, True
-        save_state(self.out, state)
+        self.save(state)
         self.say.say(f"\n[bold green]done[/]: {state.stop_reason}; {self.ledger.charged_labels} labels charged")

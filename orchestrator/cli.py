@@ -73,6 +73,7 @@ def cmd_validate(args) -> int:
         f"{cfg.model.backbone.kind} + {cfg.model.head} head | "
         f"{b.max_labels} labels ({cfg.system.initial_labels} initial, {b.holdout_labels} hold-out, "
         f"<= {b.max_labels_per_round}/round) | {cfg.stop.max_rounds} rounds max"
+        + (f" | async, retrain every {cfg.campaign.retrain_every} labels" if cfg.campaign.mode == "async" else "")
     )
     return 0
 

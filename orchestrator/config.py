@@ -72,6 +72,19 @@ class StopConfig(Section):
     converged_candidate_fraction: float | None = Field(None, ge=0.0, lt=1.0)
 
 
+class ScheduleConfig(Section):
+    # rounds: train -> MD -> select -> label, one phase at a time (reproducible; what the
+    # benchmarks use). async: DFT workers pull from a priority queue that samplers keep
+    # filling with the newest model, the trainer retrains as labels arrive, and each new model
+    # (a "generation", an MLflow child run) re-scores the queue; stop.max_rounds counts
+    # generations, budget.max_labels_per_round does not apply
+    mode: Literal["rounds", "async"] = "rounds"
+    # async: retrain (warm start) once this many new labels have arrived
+    retrain_every: int = Field(12, ge=1)
+    # async: model-ranked candidates kept queued (the best by the newest model); 0 = 4 per DFT worker
+    queue_size: int = Field(0, ge=0)
+
+
 class StoreConfig(Section):
     # where labels are written as they arrive: None = <out_dir>/labels.db (SQLite); or an
     # ase.db URL such as postgresql://user:password@host:5432/db (rows tagged with the campaign
@@ -125,6 +138,7 @@ class CampaignConfig(Section):
     dft: DFTConfig = DFTConfig()
     budget: BudgetLimits = BudgetLimits()
     stop: StopConfig = StopConfig()
+    campaign: ScheduleConfig = ScheduleConfig()
     store: StoreConfig = StoreConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
@@ -144,6 +158,10 @@ class CampaignConfig(Section):
             raise ValueError(f"selection.strategy: {self.selection.strategy} needs model.head: categorical")
         if self.selection.strategy == "committee" and self.model.head != "scalar":
             raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
+        if self.campaign.mode == "async" and self.selection.strategy == "committee":
+            raise ValueError(
+                "campaign.mode: async trains one model per generation; selection.strategy: committee needs rounds"
+            )
         need = self.system.initial_labels + self.budget.holdout_labels
         if need >= self.budget.max_labels:
             raise ValueError(

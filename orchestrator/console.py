@@ -47,8 +47,8 @@ class Reporter:
             yield lambda _label: progress.advance(task)
         self.console.print(f"  {title}: done")
 
-    def round_summary(self, rnd: int, metrics: dict) -> None:
-        table = Table(title=f"round {rnd}", show_header=False, box=None, padding=(0, 2))
+    def round_summary(self, rnd: int, metrics: dict, kind: str = "round") -> None:
+        table = Table(title=f"{kind} {rnd}", show_header=False, box=None, padding=(0, 2))
         rows = [
             ("labels total / this round", f"{metrics['labels_total']:.0f} / {metrics['labels_round']:.0f}"),
             ("budget left (labels)", f"{metrics['budget_left']:.0f}"),

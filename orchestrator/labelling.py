@@ -40,17 +40,53 @@ class LabelReport:
         return self.reused + self.stored
 
 
+@dataclass
+class DFTClock:
+    """DFT utilisation over a campaign: label wall seconds / (span x workers), the span running
+    from a session's first DFT dispatch to its last label; earlier sessions' sums carried in."""
+
+    workers: int
+    busy_before_s: float = 0.0  # from earlier sessions (the campaign state)
+    capacity_before_s: float = 0.0
+    busy_s: float = 0.0
+    t_first: float | None = None
+    t_last: float | None = None
+
+    def started(self) -> None:
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+
+    def labelled(self, wall_s: float) -> None:
+        self.busy_s += wall_s
+        self.t_last = time.perf_counter()
+
+    @property
+    def span_s(self) -> float:
+        return (self.t_last - self.t_first) if self.t_first is not None and self.t_last is not None else 0.0
+
+    def totals(self) -> tuple[float, float]:
+        """``(busy_s, capacity_s)`` of the whole campaign so far."""
+        return self.busy_before_s + self.busy_s, self.capacity_before_s + self.span_s * self.workers
+
+    @property
+    def utilisation(self) -> float:
+        busy, capacity = self.totals()
+        return busy / capacity if capacity > 0 else float("nan")
+
+
 class SerialPool:
     """In-process labelling, one structure at a time (no Ray): same ``run`` as ``DFTPool``."""
 
     def __init__(self, cfg: DFTConfig):
         self.cfg = cfg
 
-    def run(self, jobs, on_result, on_dispatch=None):
+    def run(self, jobs, on_result, on_dispatch=None, on_batch=None):
         for key, atoms in jobs:
             if on_dispatch is not None:
                 on_dispatch(key)
             on_result(key, atoms, dft.label(atoms, self.cfg))
+            if on_batch is not None:
+                on_batch()
 
     def shutdown(self) -> None:
         pass
@@ -88,17 +124,24 @@ def label_structures(
             tokens[key] = (token, origin)
             yield key, atoms
 
+    written: list[tuple[int, LabelResult, StoredLabel]] = []  # stored, not yet committed
+
     def on_result(key: str, atoms: Atoms, result: LabelResult) -> None:
         token, origin = tokens.pop(key)
         charged = ledger.would_charge(result.status.value)
-        stored = store.put(key, atoms, result, rnd, origin, charged)  # durable first ...
-        ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
-        report.stored.append(stored)
-        report.dft_seconds += result.wall_s
-        if on_label is not None:
-            on_label(stored)
+        written.append((token, result, store.put(key, atoms, result, rnd, origin, charged, commit=False)))
 
-    stats = pool.run(jobs(), on_result)
+    def on_batch() -> None:
+        store.commit()  # durable first (one fsync per batch of results) ...
+        for token, result, stored in written:
+            ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
+            report.stored.append(stored)
+            report.dft_seconds += result.wall_s
+            if on_label is not None:
+                on_label(stored)
+        written.clear()
+
+    stats = pool.run(jobs(), on_result, on_batch=on_batch)
     for token, _ in tokens.values():  # never dispatched or lost: give the slots back
         ledger.release(token)
     report.wall_s = time.perf_counter() - t0

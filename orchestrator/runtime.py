@@ -184,19 +184,23 @@ class Runtime:
         """Whether a lost DFT worker's replacement can start now (else the pool shrinks)."""
         return cluster_view(self.autoscaling).fits_now(self.plan.dft)
 
-    def _new_trainer(self):
+    def _new_trainer(self, wait: bool = True):
         d = self.plan.trainer
         actor = TrainerActor.options(**compute_options(d.cpus, d.gpus)).remote(int(d.cpus))
-        self.wait_placed([actor], d, lambda a: a.ready.remote())
+        if wait:
+            self.wait_placed([actor], d, lambda a: a.ready.remote())
         return actor
 
-    def _new_samplers(self) -> list:
+    def _new_samplers(self, wait: bool = True) -> list:
+        return self._new_samplers_n(self.plan.samplers, wait)
+
+    def _new_samplers_n(self, n: int, wait: bool = True) -> list:
         d = self.plan.sampler
         actors = [
-            SamplerActor.options(**compute_options(d.cpus, d.gpus)).remote(int(d.cpus), self.device)
-            for _ in range(self.plan.samplers)
+            SamplerActor.options(**compute_options(d.cpus, d.gpus)).remote(int(d.cpus), self.device) for _ in range(n)
         ]
-        self.wait_placed(actors, d, lambda a: a.ready.remote())
+        if wait:
+            self.wait_placed(actors, d, lambda a: a.ready.remote())
         return actors
 
     def _phase(self, what: str, acquire: Callable, run: Callable, keep_attr: str):
@@ -223,9 +227,12 @@ class Runtime:
         raise AssertionError("unreachable")
 
     # -- phases ----------------------------------------------------------------------------
-    def train(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int) -> dict:
+    def _train_args(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int):
         cfg = self.cfg.training.model_copy(update={"epochs": epochs, "device": self.device, "seed": seed})
-        args = (cfg.to_dict(), self.cfg.model.to_dict(), structures, warm_payload, optimizer_state)
+        return (cfg.to_dict(), self.cfg.model.to_dict(), structures, warm_payload, optimizer_state)
+
+    def train(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int) -> dict:
+        args = self._train_args(structures, warm_payload, optimizer_state, epochs, seed)
         return self._phase("the trainer", self._new_trainer, lambda t: ray.get(t.train.remote(*args)), "_trainer")
 
     def sample(self, model, starts: list, md_cfg) -> list:
@@ -233,6 +240,45 @@ class Runtime:
         return self._phase(
             "a sampler", self._new_samplers, lambda s: sample_with_actors(s, ref, starts, md_cfg), "_samplers"
         )
+
+    # -- the asynchronous campaign: every actor held at once, work started without waiting ----
+    @contextlib.contextmanager
+    def async_actors(self):
+        """Trainer, samplers and the DFT pool held together (yields the pool); on a cluster
+        the trainer and samplers are placed first and the pool sized to the CPUs left (locally
+        their room is certain: they start while DFT goes on)."""
+        try:
+            self._trainer = self._trainer or self._new_trainer(wait=self.per_phase)
+            self._samplers = self._samplers or self._new_samplers(wait=self.per_phase)
+            with self.dft_pool() as pool:
+                yield pool
+        finally:  # the final model is trained after, on a trainer of its own
+            _kill(self._trainer)
+            _kill(self._samplers)
+            self._trainer, self._samplers = None, []
+
+    def start_training(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int):
+        """A training run started on the held trainer: its ObjectRef (``out`` of ``train``)."""
+        return self._trainer.train.remote(*self._train_args(structures, warm_payload, optimizer_state, epochs, seed))
+
+    def start_md(self, index: int, payload_ref, starts: list, md_cfg, replica_offset: int):
+        """MD started on sampler ``index`` with the model in ``payload_ref``: its ObjectRef (frames)."""
+        sampler = self._samplers[index]
+        sampler.set_model.remote(payload_ref)  # an actor runs its calls in order
+        return sampler.run.remote(starts, md_cfg.to_dict(), replica_offset)
+
+    @property
+    def n_samplers(self) -> int:
+        return len(self._samplers)
+
+    def replace_trainer(self) -> None:
+        """The held trainer died (its node was lost): a new one in its place."""
+        _kill(self._trainer)
+        self._trainer = self._new_trainer()
+
+    def replace_sampler(self, index: int) -> None:
+        _kill(self._samplers[index])
+        self._samplers[index] = self._new_samplers_n(1)[0]
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -22,6 +22,10 @@ class CampaignState:
     history: list[dict] = field(default_factory=list)  # logged metrics of finished rounds
     stop_reason: str = ""  # set when a stop rule fires; the final model comes next
     finished: bool = False  # the final model is trained and logged
+    # DFT utilisation over the campaign: label wall seconds, and worker-seconds on offer
+    # (from each session's first DFT dispatch to its last label, x the pool's workers)
+    dft_busy_s: float = 0.0
+    dft_capacity_s: float = 0.0
 
 
 def state_path(out_dir: Path) -> Path:
@@ -86,6 +90,21 @@ def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | N
     else:
         holdout = [rattled(k, holdout_seed + k) for k in range(n_holdout)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
+
+
+def filler_structures(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | None, start: int, n: int) -> list:
+    """``n`` more structures drawn like the initial set (normal modes at its temperature, or
+    rattled seeds), numbered from ``start`` with seeds of their own; [] for ``initial: file``.
+    An asynchronous campaign labels these while its first model trains."""
+    sys_cfg = cfg.system
+    seed = 20_000_003 + sys_cfg.seed * 7919 + start
+    if modes:
+        t_init = sys_cfg.initial_temperature_k or cfg.sampling.temperature_k
+        return [sample_structures(modes[(start + k) % len(modes)], t_init, 1, seed + k)[0] for k in range(n)]
+    if sys_cfg.initial == "rattle":
+        lo, hi = sys_cfg.rattle_a
+        return [rattled_copies(seeds[(start + k) % len(seeds)], 1, (lo, hi), seed=seed + k)[0] for k in range(n)]
+    return []
 
 
 def stop_reason(last: dict, stop: StopConfig, labels_left: int) -> str:

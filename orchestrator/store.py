@@ -82,6 +82,11 @@ class LabelStore:
             self._keys = {r.key_value_pairs["content_key"] for r in rows}
         return key in self._keys
 
+    def keys(self) -> set[str]:
+        """Every stored content key (a copy)."""
+        self.has("")
+        return set(self._keys)
+
     def __len__(self) -> int:
         return self.db.count(**self.scope)
 
@@ -97,8 +102,10 @@ class LabelStore:
         rnd: int,
         origin: str,
         charged: bool,
+        commit: bool = True,
     ) -> StoredLabel:
-        """Write one label now (committed before returning); returns it as stored."""
+        """Write one label, committed before returning (``commit=False``: by the next
+        ``commit()``, so that the labels of one batch share one fsync); returns it as stored."""
         a = atoms.copy()
         a.calc = None
         if result.status is Status.OK:
@@ -121,10 +128,16 @@ class LabelStore:
         }
         con = self._connection()
         row_id = self.db.write(a, key_value_pairs=kvp)
-        con.commit()  # durable now (ase.db would commit every 5000 writes)
+        if commit:
+            con.commit()  # durable now (ase.db would commit every 5000 writes)
         if self._keys is not None:
             self._keys.add(key)
         return self._from_kvp(row_id, a, kvp)
+
+    def commit(self) -> None:
+        """Make every ``put(..., commit=False)`` so far durable (one fsync)."""
+        if self.db.connection is not None:
+            self.db.connection.commit()
 
     def _from_row(self, row) -> StoredLabel:
         return self._from_kvp(row.id, row.toatoms(), row.key_value_pairs)

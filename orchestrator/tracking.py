@@ -48,15 +48,16 @@ class Tracker:
             self.client.log_batch(run.info.run_id, params=items[start : start + PARAM_BATCH])
         return run.info.run_id
 
-    def start_round(self, parent_id: str, rnd: int, run_id: str | None = None) -> str:
-        """A nested child run for round ``rnd`` (reused when resuming that round)."""
+    def start_round(self, parent_id: str, rnd: int, run_id: str | None = None, kind: str = "round") -> str:
+        """A nested child run for round ``rnd`` (reused when resuming that round); ``kind``
+        "generation": the asynchronous campaign's model ``rnd``, with a round's metrics."""
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"round_{rnd:03d}",
-            tags={"mlflow.parentRunId": parent_id, "catal.kind": "round", "catal.round": str(rnd)},
+            run_name=f"{kind}_{rnd:03d}",
+            tags={"mlflow.parentRunId": parent_id, "catal.kind": kind, "catal.round": str(rnd)},
         )
         return run.info.run_id
 

@@ -38,7 +38,12 @@ class DFTWorker:
         _limit_threads(self.cfg.threads)
 
     def label(self, atoms: Atoms) -> LabelResult:
-        return dft.label(atoms, self.cfg)
+        result = dft.label(atoms, self.cfg)
+        delay = self.cfg.emulated_latency_s
+        if delay:  # benchmarks only: a slower, remote DFT node (timed and charged as DFT)
+            time.sleep(delay)
+            result.wall_s += delay
+        return result
 
     def harmonic(self, atoms: Atoms) -> HarmonicReference:
         return harmonic_reference(atoms, self.cfg)
@@ -138,18 +143,70 @@ class DFTPool:
             self.workers.append(self._spawn())
             stats.workers_replaced += 1
 
+    # -- non-blocking use (the asynchronous campaign waits on these refs with others) ------
+    def start(self) -> PoolStats:
+        """Begin a stretch of work: the stats ``submit`` and ``collect`` update."""
+        self._pending: dict = {}  # ObjectRef -> (job, worker)
+        self._loads: dict = {}  # worker -> jobs in flight on it
+        self.stats = PoolStats(n_workers=len(self.workers))
+        self._t0 = time.perf_counter()
+        return self.stats
+
+    def has_room(self) -> bool:
+        """Whether some worker has fewer than ``in_flight_per_worker`` jobs queued on it."""
+        return any(self._loads.get(w, 0) < self.in_flight_per_worker for w in self.workers)
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` on the least-loaded worker (call only when ``has_room``)."""
+        w = min(self.workers, key=lambda w: self._loads.get(w, 0))
+        self._pending[w.label.remote(job[1])] = (job, w)
+        self._loads[w] = self._loads.get(w, 0) + 1
+
+    def refs(self) -> list:
+        """The labels in flight, to ``ray.wait`` on."""
+        return list(self._pending)
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def collect(self, ready: list) -> tuple[list[tuple[Job, LabelResult]], list[Job]]:
+        """Finished refs (from ``ray.wait``) as ``(done, lost)``: labelled jobs, and jobs whose
+        worker died mid-label (to send again; the dead worker is replaced when there is room)."""
+        done, lost = [], []
+        for ref in ready:
+            if ref not in self._pending:
+                continue
+            job, w = self._pending.pop(ref)
+            self._loads[w] -= 1
+            try:
+                result: LabelResult = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                self.stats.resubmitted += 1
+                lost.append(job)
+                if w in self.workers and self._is_dead(w):
+                    self._replace(w, self.stats)
+                continue
+            self.stats.labels += 1
+            self.stats.busy_s += result.wall_s
+            key = self.workers.index(w) if w in self.workers else -1
+            self.stats.per_worker_busy_s[key] = self.stats.per_worker_busy_s.get(key, 0.0) + result.wall_s
+            done.append((job, result))
+        self.stats.wall_s = time.perf_counter() - self._t0
+        return done, lost
+
     def run(
         self,
         jobs: Iterable[Job],
         on_result: Callable[[str, Atoms, LabelResult], None],
         on_dispatch: Callable[[str], None] | None = None,
+        on_batch: Callable[[], None] | None = None,
     ) -> PoolStats:
-        stats = PoolStats(n_workers=len(self.workers))
-        t0 = time.perf_counter()
+        """Label every job (pulled lazily, so the caller reserves budget just before each
+        dispatch); ``on_result`` is called in completion order, once per job, and
+        ``on_batch`` after the results that one ``ray.wait`` returned (e.g. one commit)."""
+        stats = self.start()
         source: Iterator[Job] = iter(jobs)
         retry: deque[Job] = deque()
-        pending: dict = {}  # ObjectRef -> (job, worker)
-        loads: dict = {}  # worker -> jobs in flight on it
         exhausted = False
 
         def next_job() -> Job | None:
@@ -164,47 +221,25 @@ class DFTPool:
                 exhausted = True
                 return None
 
-        def load(w) -> int:
-            return loads.get(w, 0)
-
         while True:
-            # fill every worker up to its in-flight bound, least loaded first
-            while self.workers:
-                w = min(self.workers, key=load)
-                if load(w) >= self.in_flight_per_worker:
-                    break
+            while self.workers and self.has_room():  # every worker up to its in-flight bound
                 job = next_job()
                 if job is None:
                     break
-                pending[w.label.remote(job[1])] = (job, w)
-                loads[w] = load(w) + 1
+                self.submit(job)
                 if on_dispatch is not None:
                     on_dispatch(job[0])
-            if not pending:
+            if not self._pending:
                 break
             # block for one result, then take every other one already finished (one
             # ray.wait per batch, not per label: the head's dispatch rate with many workers)
-            refs = list(pending)
-            [first], rest = ray.wait(refs, num_returns=1)
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
-            for ref in [first, *more]:
-                job, w = pending.pop(ref)
-                loads[w] -= 1
-                try:
-                    result: LabelResult = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    # the worker died mid-label: resend this job, replace the worker if there is room
-                    stats.resubmitted += 1
-                    retry.append(job)
-                    if w in self.workers and self._is_dead(w):
-                        self._replace(w, stats)
-                    continue
-                stats.labels += 1
-                stats.busy_s += result.wall_s
-                key = self.workers.index(w) if w in self.workers else -1
-                stats.per_worker_busy_s[key] = stats.per_worker_busy_s.get(key, 0.0) + result.wall_s
+            done, lost = self.collect(ready_now(self.refs()))
+            retry.extend(lost)
+            for job, result in done:
                 on_result(job[0], job[1], result)
-        stats.wall_s = time.perf_counter() - t0
+            if done and on_batch is not None:
+                on_batch()
+        stats.wall_s = time.perf_counter() - self._t0
         return stats
 
     def _is_dead(self, w) -> bool:
@@ -213,6 +248,15 @@ class DFTPool:
             return False
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return True
+
+
+def ready_now(refs: list, timeout: float | None = None) -> list:
+    """Block until one of ``refs`` is done (or ``timeout``), then return every one done."""
+    first, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+    if not first:
+        return []
+    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
+    return [*first, *more]
 
 
 # -- model shipping, training and sampling actors -------------------------------------------

@@ -51,6 +51,9 @@ class DFTConfig(Section):
     threads: int = Field(1, ge=1)
     # gpu = gpu4pyscf (needs it installed and a CUDA device); auto picks gpu when present
     backend: Literal["auto", "cpu", "gpu"] = "auto"
+    # benchmarks only: a DFT worker waits this long after each label, timed and charged with
+    # it, to stand for a slower DFT level on remote nodes (benchmarks/async.py); 0 for science
+    emulated_latency_s: float = Field(0.0, ge=0.0, le=3600.0)
 
     @field_validator("method")
     @classmethod

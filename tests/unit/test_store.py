@@ -16,13 +16,13 @@ class CountingPool(SerialPool):
 
     calls = 0
 
-    def run(self, jobs, on_result, on_dispatch=None):
+    def run(self, jobs, on_result, on_dispatch=None, on_batch=None):
         def counted():
             for job in jobs:
                 self.calls += 1
                 yield job
 
-        return super().run(counted(), on_result, on_dispatch)
+        return super().run(counted(), on_result, on_dispatch, on_batch)
 
 
 def test_content_key_rounding_and_settings():

@@ -1,0 +1,163 @@
+"""Rounds vs asynchronous campaigns: the same campaign, labelling slow and "remote".
+
+    python benchmarks/async.py                 # demo system, 3 seeds, both modes (~1 h on 2 cores)
+    python benchmarks/async.py --quick         # smaller campaigns, < 15 min on 2 cores
+    python benchmarks/async.py --latency 6 --workers 4 --seeds 3 --set training.epochs=200
+
+Each campaign is ``--config`` with ``dft.emulated_latency_s`` (benchmarks only): every DFT
+label is real PySCF plus that many seconds of waiting, charged as DFT time. This stands for
+a slower DFT level on other nodes, so the 2 local cores are not what limits labelling; the
+trainer and the sampler get one core each in both modes. ``rounds`` trains -> samples ->
+labels one phase at a time; ``async`` overlaps them (``campaign.retrain_every`` = the rounds'
+``budget.max_labels_per_round``, so both retrain about as often). Both spend the same label
+budget from the same initial set and hold-out. The seeds' DFT minimum + Hessian is computed
+once and given to every campaign (identical work in both modes, kept out of the timing).
+
+Prints per campaign and per mode (mean [min, max] over seeds): wall time (``campaign.run``,
+Ray already up), DFT utilisation over the campaign (label busy time / (span x workers), span
+from the first DFT dispatch to the last label), labels charged, and the final model's force
+MAE on the campaign's hold-out and on ``--test`` (MD frames at 500 K). The last line reads
+``async: utilisation U, wall ratio R (async/rounds)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from ase.io import read
+from rich.console import Console
+
+from orchestrator.campaign import Campaign
+from orchestrator.config import load_config
+from orchestrator.console import Reporter
+from orchestrator.references import reference_paths
+from orchestrator.runtime import connect
+from workers.harmonic import harmonic_reference, save_reference
+from workers.model.potential import load_checkpoint
+from workers.model.training import evaluate
+from workers.structures import load_seed_structures
+
+TEST = Path("benchmarks/data/ethanol_500k_hf_sto3g.extxyz")
+MODES = ("rounds", "async")
+QUICK = [  # a smaller demo: fewer labels, epochs and MD steps (each campaign 1-2 min)
+    "system.initial_labels=12", "budget.holdout_labels=6", "budget.max_labels=74", "budget.max_labels_per_round=14",
+    "selection.picks_per_round=12", "training.epochs=150", "warm_start_epochs=100", "sampling.replicas=16",
+    "sampling.steps=300", "stop.max_rounds=4", "final_check_md_ps=0.2",
+]  # fmt: skip
+
+
+def shared_references(cfg, cache: Path) -> list[Path]:
+    """The seeds' DFT minima + Hessians, computed once (in this process) for every campaign."""
+    seeds = load_seed_structures(cfg.system.structures)
+    paths = reference_paths(cfg, cache, len(seeds))
+    for k, path in enumerate(paths):
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_reference(path, harmonic_reference(seeds[k], cfg.dft_config()))
+    return paths
+
+
+def run_campaign(config: str, sets: list[str], refs: list[Path]) -> dict:
+    cfg = load_config(config, sets)
+    out = cfg.output_dir
+    for ref in refs:  # the shared minimum + Hessian, as the campaign would have stored it
+        (out / "harmonic").mkdir(parents=True, exist_ok=True)
+        shutil.copy(ref, out / "harmonic" / ref.name)
+    campaign = Campaign(cfg, Reporter(Console(file=io.StringIO())))
+    t0 = time.perf_counter()
+    state = campaign.run()
+    wall = time.perf_counter() - t0
+    final = state.round_info
+    model = load_checkpoint(out / "model.pt")[0].eval()
+    test = evaluate(model, read(TEST, index=":")) if TEST.exists() else {}
+    return {
+        "wall_s": wall,
+        "utilisation": final["campaign_dft_utilisation"],
+        "labels": final["labels_total"],
+        "models": len(state.history) + 1,
+        "holdout_f": final.get("final_holdout_force_mae", float("nan")),
+        "test_f": test.get("force_mae", float("nan")),
+    }
+
+
+def spread(values: list[float], fmt: str = ".3f") -> str:
+    return f"{statistics.mean(values):{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--latency", type=float, default=2.0, help="s of emulated remote DFT per label (benchmark only)")
+    p.add_argument("--workers", type=int, default=4, help="DFT workers (each waits on a 'remote' label)")
+    p.add_argument("--out", type=Path, default=Path("runs/async-bench"))
+    p.add_argument("--quick", action="store_true", help="smaller campaigns (< 15 min on 2 cores, 3 seeds)")
+    p.add_argument("--set", action="append", default=[], help="extra overrides for every campaign")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of rounds, async")
+    args = p.parse_args()
+    if args.out.exists():
+        shutil.rmtree(args.out)  # fresh campaigns: a resumed one would not be timed
+    args.out.mkdir(parents=True)
+    base = [
+        *(QUICK if args.quick else []), *args.set, f"dft.emulated_latency_s={args.latency}",
+        f"ray.dft_workers={args.workers}", "ray.trainer_cpus=1", "ray.sampler_cpus=1", "ray.samplers=1",
+        f"tracking.uri=sqlite:///{(args.out / 'mlflow.db').resolve()}", "tracking.experiment=async-bench",
+    ]  # fmt: skip
+    cfg0 = load_config(args.config, base + ["name=probe"])
+    per_round = cfg0.budget.max_labels_per_round
+    refs = shared_references(cfg0, args.out / "shared")
+    connect(cfg0)  # one Ray for every campaign: its start-up is in neither mode's wall time
+    print(
+        f"{args.config}{' (--quick)' if args.quick else ''}: {cfg0.budget.max_labels} labels, {args.workers} DFT "
+        f"workers, {args.latency:g} s emulated latency per label, async retrains every {per_round} labels"
+    )
+    results: dict[str, list[dict]] = {m: [] for m in MODES}
+    for seed in range(args.seeds):
+        for mode in [m for m in MODES if m in args.modes.split(",")]:
+            name = f"{mode}-s{seed}"
+            extra = [f"campaign.mode={mode}", f"campaign.retrain_every={per_round}"]
+            if mode == "async":  # generations, not rounds: the budget ends the campaign
+                extra.append("stop.max_rounds=1000")
+            r = run_campaign(
+                args.config, [*base, *extra, f"name={name}", f"seed={seed}", f"out_dir={args.out / name}"], refs
+            )
+            results[mode].append(r)
+            print(
+                f"  {name:<10} wall {r['wall_s']:6.0f} s  DFT utilisation {r['utilisation']:.2f}  "
+                f"labels {r['labels']:.0f}  models {r['models']}  final F MAE hold-out {r['holdout_f']:.3f}, "
+                f"500 K test {r['test_f']:.3f} eV/Å",
+                flush=True,
+            )
+    if not all(results.values()):
+        return
+    print("\nmode     wall (s)             DFT utilisation     labels  F MAE hold-out       F MAE 500 K test")
+    for mode in MODES:
+        rs = results[mode]
+        wall, util = spread([r["wall_s"] for r in rs], ".0f"), spread([r["utilisation"] for r in rs], ".2f")
+        print(
+            f"{mode:<8} {wall:<20} {util:<19} "
+            f"{statistics.mean(r['labels'] for r in rs):<7.0f} {spread([r['holdout_f'] for r in rs]):<20} "
+            f"{spread([r['test_f'] for r in rs])}"
+        )
+    ratio = statistics.mean(r["wall_s"] for r in results["async"]) / statistics.mean(
+        r["wall_s"] for r in results["rounds"]
+    )
+    u = statistics.mean(r["utilisation"] for r in results["async"])
+    test_r = [r["test_f"] for r in results["rounds"]]
+    test_a = statistics.mean(r["test_f"] for r in results["async"])
+    inside = min(test_r) <= test_a <= max(test_r)
+    print(
+        f"goals: utilisation >= 0.9: {'met' if u >= 0.9 else 'NOT met'}; wall <= 0.6x rounds: "
+        f"{'met' if ratio <= 0.6 else 'NOT met'}; async mean test F MAE {test_a:.3f} "
+        f"{'within' if inside else 'outside'} rounds' seed range [{min(test_r):.3f}, {max(test_r):.3f}]"
+    )
+    print(f"async: utilisation {u:.2f}, wall ratio {ratio:.2f} (async/rounds)")
+
+
+if __name__ == "__main__":
+    main()

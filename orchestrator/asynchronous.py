@@ -1,0 +1,345 @@
+"""The asynchronous campaign (``campaign.mode: async``): DFT, training and MD overlap.
+
+After round 0, one driver loop waits on everything in flight at once (labels, the trainer,
+each sampler's MD) and reacts to whatever finishes first:
+
+* a **label** is stored at once (then settled in the ledger); once ``retrain_every`` new
+  labels have arrived the trainer starts again from the newest model (warm start) as soon
+  as it is free;
+* a **model** (a *generation*) is checkpointed, gets an MLflow child run, re-scores the
+  queue (candidates it now finds accurate fall out) and goes to each sampler with its next
+  MD run;
+* an **MD run**'s frames are ranked as in a round (trust window, duplicates against the
+  labelled set, audits drawn at random) and the picks join the queue; the sampler starts
+  again at once with the newest model.
+
+DFT workers take the best queued candidate whenever they have room, the ledger reserving
+before each dispatch. Until the first model exists the queue holds structures drawn like
+the initial set (at most ``system.initial_labels`` of them), so DFT does not wait for the
+first training. A generation's metrics (the same as a round's) are logged when the next
+generation replaces it. Resume: stored labels are never redone, the newest generation's
+checkpoint is loaded, and the queue is rebuilt by MD with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import ray
+from ase.io import write
+
+from orchestrator.campaign import Campaign, _trimmed
+from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
+from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
+from orchestrator.state import CampaignState, filler_structures
+from orchestrator.store import content_key
+from workers.actors import model_payload, ready_now, replica_shares
+from workers.harmonic import load_reference
+from workers.model.calculator import predict
+from workers.model.potential import load_checkpoint
+from workers.normal_modes import normal_modes
+
+ALL_ROUNDS = 1 << 30  # training_set(ALL_ROUNDS): every label stored so far
+PREDICTED = {"energy_entropy": "energy_entropy", "energy_std": "energy_std", "excess_entropy": "energy_excess_entropy"}
+FRAC_KEYS = ("frac_accurate", "frac_candidate", "frac_failed")
+
+
+class AsyncCampaign:
+    def __init__(self, campaign: Campaign, state: CampaignState):
+        self.c, self.state, self.cfg = campaign, state, campaign.cfg
+        sched = self.cfg.campaign
+        self.queue = LabelQueue(campaign.ledger, sched.queue_size or 4 * self.cfg.ray.dft_workers)
+        self.queue.done = campaign.store.keys()
+        self.gen = state.round - 1 if state.phase == "start" else state.round  # newest model (0: none)
+        self.model, self.payload, self.labelled_emb = None, None, None
+        self.train_ref, self.train_t0, self.new_labels = None, 0.0, 0
+        self.md: dict = {}  # ObjectRef -> (sampler index, generation, start time)
+        self.runs = 0  # MD runs started this session (seeds them)
+        self.md_wall_s: float | None = None  # recent MD run wall time (moving average)
+        self.label_wall_s: float | None = None  # recent label wall time (moving average)
+        self.picks: dict[int, list] = {}  # generation -> its dispatched picks (pick metrics)
+        self.info: dict = {}  # the newest generation's selection stats and times
+        self.fillers = 0
+        self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
+        self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        c = self.c
+        with c.rt.async_actors() as pool:
+            self.pool = pool
+            pool.start()
+            c.clock.workers = len(pool.workers)
+            if self.gen >= 1 and c.checkpoint(self.gen).exists():
+                self.adopt(self.gen)
+            self.fill_dft()  # DFT first: the trainer's data is read while it runs
+            self.start_training()
+            self.say_start()
+            while True:
+                self.fill_dft()
+                self.feed_samplers()
+                if self.done():
+                    break
+                refs = pool.refs() + list(self.md) + ([self.train_ref] if self.train_ref is not None else [])
+                if not refs:  # nothing in flight and nothing to dispatch: no way forward
+                    c.say.say("  [yellow]no candidates left to label[/]: the budget's rest stays unspent")
+                    break
+                ready = ready_now(refs)
+                finished, lost = pool.collect(ready)
+                for job in lost:
+                    self.queue.lost(job[0])
+                self.on_labels([(key, result) for (key, _), result in finished])
+                for ref in ready:
+                    if ref in self.md:
+                        self.on_frames(ref)
+                    elif ref is self.train_ref:
+                        self.on_model(ref)
+            self.queue.release_all()
+        self.close_generation()
+        state = self.state
+        state.stop_reason = state.stop_reason or "budget exhausted"
+        state.round, state.phase = self.gen + 1, "final"  # finalise: every label, from the newest model
+        c.save(state)
+
+    def done(self) -> bool:
+        """Labelling is over: budget spent (nothing left to reserve) or a stop rule fired,
+        and every label in flight is back."""
+        if self.pool.in_flight():
+            return False
+        spent = self.c.ledger.labels_left() <= 0 or self.refused
+        return spent or bool(self.state.stop_reason)
+
+    def say_start(self) -> None:
+        left = self.c.ledger.labels_left()
+        self.c.say.say(
+            f"\n[bold]asynchronous[/]: {len(self.pool.workers)} DFT workers pull from a queue; "
+            f"retrain every {self.cfg.campaign.retrain_every} labels; {left} labels left"
+        )
+
+    # -- DFT -------------------------------------------------------------------------------
+    def fill_dft(self) -> None:
+        self.refused = False
+        if self.state.stop_reason:
+            return
+        while self.pool.workers and self.pool.has_room():
+            if not len(self.queue) and self.gen == 0:
+                self.add_filler()
+            got = self.queue.dispatch()
+            if got is None:
+                self.refused = len(self.queue) > 0 or self.c.ledger.labels_left() <= 0
+                return
+            _, cand = got
+            self.pool.submit((cand.key, cand.atoms))
+            self.c.clock.started()
+            if cand.origin == "md":
+                self.picks.setdefault(cand.generation, []).append(cand.atoms)
+
+    def add_filler(self) -> None:
+        """Before the first model: structures drawn like the initial set, one per free slot."""
+        room = self.cfg.system.initial_labels - self.fillers
+        if room <= 0:
+            return
+        for a in filler_structures(self.cfg, self.c.seeds, self.modes, self.fillers, 1):
+            self.queue.offer([Candidate(content_key(a, self.c.dft_cfg), a, FILLER, "seed", 0)])
+        self.fillers += 1
+
+    def on_labels(self, results: list) -> None:
+        """Labels back from DFT: stored (one commit for the batch), then settled."""
+        if not results:
+            return
+        c, settle = self.c, []
+        for key, result in results:
+            token, cand = self.queue.complete(key)
+            charged = c.ledger.would_charge(result.status.value)
+            c.store.put(key, cand.atoms, result, cand.generation, cand.origin, charged, commit=False)
+            settle.append((token, result))
+        c.store.commit()  # durable first ...
+        for token, result in settle:
+            c.ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
+            c.clock.labelled(result.wall_s)
+            self.label_wall_s = _average(self.label_wall_s, result.wall_s)
+        self.new_labels += len(results)
+        if self.train_ref is None and self.new_labels >= self.cfg.campaign.retrain_every:
+            self.start_training()
+
+    # -- training --------------------------------------------------------------------------
+    def start_training(self) -> None:
+        if self.state.stop_reason or self.c.ledger.labels_left() <= 0:
+            return  # the final model is trained after the loop, on every label
+        c = self.c
+        warm, opt_state, epochs = c.warm_start(c.checkpoint(self.gen))
+        data = c.training_set(ALL_ROUNDS)
+        self.train_ref = c.rt.start_training(data, warm, opt_state, epochs, self.cfg.training.seed)
+        self.train_t0, self.new_labels, self.train_n = time.perf_counter(), 0, len(data)
+
+    def on_model(self, ref) -> None:
+        c, state = self.c, self.state
+        self.train_ref = None
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayActorError as err:  # its node was lost: retrain on a new trainer
+            c.say.say(f"  [yellow]the trainer lost[/] ({str(err).strip().splitlines()[0][:160]}); training again")
+            c.rt.replace_trainer()
+            self.start_training()
+            return
+        g = self.gen + 1
+        c.save_trained(c.checkpoint(g), out, g)
+        self.close_generation()
+        trained = {"time_train_s": time.perf_counter() - self.train_t0, "labels_trained": self.train_n}
+        state.round, state.phase, state.round_info = g, "async", trained
+        state.round_run_id = c.tracker.start_round(state.parent_run_id, g, kind="generation")
+        c.save(state)
+        self.adopt(g)
+        c.say.say(
+            f"  generation {g}: trained on {self.train_n} labels in {state.round_info['time_train_s']:.0f} s; "
+            f"{len(self.queue)} queued, {c.ledger.charged_labels} labels charged, {c.ledger.labels_left()} left"
+        )
+        if self.new_labels >= self.cfg.campaign.retrain_every:
+            self.start_training()
+
+    def adopt(self, g: int) -> None:
+        """Generation ``g`` becomes the newest model: queue re-scored, idle samplers started."""
+        self.gen = g
+        self.model = load_checkpoint(self.c.checkpoint(g))[0].eval()
+        self.payload = ray.put(model_payload(self.model))
+        busy = (time.perf_counter(), self.pool.stats.busy_s)  # the generation's DFT utilisation
+        self.info = {**self.state.round_info, "md_frames": 0, "md_stopped": 0, "audits": 0, "since": busy}
+        self.info.update(dict.fromkeys(FRAC_KEYS, 0.0))
+        labelled = self.c.training_set(ALL_ROUNDS)
+        self.labelled_emb = np.stack([r["embedding"] for r in predict(self.model, labelled)]) if labelled else None
+        ranked = [c for c in self.queue.pending.values() if c.score not in (TOP, FILLER)]
+        self.score([c.atoms for c in ranked])
+        self.queue.rescore({c.key: c.atoms.info.get(self.score_key, math.nan) for c in ranked}, g)
+        for i in self.idle_samplers():  # a new model: fresh MD at once
+            self.start_md(i)
+
+    @property
+    def score_key(self) -> str:
+        return SCORE_KEYS.get(self.cfg.selection.strategy, "energy_entropy")
+
+    def score(self, frames: list) -> None:
+        """The newest model's energy, uncertainty and embedding into each frame's info."""
+        if not frames:
+            return
+        for a, p in zip(frames, predict(self.model, frames), strict=True):
+            a.info["model_energy"], a.info["embedding"] = p["energy"], p["embedding"]
+            for key, pkey in PREDICTED.items():
+                a.info[key] = p.get(pkey, math.nan)
+
+    def close_generation(self) -> None:
+        """Log the newest generation's metrics (as a round's) and close its child run."""
+        c, state, g = self.c, self.state, self.gen
+        if g < 1 or self.model is None or any(h["round"] == g for h in state.history):
+            return
+        info = self.info
+        frames = max(info.get("md_frames", 0), 1)
+        info.update({k: info.get(k, 0.0) / frames for k in FRAC_KEYS})
+        picks = [_trimmed(a.copy()) for a in self.picks.get(g, [])]
+        c.picks_path(g).parent.mkdir(parents=True, exist_ok=True)
+        write(c.picks_path(g), picks, format="extxyz")
+        ckpt = load_checkpoint(c.checkpoint(g))[1]
+        t0, busy0 = info.pop("since")
+        capacity = (time.perf_counter() - t0) * c.clock.workers
+        info["dft_utilisation"] = (self.pool.stats.busy_s - busy0) / capacity if capacity > 0 else math.nan
+        info["time_label_s"] = time.perf_counter() - t0  # the generation's wall time
+        metrics = c.round_metrics(g, self.model, ckpt, picks, info)
+        state.round_run_id = state.round_run_id or c.tracker.start_round(state.parent_run_id, g, kind="generation")
+        c.log_round(state, g, self.model, picks, metrics, kind="generation")
+        state.history.append(metrics)
+        state.round_run_id = None
+        reason = c.stop_rule(metrics)
+        if reason and reason != "budget exhausted":
+            state.stop_reason = reason
+        c.save(state)
+
+    # -- MD --------------------------------------------------------------------------------
+    def idle_samplers(self) -> list[int]:
+        busy = {i for i, _, _ in self.md.values()}
+        return [i for i in range(self.c.rt.n_samplers) if i not in busy]
+
+    def feed_samplers(self) -> None:
+        """Start MD on idle samplers when the queue will run dry before their picks arrive:
+        queued + coming picks below what DFT takes during one MD run (x 1.5). MD only as
+        fast as DFT consumes: each run's picks are labelled, as in a round, rather than the
+        extremes of many runs, and the trainer keeps the CPUs in between."""
+        picks = self.cfg.selection.picks_per_round
+        if self.md_wall_s is None or self.label_wall_s is None:
+            need = picks  # no rates measured yet: one run's worth
+        else:
+            need = 1.5 * self.md_wall_s * len(self.pool.workers) / max(self.label_wall_s, 1e-3)
+        for i in self.idle_samplers():
+            coming = self.queue.ranked() + picks * len(self.md)
+            if coming >= max(need, picks):
+                return
+            self.start_md(i)
+
+    def start_md(self, index: int) -> None:
+        if self.state.stop_reason or self.c.ledger.labels_left() <= 0 or self.model is None:
+            return
+        c = self.c
+        self.runs += 1
+        md_cfg = c.md_config(self.cfg.seed * 1000 + 7919 * self.gen + self.runs)
+        shares = replica_shares(md_cfg.replicas, c.rt.n_samplers)
+        if index >= len(shares):  # more samplers than replicas
+            return
+        offset, count = shares[index]
+        # from the seeds and the MD picks this model was trained on: not picks that arrived
+        # since (this model's own: MD from them compounds its errors) nor normal-mode draws
+        # (strained starts: with early models, MD from them ran to 2000 K and 9 eV above the
+        # minimum, and those labels, forces up to 60 eV/Å, cost accuracy where MD runs)
+        picks = [s for s in c.store.labels(status="ok", origin="md") if s.round < self.gen]
+        starts = c.md_starts([s.atoms for s in sorted(picks, key=lambda s: (s.round, s.key))], md_cfg.replicas)
+        ref = c.rt.start_md(index, self.payload, starts, md_cfg.model_copy(update={"replicas": count}), offset)
+        self.md[ref] = (index, self.gen, time.perf_counter())
+
+    def on_frames(self, ref) -> None:
+        c = self.c
+        index, g, t0 = self.md.pop(ref)
+        try:
+            frames = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            c.rt.replace_sampler(index)
+            self.start_md(index)
+            return
+        wall = time.perf_counter() - t0
+        self.info["time_sample_s"] = self.info.get("time_sample_s", 0.0) + wall
+        self.md_wall_s = _average(self.md_wall_s, wall)
+        if g != self.gen:  # run by an older model: ranked by the newest one
+            self.score(frames)
+        self.offer(frames)
+
+    def offer(self, frames: list) -> None:
+        """Rank an MD run's frames as a round does; the picks (and audits) join the queue."""
+        cfg, info = self.cfg, self.info
+        if not frames:
+            return
+        scores = frame_scores(frames, cfg.selection.strategy)
+        emb, stopped = frame_arrays(frames)
+        rng = np.random.default_rng(cfg.seed + 7919 * self.gen + self.runs)
+        n_audit = max(cfg.selection.audit_per_round - info["audits"], 0)
+        audit_idx, rest = draw_audits(stopped, n_audit, rng)
+        sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, cfg.selection.picks_per_round,
+                     self.labelled_emb, rng)  # fmt: skip
+        n = len(frames)
+        info["md_frames"] += n
+        info["md_stopped"] += int(stopped.sum())
+        info["audits"] += len(audit_idx)
+        for k in FRAC_KEYS:
+            info[k] += getattr(sel, k) * len(rest)
+        cands = [self.candidate(frames[int(i)], TOP, "audit") for i in audit_idx]
+        picked = rest[np.asarray(sel.picked, dtype=int)]
+        cands += [self.candidate(frames[int(i)], float(scores[int(i)]), "md") for i in picked]
+        self.queue.offer(cands)
+        if cfg.selection.strategy != "random":
+            self.queue.drop_below(sel.window[0])  # the newest model finds these accurate now
+
+    def candidate(self, frame, score: float, origin: str) -> Candidate:
+        a = _trimmed(frame.copy())  # what a round's picks.extxyz keeps
+        return Candidate(content_key(a, self.c.dft_cfg), a, score, origin, self.gen)
+
+
+def _average(mean: float | None, x: float, weight: float = 0.3) -> float:
+    """Exponential moving average (the first value as is)."""
+    return x if mean is None else (1 - weight) * mean + weight * x

@@ -1,0 +1,87 @@
+"""What a round (or an asynchronous generation) reports: its metrics, plots and MLflow run.
+
+A mixin of ``Campaign``: it reads the campaign's store, ledger, tracker and paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from orchestrator import plots
+from orchestrator.labelling import pick_errors
+from orchestrator.metrics import calibration
+from orchestrator.state import CampaignState
+from workers.dft import Status
+from workers.model.calculator import predict
+from workers.model.training import evaluate
+
+
+class RoundReports:
+    def round_metrics(self, rnd: int, model, ckpt: dict, picks: list, info: dict) -> dict:
+        holdout = self.store.holdout_structures()
+        hm = evaluate(model, holdout) if holdout else {}
+        # the round's random MD frames, scored by the model that ran the MD; no model has
+        # trained on them yet (they join the training set from the next round on)
+        audit = [s.atoms for s in self.store.labels(al_round=rnd, origin="audit", status="ok")]
+        am = evaluate(model, audit) if audit else {}
+        new = self.store.labels(al_round=rnd)
+        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
+        cal = calibration(pe["entropy"], pe["error"])
+        cal_score = calibration(pe["score"], pe["error"])
+        return {
+            "round": rnd,
+            "labels_total": self.ledger.charged_labels,
+            "labels_round": len(new),
+            # the round's model (the one the hold-out metrics score) was trained on these
+            "labels_trained": info.get("labels_trained", len(self.training_set(rnd))),
+            "budget_left": self.cfg.budget.max_labels - self.ledger.charged_labels,
+            "holdout_energy_mae": hm.get("energy_mae", float("nan")),
+            "holdout_force_mae": hm.get("force_mae", float("nan")),
+            "audit_energy_mae": am.get("energy_mae", float("nan")),
+            "audit_force_mae": am.get("force_mae", float("nan")),
+            "audit_labels": float(len(audit)),
+            "picks_energy_mae_per_atom": float(np.mean(pe["error"])) if len(pe["error"]) else float("nan"),
+            "entropy_spearman": cal["spearman"],
+            "entropy_auroc": cal["auroc"],
+            "score_spearman": cal_score["spearman"],  # the selection strategy's own score vs error
+            "score_auroc": cal_score["auroc"],
+            "dft_seconds": float(sum(s.wall_s for s in new)),
+            "dft_failures": float(sum(1 for s in new if s.status is not Status.OK)),
+            "support_clamped": float(ckpt.get("support_clamped", 0)),
+            "train_structures_per_s": float(ckpt.get("structures_per_s", 0.0)),
+            "time_train_s": info.get("time_train_s", 0.0),
+            "time_sample_s": info.get("time_sample_s", 0.0),
+            "time_select_s": info.get("time_select_s", 0.0),
+            "time_label_s": info.get("time_label_s", 0.0),
+            "dft_utilisation": info.get("dft_utilisation", float("nan")),
+            "budget_refused": info.get("budget_refused", 0.0),
+            **{k: info[k] for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")},
+        }
+
+    def log_round(self, state: CampaignState, rnd: int, model, picks: list, metrics: dict, kind: str = "round") -> None:
+        rdir = self.picks_path(rnd).parent
+        holdout = self.store.holdout_structures()
+        artifacts = [self.picks_path(rnd)]
+        if holdout:
+            preds = predict(model, holdout)
+            artifacts.append(
+                plots.parity(
+                    rdir / "parity_holdout.png",
+                    [a.get_potential_energy() / len(a) for a in holdout],
+                    [p["energy"] / len(a) for p, a in zip(preds, holdout, strict=True)],
+                    np.concatenate([a.get_forces().ravel() for a in holdout]),
+                    np.concatenate([p["forces"].ravel() for p in preds]),
+                    f"{kind} {rnd}: hold-out",
+                )
+            )
+        pe = pick_errors(picks, self.store, self.dft_cfg, self.score_key)
+        if np.isfinite(pe["entropy"]).any():
+            plot = plots.entropy_vs_error(
+                rdir / "entropy_vs_error.png", pe["entropy"], pe["error"], f"{kind} {rnd}: picks"
+            )
+            artifacts.append(plot)
+        self.tracker.log_metrics(state.round_run_id, metrics, step=rnd)
+        self.tracker.log_metrics(state.parent_run_id, metrics, step=rnd)
+        self.tracker.log_artifacts(state.round_run_id, artifacts)
+        self.tracker.end(state.round_run_id)
+        self.say.round_summary(rnd, metrics, kind)

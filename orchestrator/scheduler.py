@@ -1,0 +1,141 @@
+"""The asynchronous campaign's label queue (pure: no Ray, no store).
+
+Candidates wait in a priority queue, best score first. Each dispatch reserves a budget slot
+in the ledger first (no slot, no dispatch), so charged + reserved never exceeds a limit
+whatever order results come back in. A structure (content key) is queued, in flight or
+done, never two of these at once, and once done it is never dispatched again. A job whose
+worker died goes back to the queue with its reservation released; a new model re-scores
+what is queued (``rescore``), and whatever it now deems accurate falls out (``drop_below``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from ase import Atoms
+
+from orchestrator.budget import Ledger
+
+TOP = math.inf  # score of candidates served before any model-ranked pick (audit frames)
+FILLER = -math.inf  # score of candidates served only when nothing else waits
+
+
+@dataclass
+class Candidate:
+    key: str  # content key (structure + DFT settings)
+    atoms: Atoms
+    score: float  # the newest model's uncertainty; higher is served first
+    origin: str  # md / audit / seed (filler drawn like the initial set)
+    generation: int  # the model that ranked it; its label is stored with this round
+
+
+@dataclass
+class LabelQueue:
+    ledger: Ledger
+    capacity: int  # model-ranked candidates kept (the best by score); TOP/FILLER ones always kept
+    done: set[str] = field(default_factory=set)  # keys with a stored label (never dispatched again)
+    pending: dict[str, Candidate] = field(default_factory=dict)
+    in_flight: dict[str, tuple[int, Candidate]] = field(default_factory=dict)  # key -> (token, candidate)
+    _heap: list = field(default_factory=list)  # (-score, tie, key); stale entries skipped on pop
+    _tie: itertools.count = field(default_factory=itertools.count)
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def ranked(self) -> int:
+        """Model-ranked candidates queued (not TOP / FILLER)."""
+        return sum(1 for c in self.pending.values() if c.score not in (TOP, FILLER))
+
+    def known(self, key: str) -> bool:
+        return key in self.done or key in self.pending or key in self.in_flight
+
+    def offer(self, candidates: list[Candidate]) -> int:
+        """Queue candidates not yet known (queued, in flight or done); returns how many joined.
+        The queue is then trimmed to ``capacity`` model-ranked candidates."""
+        added = 0
+        for c in candidates:
+            if self.known(c.key) or c.score != c.score:  # NaN: no score, no rank
+                continue
+            self.pending[c.key] = c
+            heapq.heappush(self._heap, (-c.score, next(self._tie), c.key, c.score))
+            added += 1
+        self._trim()
+        return added
+
+    def rescore(self, scores: dict[str, float], generation: int) -> None:
+        """The newest model's scores of queued candidates (missing or NaN: dropped); TOP and
+        FILLER candidates keep their place."""
+        for key, c in list(self.pending.items()):
+            if c.score in (TOP, FILLER):
+                continue
+            s = scores.get(key, math.nan)
+            if s != s:
+                del self.pending[key]
+                continue
+            c.score, c.generation = s, generation
+        self._rebuild()
+
+    def drop_below(self, threshold: float) -> int:
+        """Drop model-ranked candidates the newest model scores below ``threshold`` (accurate
+        now: stale picks); returns how many fell out."""
+        stale = [k for k, c in self.pending.items() if c.score not in (TOP, FILLER) and c.score < threshold]
+        for k in stale:
+            del self.pending[k]
+        if stale:
+            self._rebuild()
+        return len(stale)
+
+    def dispatch(self) -> tuple[int, Candidate] | None:
+        """The best queued candidate with a fresh reservation, or None (queue empty, or the
+        ledger refused: the budget is spent or all of it is in flight)."""
+        while self._heap and self._heap[0][2] not in self.pending:
+            heapq.heappop(self._heap)  # stale entry (dropped, dispatched or re-scored)
+        if not self._heap:
+            return None
+        top = self._heap[0]
+        c = self.pending[top[2]]
+        if top[3] != c.score:  # an entry from before a re-score: rebuilt lazily
+            self._rebuild()
+            return self.dispatch()
+        token = self.ledger.reserve(c.generation, per_round_limit=False)
+        if token is None:
+            return None
+        heapq.heappop(self._heap)
+        del self.pending[c.key]
+        self.in_flight[c.key] = (token, c)
+        return token, c
+
+    def complete(self, key: str) -> tuple[int, Candidate]:
+        """A result arrived for ``key``: ``(token, candidate)`` to settle; ``key`` is done."""
+        token, c = self.in_flight.pop(key)
+        self.done.add(key)
+        return token, c
+
+    def lost(self, key: str) -> None:
+        """The worker labelling ``key`` died: give its slot back and queue it again."""
+        token, c = self.in_flight.pop(key)
+        self.ledger.release(token)
+        self.pending[key] = c
+        heapq.heappush(self._heap, (-c.score, next(self._tie), key, c.score))
+
+    def release_all(self) -> None:
+        """Campaign stopping: reservations of jobs never finished go back to the ledger."""
+        for token, _ in self.in_flight.values():
+            self.ledger.release(token)
+        self.in_flight.clear()
+
+    def _rebuild(self) -> None:
+        self._heap = [(-c.score, next(self._tie), k, c.score) for k, c in self.pending.items()]
+        heapq.heapify(self._heap)
+        self._trim()
+
+    def _trim(self) -> None:
+        if self.ranked() <= self.capacity:
+            return
+        ranked = [c for c in self.pending.values() if c.score not in (TOP, FILLER)]
+        ranked.sort(key=lambda c: -c.score)
+        for c in ranked[self.capacity :]:
+            del self.pending[c.key]
