@@ -67,6 +67,13 @@ BAD = {
     "negative temperature": ("sampling", {"temperature_k": -5}, [], "sampling.temperature_k"),
     "charge in the wrong section": ("dft", {"charge": 1}, [], "set charge under system"),
     "bad --set": ("budget", {}, ["budget.max_labels"], "expected key=value"),
+    "async with a committee": (
+        "campaign",
+        {"mode": "async"},
+        ["selection.strategy=committee", "model.head=scalar"],
+        "selection.strategy: committee needs rounds",
+    ),
+    "unknown campaign mode": ("campaign", {"mode": "asynchronous"}, [], "campaign.mode: Input should be"),
     "convergence with a quantile window": (
         "stop",
         {"converged_candidate_fraction": 0.05},
