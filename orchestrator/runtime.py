@@ -55,6 +55,24 @@ def cluster_address(cfg: CampaignConfig) -> str | None:
     return cfg.ray.address or os.environ.get("RAY_ADDRESS")
 
 
+def fit_async_threads(cfg: CampaignConfig, cores: int) -> tuple[CampaignConfig, str | None]:
+    """Locally, an asynchronous campaign runs DFT, training and MD at once: when their threads
+    exceed the cores (the demo gives trainer and sampler 2 each, for phases that run one at a
+    time), trainer and samplers drop to one thread each (oversubscribed cores run ~10x
+    slower). Returns the config to run and a note saying so (None when unchanged)."""
+    if cfg.campaign.mode != "async" or cluster_address(cfg) is not None or logical_cpus(cfg) <= cores:
+        return cfg, None
+    r = cfg.ray
+    if r.trainer_cpus == 1 and r.sampler_cpus == 1:
+        return cfg, None
+    fitted = cfg.model_copy(update={"ray": r.model_copy(update={"trainer_cpus": 1, "sampler_cpus": 1})})
+    return fitted, (
+        f"async runs DFT ({r.dft_workers} x {cfg.dft.threads} threads), the trainer ({r.trainer_cpus}) and "
+        f"{r.samplers} sampler(s) ({r.sampler_cpus} each) at once on {cores} cores: trainer and samplers "
+        f"use 1 thread each"
+    )
+
+
 def connect(cfg: CampaignConfig) -> None:
     """Join the configured cluster, the job's cluster (RAY_ADDRESS), or start a new local Ray
     (``address="local"``: never a stale cluster that an earlier ``ray start`` left on record)."""
@@ -105,9 +123,12 @@ def cluster_view(autoscaling: bool | None = None) -> ClusterView:
 
 class Runtime:
     def __init__(self, cfg: CampaignConfig, say: Reporter | None = None):
+        self.say = say or Reporter()
+        cfg, note = fit_async_threads(cfg, os.cpu_count() or 1)
+        if note:
+            self.say.say(f"  [yellow]note[/]: {note}")
         connect(cfg)
         self.cfg = cfg
-        self.say = say or Reporter()
         self.per_phase = cluster_address(cfg) is not None
         view = cluster_view(autoscaling=None if self.per_phase else False)
         self.autoscaling = view.autoscaling

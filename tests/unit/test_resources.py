@@ -1,5 +1,7 @@
 """What a campaign asks of a cluster: caps, refusals and DFT pool sizes (pure arithmetic)."""
 
+from pathlib import Path
+
 from orchestrator.resources import ClusterView, Demand, check_plan, dft_workers_now, plan_phases
 
 TWO_CPU = ClusterView(({"CPU": 2.0},), ({"CPU": 2.0},))
@@ -70,3 +72,18 @@ def test_fits_now_reads_free_resources_not_totals():
     assert THREE_NODES.fits(d) and THREE_NODES.fits_now(d)  # node 1 has 2 free
     busy = ClusterView(THREE_NODES.nodes, ({"CPU": 0.0}, {"CPU": 1.0}, {"CPU": 1.0}))
     assert busy.fits(d) and not busy.fits_now(d)
+
+
+def test_async_campaign_threads_fit_the_cores(monkeypatch):
+    from orchestrator.config import load_config
+    from orchestrator.runtime import fit_async_threads
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    demo = load_config(path)  # trainer 2 + sampler 2 + DFT 2 x 1 threads
+    assert fit_async_threads(demo, cores=2) == (demo, None)  # rounds: one phase at a time
+    async_cfg = load_config(path, ["campaign.mode=async"])
+    fitted, note = fit_async_threads(async_cfg, cores=2)
+    assert (fitted.ray.trainer_cpus, fitted.ray.sampler_cpus) == (1, 1) and "1 thread each" in note
+    assert fit_async_threads(async_cfg, cores=16) == (async_cfg, None)  # room for all of them
+    assert fit_async_threads(fitted, cores=2) == (fitted, None)  # nothing left to cut
