@@ -31,6 +31,7 @@ import ray
 from ase.io import write
 
 from orchestrator.campaign import Campaign, _trimmed
+from orchestrator.labelling import store_and_settle
 from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, filler_structures
@@ -54,6 +55,7 @@ class AsyncCampaign:
         self.queue.done = campaign.store.keys()
         self.gen = state.round - 1 if state.phase == "start" else state.round  # newest model (0: none)
         self.model, self.payload, self.labelled_emb = None, None, None
+        self.md_from: list = []  # MD starts besides the seeds: the MD picks the newest model trained on
         self.train_ref, self.train_t0, self.new_labels = None, 0.0, 0
         self.md: dict = {}  # ObjectRef -> (sampler index, generation, start time)
         self.runs = 0  # MD runs started this session (seeds them)
@@ -149,15 +151,12 @@ class AsyncCampaign:
         """Labels back from DFT: stored (one commit for the batch), then settled."""
         if not results:
             return
-        c, settle = self.c, []
+        c, batch = self.c, []
         for key, result in results:
             token, cand = self.queue.complete(key)
-            charged = c.ledger.would_charge(result.status.value)
-            c.store.put(key, cand.atoms, result, cand.generation, cand.origin, charged, commit=False)
-            settle.append((token, result))
-        c.store.commit()  # durable first ...
-        for token, result in settle:
-            c.ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
+            batch.append((token, key, cand.atoms, result, cand.generation, cand.origin))
+        store_and_settle(c.store, c.ledger, batch)
+        for _, result in results:
             c.clock.labelled(result.wall_s)
             self.label_wall_s = _average(self.label_wall_s, result.wall_s)
         self.new_labels += len(results)
@@ -207,6 +206,8 @@ class AsyncCampaign:
         busy = (time.perf_counter(), self.pool.stats.busy_s)  # the generation's DFT utilisation
         self.info = {**self.state.round_info, "md_frames": 0, "md_stopped": 0, "audits": 0, "since": busy}
         self.info.update(dict.fromkeys(FRAC_KEYS, 0.0))
+        picks = [s for s in self.c.store.labels(status="ok", origin="md") if s.round < g]
+        self.md_from = [s.atoms for s in sorted(picks, key=lambda s: (s.round, s.key))]  # see start_md
         labelled = self.c.training_set(ALL_ROUNDS)
         self.labelled_emb = np.stack([r["embedding"] for r in predict(self.model, labelled)]) if labelled else None
         ranked = [c for c in self.queue.pending.values() if c.score not in (TOP, FILLER)]
@@ -289,8 +290,7 @@ class AsyncCampaign:
         # since (this model's own: MD from them compounds its errors) nor normal-mode draws
         # (strained starts: with early models, MD from them ran to 2000 K and 9 eV above the
         # minimum, and those labels, forces up to 60 eV/Å, cost accuracy where MD runs)
-        picks = [s for s in c.store.labels(status="ok", origin="md") if s.round < self.gen]
-        starts = c.md_starts([s.atoms for s in sorted(picks, key=lambda s: (s.round, s.key))], md_cfg.replicas)
+        starts = c.md_starts(self.md_from, md_cfg.replicas)
         ref = c.rt.start_md(index, self.payload, starts, md_cfg.model_copy(update={"replicas": count}), offset)
         self.md[ref] = (index, self.gen, time.perf_counter())
 

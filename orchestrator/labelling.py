@@ -74,6 +74,24 @@ class DFTClock:
         return busy / capacity if capacity > 0 else float("nan")
 
 
+# a label back from DFT, to be stored: (ledger token, content key, structure, result, round, origin)
+Arrived = tuple[int, str, Atoms, LabelResult, int, str]
+
+
+def store_and_settle(store: LabelStore, ledger: Ledger, batch: list[Arrived]) -> list[StoredLabel]:
+    """Write a batch of labels, commit once (durable first: one fsync per batch), then settle
+    each in the ledger; returns them as stored. A crash before the commit loses only labels
+    the ledger never charged."""
+    stored = [
+        store.put(key, atoms, result, rnd, origin, ledger.would_charge(result.status.value), commit=False)
+        for _, key, atoms, result, rnd, origin in batch
+    ]
+    store.commit()
+    for token, _, _, result, _, _ in batch:
+        ledger.settle(token, result.status.value, result.cost_s)
+    return stored
+
+
 class SerialPool:
     """In-process labelling, one structure at a time (no Ray): same ``run`` as ``DFTPool``."""
 
@@ -124,22 +142,19 @@ def label_structures(
             tokens[key] = (token, origin)
             yield key, atoms
 
-    written: list[tuple[int, LabelResult, StoredLabel]] = []  # stored, not yet committed
+    arrived: list[Arrived] = []  # this ray.wait's results, stored together in on_batch
 
     def on_result(key: str, atoms: Atoms, result: LabelResult) -> None:
         token, origin = tokens.pop(key)
-        charged = ledger.would_charge(result.status.value)
-        written.append((token, result, store.put(key, atoms, result, rnd, origin, charged, commit=False)))
+        arrived.append((token, key, atoms, result, rnd, origin))
 
     def on_batch() -> None:
-        store.commit()  # durable first (one fsync per batch of results) ...
-        for token, result, stored in written:
-            ledger.settle(token, result.status.value, result.cost_s)  # ... then the ledger
+        for (*_, result, _, _), stored in zip(arrived, store_and_settle(store, ledger, arrived), strict=True):
             report.stored.append(stored)
             report.dft_seconds += result.wall_s
             if on_label is not None:
                 on_label(stored)
-        written.clear()
+        arrived.clear()
 
     stats = pool.run(jobs(), on_result, on_batch=on_batch)
     for token, _ in tokens.values():  # never dispatched or lost: give the slots back
