@@ -83,7 +83,10 @@ def run_campaign(config: str, sets: list[str], refs: list[Path]) -> dict:
         "models": len(state.history) + 1,
         "holdout_f": final.get("final_holdout_force_mae", float("nan")),
         # the last round's (generation's) random MD frames, scored before any model trained on them
-        "audit_f": state.history[-1].get("audit_force_mae", float("nan")) if state.history else float("nan"),
+        # (an async campaign's last generation may end with the budget before its audits)
+        "audit_f": next(
+            (a for h in reversed(state.history) if (a := h.get("audit_force_mae", float("nan"))) == a), float("nan")
+        ),
         "test_f": test.get("force_mae", float("nan")),
     }
 

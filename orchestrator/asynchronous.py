@@ -14,11 +14,12 @@ each sampler's MD) and reacts to whatever finishes first:
   again at once with the newest model.
 
 DFT workers take the best queued candidate whenever they have room, the ledger reserving
-before each dispatch. Until the first model exists the queue holds structures drawn like
-the initial set (at most ``system.initial_labels`` of them), so DFT does not wait for the
-first training. A generation's metrics (the same as a round's) are logged when the next
-generation replaces it. Resume: stored labels are never redone, the newest generation's
-checkpoint is loaded, and the queue is rebuilt by MD with it.
+before each dispatch. Round 0 labels only the initial set; the hold-out heads the queue
+while the first model trains, then structures drawn like the initial set (at most
+``system.initial_labels`` of them) until a model exists, so DFT does not wait for it. A
+generation's metrics (the same as a round's) are logged when the next generation replaces
+it. Resume: stored labels are never redone, the newest generation's checkpoint is loaded,
+the unlabelled hold-out is queued again and the rest of the queue is rebuilt by MD.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from orchestrator.campaign import Campaign, _trimmed
 from orchestrator.labelling import store_and_settle
 from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
-from orchestrator.state import CampaignState, filler_structures
+from orchestrator.state import CampaignState, filler_structures, initial_items
 from orchestrator.store import content_key
 from workers.actors import model_payload, ready_now, replica_shares
 from workers.harmonic import load_reference
@@ -66,6 +67,14 @@ class AsyncCampaign:
         self.fillers = 0
         self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
         self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
+        self.queue_holdout()
+
+    def queue_holdout(self) -> None:
+        """The hold-out (not labelled in round 0 here) first in the queue, labelled while the
+        first model trains; on resume, whatever of it is not stored yet."""
+        items = initial_items(self.cfg, self.c.seeds, self.modes or None)
+        holdout = [a for a, origin in items if origin == "holdout"]
+        self.queue.offer([Candidate(content_key(a, self.c.dft_cfg), a, TOP, "holdout", 0) for a in holdout])
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:

@@ -133,7 +133,10 @@ class Campaign(RoundReports):
             modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, pool, self.ledger, self.say)
             self.clock.busy_s += sum(load_reference(p).wall_s for p in new_refs)  # one worker each
             items = initial_items(self.cfg, self.seeds, modes)
-            with self.say.dft_progress(len(items), "round 0: labelling initial set + hold-out") as tick:
+            if self.cfg.campaign.mode == "async":  # the hold-out joins the queue while the first model trains
+                items = [it for it in items if it[1] != "holdout"]
+            what = "initial set" + (" + hold-out" if any(o == "holdout" for _, o in items) else "")
+            with self.say.dft_progress(len(items), f"round 0: labelling {what}") as tick:
                 report = label_structures(
                     items, 0, pool, self.store, self.ledger, self.dft_cfg, per_round_limit=False,
                     on_label=self.timed(tick),

@@ -154,6 +154,8 @@ class Runtime:
         self._samplers: list = []
         if not self.per_phase:  # DFT workers first: PySCF imports overlap with the first training
             self._pool = DFTPool(cfg.dft_config(), r.dft_workers)
+            if cfg.campaign.mode == "async":  # held all along: torch imports overlap round 0's DFT
+                self._trainer, self._samplers = self._new_trainer(wait=False), self._new_samplers(wait=False)
 
     # -- acquiring actors --------------------------------------------------------------------
     def wait_placed(self, actors: list, demand: Demand, ready: Callable) -> None:
@@ -266,17 +268,19 @@ class Runtime:
     @contextlib.contextmanager
     def async_actors(self):
         """Trainer, samplers and the DFT pool held together (yields the pool); on a cluster
-        the trainer and samplers are placed first and the pool sized to the CPUs left (locally
-        their room is certain: they start while DFT goes on)."""
+        the trainer and samplers are placed first and the pool sized to the CPUs left, and
+        released after. Locally they were started with the pool (their room is certain) and
+        stay for the final model."""
         try:
             self._trainer = self._trainer or self._new_trainer(wait=self.per_phase)
             self._samplers = self._samplers or self._new_samplers(wait=self.per_phase)
             with self.dft_pool() as pool:
                 yield pool
-        finally:  # the final model is trained after, on a trainer of its own
-            _kill(self._trainer)
-            _kill(self._samplers)
-            self._trainer, self._samplers = None, []
+        finally:  # on a cluster the final model is trained after, on a trainer of its own
+            if self.per_phase:
+                _kill(self._trainer)
+                _kill(self._samplers)
+                self._trainer, self._samplers = None, []
 
     def start_training(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int):
         """A training run started on the held trainer: its ObjectRef (``out`` of ``train``)."""

@@ -19,7 +19,7 @@ from ase import Atoms
 
 from orchestrator.budget import Ledger
 
-TOP = math.inf  # score of candidates served before any model-ranked pick (audit frames)
+TOP = math.inf  # score of candidates served before any model-ranked pick (hold-out, audit frames)
 FILLER = -math.inf  # score of candidates served only when nothing else waits
 
 
@@ -28,7 +28,7 @@ class Candidate:
     key: str  # content key (structure + DFT settings)
     atoms: Atoms
     score: float  # the newest model's uncertainty; higher is served first
-    origin: str  # md / audit / seed (filler drawn like the initial set)
+    origin: str  # md / audit / holdout / seed (filler drawn like the initial set)
     generation: int  # the model that ranked it; its label is stored with this round
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
+from orchestrator.config import load_config
 from orchestrator.store import LabelStore
 from tests.integration.helpers import TINY, catal_cmd, env, run_catal
 
@@ -70,6 +71,10 @@ def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
     assert state["finished"] and state["stop_reason"] == "budget exhausted"
     gens = [h["round"] for h in state["history"]]
     assert gens == sorted(set(gens)) and len(gens) >= 2
+    # the hold-out, labelled from the queue (not in round 0), is all there once, in round 0
+    holdout = [r for _, r, o, _ in after.values() if o == "holdout"]
+    cfg = load_config(out / "config.yaml")
+    assert holdout == [0] * cfg.budget.holdout_labels
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])

@@ -87,3 +87,42 @@ def test_categorical_head_matches_scalar_and_its_histograms_are_trained(ethanol_
     assert excess < 2.3 and entropy < np.log(model.cfg.num_bins) - 1.5, (excess, entropy)
     f_err = [np.abs(p["forces"] - a.get_forces()).mean() for p, a in zip(preds, test, strict=True)]
     assert spearman(np.array([p["energy_std"] for p in preds]), np.array(f_err)) > 0.2
+
+
+def test_split_keeps_each_structure_on_its_side_as_labels_are_added(ethanol_labels):
+    """A warm start must be validated on structures its previous model never trained on:
+    adding labels moves no structure between the training and validation sides."""
+    from workers.model.training import split
+
+    keyed = {a.positions.tobytes() for a in ethanol_labels}
+    assert len(keyed) == len(ethanol_labels)  # distinct structures
+    for n_before in (5, 12, 30):
+        train_a, val_a = split(ethanol_labels[:n_before], 0.15, seed=0)
+        train_b, val_b = split(ethanol_labels[: n_before + 20], 0.15, seed=0)
+        assert len(train_a) + len(val_a) == n_before and val_a and train_a
+        assert len(val_a) == max(round(0.15 * n_before), 1) and len(val_b) == round(0.15 * (n_before + 20))
+        # of what the earlier model trained on, at most the validation set's growth is validated on now
+        leaked = {a.positions.tobytes() for a in train_a} & {a.positions.tobytes() for a in val_b}
+        assert len(leaked) <= len(val_b) - len(val_a), (n_before, len(leaked))
+    # the same list in another order: the same sides; another seed: other sides
+    train_r, val_r = split(ethanol_labels[::-1], 0.15, seed=0)
+    train_f, val_f = split(ethanol_labels, 0.15, seed=0)
+    assert {a.positions.tobytes() for a in val_r} == {a.positions.tobytes() for a in val_f}
+    assert {a.positions.tobytes() for a in split(ethanol_labels, 0.15, seed=1)[1]} != {
+        a.positions.tobytes() for a in val_f
+    }
+    assert split(ethanol_labels[:1], 0.15, seed=0) == (ethanol_labels[:1], [])
+
+
+def test_few_validation_structures_keep_the_last_epoch(ethanol_labels):
+    """Below MIN_VAL_SELECT validation structures no epoch is picked by them: every epoch runs
+    (no early stop) and the last one's weights come back."""
+    from workers.model.training import MIN_VAL_SELECT
+
+    cfg = TrainConfig(epochs=4, batch_size=4, lr=2e-3, patience=1, seed=0, val_fraction=0.3)
+    model_cfg = ModelConfig(head="scalar", backbone=BackboneConfig(features=8, layers=1))
+    structures = ethanol_labels[:10]  # 3 validate: fewer than MIN_VAL_SELECT
+    assert 0.3 * len(structures) < MIN_VAL_SELECT
+    result = train(cfg, structures, model_cfg=model_cfg)
+    assert len(result.history) == 4 and result.best_epoch == 3
+    assert result.val_metrics["force_mae"] == pytest.approx(result.history[-1]["val_force_mae"])

@@ -13,6 +13,7 @@ best validation state is kept. Data are lists of ``ase.Atoms`` carrying energy
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -56,7 +57,8 @@ class TrainConfig(Section):
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
     # max global gradient norm
     grad_clip: float = Field(10.0, gt=0.0)
-    # epochs without validation improvement before stopping
+    # epochs without validation improvement before stopping (with >= 20 validation structures;
+    # below that every epoch runs and the last one is kept)
     patience: int = Field(50, ge=1)
     # fraction of labelled structures held out for early stopping
     val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
@@ -66,6 +68,9 @@ class TrainConfig(Section):
     dtype: Literal["float32", "float64"] = "float32"
     # "auto" = cuda when available
     device: str = "auto"
+
+
+MIN_VAL_SELECT = 20  # validation structures needed to pick the returned epoch by them
 
 
 @dataclass
@@ -86,15 +91,34 @@ def resolve_device(name: str) -> torch.device:
 
 
 def split(structures: list[Atoms], val_fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministic train/validation split (at least one of each when there are >= 2)."""
+    """Deterministic train/validation split (at least one of each when there are >= 2).
+
+    The ``round(val_fraction * n)`` structures with the lowest content hash (elements,
+    positions, ``seed``) validate, whatever their place in the list: when labels are added,
+    a validation structure only ever moves to training, and a training structure moves to
+    validation only when the validation set grows past it. A warm start is so validated on
+    structures its previous model did not train on (a permutation of the grown list moved
+    most of the old training set into validation, where the model before training scored
+    best, and warm starts kept their first epochs)."""
     n = len(structures)
-    order = np.random.default_rng(seed).permutation(n)
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
-    val = [structures[k] for k in order[:n_val]]
-    train = [structures[k] for k in order[n_val:]]
+    order = np.argsort([_unit_hash(a, seed) for a in structures], kind="stable")
+    is_val = np.zeros(n, dtype=bool)
+    is_val[order[:n_val]] = True
+    val = [a for a, v in zip(structures, is_val, strict=True) if v]
+    train = [a for a, v in zip(structures, is_val, strict=True) if not v]
     return train, val
+
+
+def _unit_hash(atoms: Atoms, seed: int) -> float:
+    """A number in [0, 1) fixed by the structure (elements, positions to 1e-6 Å) and ``seed``."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.round(np.asarray(atoms.positions, dtype=np.float64), 6).tobytes())
+    h.update(str(seed).encode())
+    return int.from_bytes(h.digest(), "little") / 2.0**64
 
 
 def force_rms(structures: list[Atoms]) -> float:
@@ -171,6 +195,10 @@ def train(
     judged = model if ema is None else ema.module  # what is validated, kept and returned
     result = TrainResult(model=model)
     best_score, best_state, since_best = math.inf, None, 0
+    # early stopping and the best epoch are judged on the validation split only when it is
+    # large enough: on a few structures (one may be the minimum, forces ~0) an untrained
+    # model's early epoch can score best, and the rest of the run was thrown away
+    selects = len(val_set) >= MIN_VAL_SELECT
     n_seen, t_train = 0, 0.0
 
     for epoch in range(cfg.epochs):
@@ -221,7 +249,9 @@ def train(
             result.support_clamped = clamped
         if on_epoch is not None:
             on_epoch(row)
-        if score < best_score - 1e-6:
+        if not selects:  # too few held-out structures to pick an epoch by: the last one
+            result.best_epoch, result.val_metrics = epoch, metrics
+        elif score < best_score - 1e-6:
             best_score, since_best, result.best_epoch = score, 0, epoch
             best_state = copy.deepcopy(judged.state_dict())
             result.val_metrics = metrics
@@ -230,6 +260,8 @@ def train(
             if since_best >= cfg.patience:
                 break
 
+    if not selects:
+        best_state = copy.deepcopy(judged.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
