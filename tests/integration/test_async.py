@@ -39,7 +39,8 @@ def _wait_for_generation(proc, out, generation: int, timeout=300):
             state = json.loads(state_file.read_text()) if state_file.exists() else {}
         except json.JSONDecodeError:
             state = {}
-        if state.get("phase") == "async" and state.get("round", 0) >= generation:
+        at_generation = state.get("phase") == "async" and state.get("round", 0) >= generation
+        if at_generation and any(o == "md" for _, _, o, _ in _labels(out).values()):  # an MD pick stored
             return
         time.sleep(0.05)
     raise AssertionError("the campaign ended before it could be interrupted")
@@ -52,7 +53,7 @@ def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
         catal_cmd("run", str(TINY), "--set", f"out_dir={out}", *sets),
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    _wait_for_generation(proc, out, 2)  # two models trained while DFT went on
+    _wait_for_generation(proc, out, 2)  # two models trained while DFT went on, MD picks labelled
     time.sleep(0.5)  # labels in flight
     proc.send_signal(signal.SIGKILL)
     proc.wait()
