@@ -6,8 +6,9 @@ loss = w_ce * CE(HL-Gauss target, logits)       (categorical head only)
 
 AdamW, cosine or plateau schedule, gradient clipping, an exponential moving average of
 the weights (what is validated and returned), early stopping on a validation split; the
-best validation state is kept. Data are lists of ``ase.Atoms`` carrying energy
-(eV) and forces (eV/Å) through their calculator (as ``ase.io.read`` gives them).
+best validation state is kept (the last one when fewer than ``MIN_VAL_SELECT`` validate).
+Data are lists of ``ase.Atoms`` carrying energy (eV) and forces (eV/Å) through their
+calculator (as ``ase.io.read`` gives them).
 """
 
 from __future__ import annotations
