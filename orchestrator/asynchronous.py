@@ -3,9 +3,9 @@
 After round 0, one driver loop waits on everything in flight at once (labels, the trainer,
 each sampler's MD) and reacts to whatever finishes first:
 
-* a **label** is stored at once (then settled in the ledger); once ``retrain_every`` new
-  labels have arrived the trainer starts again from the newest model (warm start) as soon
-  as it is free;
+* a **label** is stored at once (then settled in the ledger) and goes to the running
+  training, which takes it in at its next epoch; once ``retrain_every`` new labels have
+  arrived the trainer starts again from the newest model (warm start) as soon as it is free;
 * a **model** (a *generation*) is checkpointed, gets an MLflow child run, re-scores the
   queue (candidates it now finds accurate fall out) and goes to each sampler with its next
   MD run;
@@ -13,13 +13,17 @@ each sampler's MD) and reacts to whatever finishes first:
   labelled set, audits drawn at random) and the picks join the queue; the sampler starts
   again at once with the newest model.
 
-DFT workers take the best queued candidate whenever they have room, the ledger reserving
-before each dispatch. Round 0 labels only the initial set; the hold-out heads the queue
-while the first model trains, then structures drawn like the initial set (at most
-``system.initial_labels`` of them) until a model exists, so DFT does not wait for it. A
-generation's metrics (the same as a round's) are logged when the next generation replaces
-it. Resume: stored labels are never redone, the newest generation's checkpoint is loaded,
-the unlabelled hold-out is queued again and the rest of the queue is rebuilt by MD.
+DFT workers take the best queued candidate whenever they have room (frames of the newest
+model's MD first, older ones only to fill in), the ledger reserving before each dispatch.
+Once every label is dispatched, a generation still training stops after its epoch and the
+final model starts from it at once: the labels still in flight join it as they arrive, and
+the last generation's metrics are computed while it trains. Round 0 labels only the
+initial set; the hold-out heads the queue while the first model trains, then structures
+drawn like the initial set (at most ``system.initial_labels`` of them) until a model
+exists, so DFT does not wait for it. A generation's metrics (the same as a round's) are
+logged when the next generation replaces it. Resume: stored labels are never redone, the
+newest generation's checkpoint is loaded, the unlabelled hold-out is queued again and the
+rest of the queue is rebuilt by MD.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_
 from orchestrator.state import CampaignState, filler_structures, initial_items
 from orchestrator.store import content_key
 from workers.actors import model_payload, ready_now, replica_shares
+from workers.dft import Status
 from workers.harmonic import load_reference
 from workers.model.calculator import predict
 from workers.model.potential import load_checkpoint
@@ -65,6 +70,8 @@ class AsyncCampaign:
         self.picks: dict[int, list] = {}  # generation -> its dispatched picks (pick metrics)
         self.info: dict = {}  # the newest generation's selection stats and times
         self.fillers = 0
+        self.finishing = False  # labelling over: no training starts
+        self.final_started = False  # the final model is training (labels join it as they arrive)
         self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
         self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
         self.queue_holdout()
@@ -93,6 +100,8 @@ class AsyncCampaign:
                 self.feed_samplers()
                 if self.done():
                     break
+                if not self.finishing and (c.ledger.labels_left() <= 0 or self.state.stop_reason):
+                    self.start_final()
                 refs = pool.refs() + list(self.md) + ([self.train_ref] if self.train_ref is not None else [])
                 if not refs:  # nothing in flight and nothing to dispatch: no way forward
                     c.say.say("  [yellow]no candidates left to label[/]: the budget's rest stays unspent")
@@ -108,7 +117,8 @@ class AsyncCampaign:
                     elif ref is self.train_ref:
                         self.on_model(ref)
             self.queue.release_all()
-        self.close_generation()
+            self.end_training()
+        self.close_generation()  # while the final model trains
         state = self.state
         state.stop_reason = state.stop_reason or "budget exhausted"
         state.round, state.phase = self.gen + 1, "final"  # finalise: every label, from the newest model
@@ -164,7 +174,9 @@ class AsyncCampaign:
         for key, result in results:
             token, cand = self.queue.complete(key)
             batch.append((token, key, cand.atoms, result, cand.generation, cand.origin))
-        store_and_settle(c.store, c.ledger, batch)
+        stored = store_and_settle(c.store, c.ledger, batch)
+        if self.train_ref is not None or self.final_started:  # the running training takes them in
+            c.rt.feed_trainer([s.atoms for s in stored if s.status is Status.OK and s.origin != "holdout"])
         for _, result in results:
             c.clock.labelled(result.wall_s)
             self.label_wall_s = _average(self.label_wall_s, result.wall_s)
@@ -174,13 +186,30 @@ class AsyncCampaign:
 
     # -- training --------------------------------------------------------------------------
     def start_training(self) -> None:
-        if self.state.stop_reason or self.c.ledger.labels_left() <= 0:
-            return  # the final model is trained after the loop, on every label
+        if self.finishing or self.state.stop_reason or self.c.ledger.labels_left() <= 0:
+            return  # labelling is over: the final model trains on every label
         c = self.c
         warm, opt_state, epochs = c.warm_start(c.checkpoint(self.gen))
         data = c.training_set(ALL_ROUNDS)
         self.train_ref = c.rt.start_training(data, warm, opt_state, epochs, self.cfg.training.seed)
         self.train_t0, self.new_labels, self.train_n = time.perf_counter(), 0, len(data)
+
+    def end_training(self) -> None:
+        """Labelling is over: a generation still training stops after its epoch and is the
+        last one (the final model starts from it)."""
+        self.finishing = True
+        if self.train_ref is not None:
+            self.c.rt.stop_training()
+            self.on_model(self.train_ref)
+
+    def start_final(self) -> None:
+        """Every label is dispatched (or a stop rule fired): the last generation ends and the
+        final model starts on what is stored; labels still in flight join it as they arrive
+        (``Campaign.final_model`` trains again should one come back after it ended)."""
+        self.end_training()
+        rnd = self.gen + 1  # as finalise will number it
+        self.c.rt.start_final_training(*self.c.training_args(rnd, final=True))
+        self.final_started = True
 
     def on_model(self, ref) -> None:
         c, state = self.c, self.state
@@ -195,13 +224,15 @@ class AsyncCampaign:
         g = self.gen + 1
         c.save_trained(c.checkpoint(g), out, g)
         self.close_generation()
-        trained = {"time_train_s": time.perf_counter() - self.train_t0, "labels_trained": self.train_n}
+        took, hist = time.perf_counter() - self.train_t0, out["history"]
+        self.train_n = hist[-1].get("n_structures", self.train_n) if hist else self.train_n  # with those taken in
+        trained = {"time_train_s": took, "labels_trained": self.train_n}
         state.round, state.phase, state.round_info = g, "async", trained
         state.round_run_id = c.tracker.start_round(state.parent_run_id, g, kind="generation")
         c.save(state)
         self.adopt(g)
         c.say.say(
-            f"  generation {g}: trained on {self.train_n} labels in {state.round_info['time_train_s']:.0f} s; "
+            f"  generation {g}: {len(out['history'])} epochs on {self.train_n} labels in {took:.0f} s; "
             f"{len(self.queue)} queued, {c.ledger.charged_labels} labels charged, {c.ledger.labels_left()} left"
         )
         if self.new_labels >= self.cfg.campaign.retrain_every:
@@ -211,10 +242,12 @@ class AsyncCampaign:
         """Generation ``g`` becomes the newest model: queue re-scored, idle samplers started."""
         self.gen = g
         self.model = load_checkpoint(self.c.checkpoint(g))[0].eval()
-        self.payload = ray.put(model_payload(self.model))
         busy = (time.perf_counter(), self.pool.stats.busy_s)  # the generation's DFT utilisation
         self.info = {**self.state.round_info, "md_frames": 0, "md_stopped": 0, "audits": 0, "since": busy}
         self.info.update(dict.fromkeys(FRAC_KEYS, 0.0))
+        if self.finishing:  # labelling is over: nothing to rank or sample
+            return
+        self.payload = ray.put(model_payload(self.model))
         picks = [s for s in self.c.store.labels(status="ok", origin="md") if s.round < g]
         self.md_from = [s.atoms for s in sorted(picks, key=lambda s: (s.round, s.key))]  # see start_md
         labelled = self.c.training_set(ALL_ROUNDS)
@@ -279,8 +312,8 @@ class AsyncCampaign:
             need = picks  # no rates measured yet: one run's worth
         else:
             need = 1.5 * self.md_wall_s * len(self.pool.workers) / max(self.label_wall_s, 1e-3)
-        for i in self.idle_samplers():
-            coming = self.queue.ranked() + picks * len(self.md)
+        for i in self.idle_samplers():  # older models' frames only fill in: not counted
+            coming = self.queue.ranked(source=self.gen) + picks * len(self.md)
             if coming >= max(need, picks):
                 return
             self.start_md(i)
@@ -317,10 +350,11 @@ class AsyncCampaign:
         self.md_wall_s = _average(self.md_wall_s, wall)
         if g != self.gen:  # run by an older model: ranked by the newest one
             self.score(frames)
-        self.offer(frames)
+        self.offer(frames, g)
 
-    def offer(self, frames: list) -> None:
-        """Rank an MD run's frames as a round does; the picks (and audits) join the queue."""
+    def offer(self, frames: list, source: int) -> None:
+        """Rank an MD run's frames (model ``source``'s MD) as a round does; the picks (and
+        audits) join the queue."""
         cfg, info = self.cfg, self.info
         if not frames:
             return
@@ -337,16 +371,16 @@ class AsyncCampaign:
         info["audits"] += len(audit_idx)
         for k in FRAC_KEYS:
             info[k] += getattr(sel, k) * len(rest)
-        cands = [self.candidate(frames[int(i)], TOP, "audit") for i in audit_idx]
+        cands = [self.candidate(frames[int(i)], TOP, "audit", source) for i in audit_idx]
         picked = rest[np.asarray(sel.picked, dtype=int)]
-        cands += [self.candidate(frames[int(i)], float(scores[int(i)]), "md") for i in picked]
+        cands += [self.candidate(frames[int(i)], float(scores[int(i)]), "md", source) for i in picked]
         self.queue.offer(cands)
         if cfg.selection.strategy != "random":
             self.queue.drop_below(sel.window[0])  # the newest model finds these accurate now
 
-    def candidate(self, frame, score: float, origin: str) -> Candidate:
+    def candidate(self, frame, score: float, origin: str, source: int) -> Candidate:
         a = _trimmed(frame.copy())  # what a round's picks.extxyz keeps
-        return Candidate(content_key(a, self.c.dft_cfg), a, score, origin, self.gen)
+        return Candidate(content_key(a, self.c.dft_cfg), a, score, origin, self.gen, source)
 
 
 def _average(mean: float | None, x: float, weight: float = 0.3) -> float:

@@ -128,6 +128,7 @@ class Campaign(RoundReports):
     def initial_round(self, state: CampaignState) -> None:
         with self.rt.dft_pool() as pool:
             pool.warm_up()  # worker start-up (PySCF imports) is not DFT time on offer
+            self.rt.start_async_actors()
             self.clock.started()
             new_refs = [p for p in self.reference_paths() if not p.exists()]
             modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, pool, self.ledger, self.say)
@@ -196,10 +197,15 @@ class Campaign(RoundReports):
 
     def train_phase(self, rnd: int, final: bool = False, member: int = 0) -> Path:
         path = self.out / "model.pt" if final else self.checkpoint(rnd, member)
+        out = self.rt.train(*self.training_args(rnd, final, member))
+        return self.save_trained(path, out, rnd)
+
+    def training_args(self, rnd: int, final: bool = False, member: int = 0) -> tuple:
+        """``(structures, warm payload, optimizer state, epochs, seed)`` for round ``rnd``'s
+        model (``final``: every label), warm-started from the round before."""
         warm, opt_state, epochs = self.warm_start(self.checkpoint(rnd - 1, member))
         data = self.training_set(rnd + 1 if final else rnd)
-        out = self.rt.train(data, warm, opt_state, epochs, seed=self.cfg.training.seed + 1009 * member)
-        return self.save_trained(path, out, rnd)
+        return data, warm, opt_state, epochs, self.cfg.training.seed + 1009 * member
 
     def warm_start(self, prev: Path) -> tuple[dict | None, dict | None, int]:
         """``(model payload, optimizer state, epochs)`` to continue from checkpoint ``prev``, or
@@ -337,10 +343,19 @@ class Campaign(RoundReports):
             state.stop_reason, state.phase = reason, "final"
             self.save(state)
 
+    def final_model(self, rnd: int) -> Path:
+        """The final model: the one an asynchronous campaign started while its last labels
+        were in flight, when it trained on every label; else trained now."""
+        out = self.rt.final_training()
+        n = len(self.training_set(rnd + 1))
+        if out is not None and out["history"] and out["history"][-1].get("n_structures") == n:
+            return self.save_trained(self.out / "model.pt", out, rnd)
+        return self.train_phase(rnd, final=True)
+
     def finalise(self, state: CampaignState) -> None:
         rnd = state.round  # one past the last finished round: the final model sees every label
         with self.say.phase(f"final model on {len(self.training_set(rnd + 1))} labels"):
-            path = self.train_phase(rnd, final=True)
+            path = self.final_model(rnd)
         model, _ = load_checkpoint(path)
         holdout = self.store.holdout_structures()
         final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}

@@ -152,10 +152,17 @@ class Runtime:
         self._pool: DFTPool | None = None
         self._trainer = None
         self._samplers: list = []
+        self._final = None  # ObjectRef of a final model training started early (async)
         if not self.per_phase:  # DFT workers first: PySCF imports overlap with the first training
             self._pool = DFTPool(cfg.dft_config(), r.dft_workers)
-            if cfg.campaign.mode == "async":  # held all along: torch imports overlap round 0's DFT
-                self._trainer, self._samplers = self._new_trainer(wait=False), self._new_samplers(wait=False)
+
+    def start_async_actors(self) -> None:
+        """Locally in async mode, once the DFT workers are up: the trainer and samplers
+        started (not waited for) and held all along, so their torch imports overlap round
+        0's DFT. Started with the pool instead, they slowed its start-up by ~2 s on 2 cores."""
+        if not self.per_phase and self.cfg.campaign.mode == "async":
+            self._trainer = self._trainer or self._new_trainer(wait=False)
+            self._samplers = self._samplers or self._new_samplers(wait=False)
 
     # -- acquiring actors --------------------------------------------------------------------
     def wait_placed(self, actors: list, demand: Demand, ready: Callable) -> None:
@@ -276,15 +283,49 @@ class Runtime:
             self._samplers = self._samplers or self._new_samplers(wait=self.per_phase)
             with self.dft_pool() as pool:
                 yield pool
-        finally:  # on a cluster the final model is trained after, on a trainer of its own
+        finally:  # on a cluster released (the trainer once the final model it may run is back)
             if self.per_phase:
-                _kill(self._trainer)
+                if self._final is None:
+                    _kill(self._trainer)
+                    self._trainer = None
                 _kill(self._samplers)
-                self._trainer, self._samplers = None, []
+                self._samplers = []
 
     def start_training(self, structures: list, warm_payload: dict | None, optimizer_state, epochs: int, seed: int):
         """A training run started on the held trainer: its ObjectRef (``out`` of ``train``)."""
         return self._trainer.train.remote(*self._train_args(structures, warm_payload, optimizer_state, epochs, seed))
+
+    def start_final_training(self, *args) -> None:
+        """The final model started on the held trainer (``start_training``'s arguments) while
+        the last labels are still in flight: they join it through ``feed_trainer``."""
+        self._final = self.start_training(*args)
+
+    def final_training(self) -> dict | None:
+        """The final model started by ``start_final_training`` (``train``'s result), or None
+        (none started, or its trainer was lost: the caller trains it again)."""
+        if self._final is None:
+            return None
+        ref, self._final = self._final, None
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            self.say.say(f"  [yellow]the trainer lost[/] ({str(err).strip().splitlines()[0][:160]}); training again")
+            _kill(self._trainer)
+            self._trainer = None
+            return None
+        finally:
+            if self.per_phase:
+                _kill(self._trainer)
+                self._trainer = None
+
+    def feed_trainer(self, structures: list) -> None:
+        """New labels for the held trainer's running training (taken in at its next epoch)."""
+        if structures:
+            self._trainer.add.remote(structures)
+
+    def stop_training(self) -> None:
+        """The held trainer's running training ends after its current epoch (its ref returns)."""
+        self._trainer.stop.remote()
 
     def start_md(self, index: int, payload_ref, starts: list, md_cfg, replica_offset: int):
         """MD started on sampler ``index`` with the model in ``payload_ref``: its ObjectRef (frames)."""

@@ -1,11 +1,14 @@
 """The asynchronous campaign's label queue (pure: no Ray, no store).
 
-Candidates wait in a priority queue, best score first. Each dispatch reserves a budget slot
-in the ledger first (no slot, no dispatch), so charged + reserved never exceeds a limit
-whatever order results come back in. A structure (content key) is queued, in flight or
-done, never two of these at once, and once done it is never dispatched again. A job whose
-worker died goes back to the queue with its reservation released; a new model re-scores
-what is queued (``rescore``), and whatever it now deems accurate falls out (``drop_below``).
+Candidates wait in a priority queue: frames sampled by the newest model's MD first (best
+score first among them; those of older models' MD, re-scored, only when none wait, so DFT
+labels what the newest model explores, as a round would, yet never waits for it). Each
+dispatch reserves a budget slot in the ledger first (no slot, no dispatch), so charged +
+reserved never exceeds a limit whatever order results come back in. A structure (content
+key) is queued, in flight or done, never two of these at once, and once done it is never
+dispatched again. A job whose worker died goes back to the queue with its reservation
+released; a new model re-scores what is queued (``rescore``), and whatever it now deems
+accurate falls out (``drop_below``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ class Candidate:
     score: float  # the newest model's uncertainty; higher is served first
     origin: str  # md / audit / holdout / seed (filler drawn like the initial set)
     generation: int  # the model that ranked it; its label is stored with this round
+    source: int = -1  # the model whose MD sampled it (default: ``generation``); newer first
+
+    def __post_init__(self):
+        if self.source < 0:
+            self.source = self.generation
+
+    def priority(self) -> tuple:
+        """Heap order (smallest first): TOP, then newer MD source, then higher score, FILLER last."""
+        tier = math.inf if self.score == TOP else -math.inf if self.score == FILLER else self.source
+        return (-tier, -self.score)
 
 
 @dataclass
@@ -39,15 +52,15 @@ class LabelQueue:
     done: set[str] = field(default_factory=set)  # keys with a stored label (never dispatched again)
     pending: dict[str, Candidate] = field(default_factory=dict)
     in_flight: dict[str, tuple[int, Candidate]] = field(default_factory=dict)  # key -> (token, candidate)
-    _heap: list = field(default_factory=list)  # (-score, tie, key); stale entries skipped on pop
+    _heap: list = field(default_factory=list)  # (*priority, tie, key, score); stale ones skipped on pop
     _tie: itertools.count = field(default_factory=itertools.count)
 
     def __len__(self) -> int:
         return len(self.pending)
 
-    def ranked(self) -> int:
-        """Model-ranked candidates queued (not TOP / FILLER)."""
-        return sum(1 for c in self.pending.values() if c.score not in (TOP, FILLER))
+    def ranked(self, source: int = 0) -> int:
+        """Model-ranked candidates queued (not TOP / FILLER) sampled by model ``source`` or newer."""
+        return sum(1 for c in self.pending.values() if c.score not in (TOP, FILLER) and c.source >= source)
 
     def known(self, key: str) -> bool:
         return key in self.done or key in self.pending or key in self.in_flight
@@ -60,7 +73,7 @@ class LabelQueue:
             if self.known(c.key) or c.score != c.score:  # NaN: no score, no rank
                 continue
             self.pending[c.key] = c
-            heapq.heappush(self._heap, (-c.score, next(self._tie), c.key, c.score))
+            heapq.heappush(self._heap, (*c.priority(), next(self._tie), c.key, c.score))
             added += 1
         self._trim()
         return added
@@ -91,13 +104,13 @@ class LabelQueue:
     def dispatch(self) -> tuple[int, Candidate] | None:
         """The best queued candidate with a fresh reservation, or None (queue empty, or the
         ledger refused: the budget is spent or all of it is in flight)."""
-        while self._heap and self._heap[0][2] not in self.pending:
+        while self._heap and self._heap[0][3] not in self.pending:
             heapq.heappop(self._heap)  # stale entry (dropped, dispatched or re-scored)
         if not self._heap:
             return None
         top = self._heap[0]
-        c = self.pending[top[2]]
-        if top[3] != c.score:  # an entry from before a re-score: rebuilt lazily
+        c = self.pending[top[3]]
+        if top[4] != c.score:  # an entry from before a re-score: rebuilt lazily
             self._rebuild()
             return self.dispatch()
         token = self.ledger.reserve(c.generation, per_round_limit=False)
@@ -119,7 +132,7 @@ class LabelQueue:
         token, c = self.in_flight.pop(key)
         self.ledger.release(token)
         self.pending[key] = c
-        heapq.heappush(self._heap, (-c.score, next(self._tie), key, c.score))
+        heapq.heappush(self._heap, (*c.priority(), next(self._tie), key, c.score))
 
     def release_all(self) -> None:
         """Campaign stopping: reservations of jobs never finished go back to the ledger."""
@@ -128,7 +141,7 @@ class LabelQueue:
         self.in_flight.clear()
 
     def _rebuild(self) -> None:
-        self._heap = [(-c.score, next(self._tie), k, c.score) for k, c in self.pending.items()]
+        self._heap = [(*c.priority(), next(self._tie), k, c.score) for k, c in self.pending.items()]
         heapq.heapify(self._heap)
         self._trim()
 
@@ -136,6 +149,6 @@ class LabelQueue:
         if self.ranked() <= self.capacity:
             return
         ranked = [c for c in self.pending.values() if c.score not in (TOP, FILLER)]
-        ranked.sort(key=lambda c: -c.score)
+        ranked.sort(key=Candidate.priority)  # the freshest, best-scored stay
         for c in ranked[self.capacity :]:
             del self.pending[c.key]

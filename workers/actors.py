@@ -7,6 +7,8 @@ calling a tested pure function; threads are sized to the CPUs the actor reserves
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -280,15 +282,37 @@ def compute_options(cpus: int, gpus: float) -> dict:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
-@ray.remote
+@ray.remote(max_concurrency=2)  # ``add`` is served while ``train`` runs
 class TrainerActor:
-    """Trains the potential (warm start from the last round's payload) on its own CPUs/GPU."""
+    """Trains the potential (warm start from the last round's payload) on its own CPUs/GPU;
+    labels passed to ``add`` while it trains join the running training at its next epoch,
+    and ``stop`` ends it after the current one."""
 
     def __init__(self, threads: int = 1):
         _limit_threads(threads)
+        self._arrived: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._one_at_a_time = threading.Lock()  # trainings never overlap on one actor
 
     def ready(self) -> int:
         return os.getpid()
+
+    def add(self, structures: list) -> int:
+        """Labelled structures for the running (or next) training; ones it has are skipped."""
+        for a in structures:
+            self._arrived.put(a)
+        return len(structures)
+
+    def stop(self) -> bool:
+        """End the running training after its current epoch (a stop sent before it starts is lost)."""
+        self._stop.set()
+        return True
+
+    def _take(self) -> list:
+        out = []
+        while not self._arrived.empty():
+            out.append(self._arrived.get_nowait())
+        return out
 
     def train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
         from workers.model.potential import ModelConfig
@@ -296,13 +320,17 @@ class TrainerActor:
 
         cfg = TrainConfig.from_dict(train_cfg)
         model = model_from_payload(warm, cfg.device, cfg.dtype) if warm is not None else None
-        result = train(
-            cfg,
-            structures,
-            model=model,
-            model_cfg=ModelConfig.from_dict(model_cfg),
-            optimizer_state=opt_state,
-        )
+        with self._one_at_a_time:
+            self._stop.clear()  # a stop meant for an earlier training
+            result = train(
+                cfg,
+                structures,
+                model=model,
+                model_cfg=ModelConfig.from_dict(model_cfg),
+                optimizer_state=opt_state,
+                more=self._take,
+                stop=self._stop.is_set,
+            )
         return {
             "payload": model_payload(result.model),
             "history": result.history,

@@ -15,7 +15,9 @@ IN_FLIGHT_PER_WORKER = 2
 op_st = st.one_of(
     st.tuples(
         st.just("offer"),
-        st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from([0.1, 0.5, 0.9, math.nan, TOP, FILLER]))),
+        st.lists(
+            st.tuples(st.sampled_from(KEYS), st.sampled_from([0.1, 0.5, 0.9, math.nan, TOP, FILLER]), st.integers(0, 3))
+        ),
     ),
     st.tuples(st.just("dispatch"), st.integers(0, 3)),
     st.tuples(st.just("finish"), st.integers(0, 1000), st.sampled_from(["ok", "failed", "rejected"])),
@@ -58,7 +60,7 @@ def test_async_queue_never_exceeds_the_budget_nor_labels_twice(max_labels, hours
     for op in ops:
         kind = op[0]
         if kind == "offer":
-            queue.offer([Candidate(k, None, score, "md", 1) for k, score in op[1]])
+            queue.offer([Candidate(k, None, score, "md", 3, source) for k, score, source in op[1]])
         elif kind == "dispatch":
             w = op[1]
             if len(workers[w]) < IN_FLIGHT_PER_WORKER:
@@ -131,3 +133,22 @@ def test_stale_candidates_fall_out_and_a_lost_job_is_queued_again():
     assert ledger.reserved_labels == 0 and "b" in queue.pending
     assert [queue.dispatch()[1].key, queue.dispatch()[1].key] == ["b", "c"]
     assert queue.dispatch() is None  # the budget (2) is all reserved
+
+
+def test_the_newest_models_md_first_older_frames_fill_in():
+    """Frames sampled by the newest model's MD are labelled before (re-scored) frames of older
+    models' MD whatever their scores; older ones fill in before the fillers, and are the
+    first to go when the queue is full."""
+    ledger = Ledger(BudgetLimits(max_labels=10, max_labels_per_round=10, holdout_labels=0))
+    queue = LabelQueue(ledger, capacity=4)
+    queue.offer([Candidate(k, None, s, "md", 1) for k, s in [("old_hi", 0.9), ("old_lo", 0.3), ("old_mid", 0.5)]])
+    queue.rescore({"old_hi": 0.95, "old_lo": 0.3, "old_mid": 0.5}, generation=2)  # ranked by model 2
+    assert queue.pending["old_hi"].source == 1 and queue.ranked(source=2) == 0
+    queue.offer([Candidate(k, None, s, "md", 2) for k, s in [("new_lo", 0.1), ("new_hi", 0.4)]])
+    assert "old_lo" not in queue.pending  # capacity 4: an older model's frame made room
+    assert queue.ranked(source=2) == 2 and queue.ranked() == 4
+    queue.offer([Candidate("f", None, FILLER, "seed", 0), Candidate("t", None, TOP, "audit", 1)])
+    order = []
+    while (got := queue.dispatch()) is not None:
+        order.append(got[1].key)
+    assert order == ["t", "new_hi", "new_lo", "old_hi", "old_mid", "f"]

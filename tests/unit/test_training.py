@@ -126,3 +126,35 @@ def test_few_validation_structures_keep_the_last_epoch(ethanol_labels):
     result = train(cfg, structures, model_cfg=model_cfg)
     assert len(result.history) == 4 and result.best_epoch == 3
     assert result.val_metrics["force_mae"] == pytest.approx(result.history[-1]["val_force_mae"])
+
+
+def test_labels_arriving_mid_run_join_it_and_stop_ends_it(ethanol_labels):
+    """An asynchronous campaign's trainer: structures handed over while it trains join at the
+    next epoch, each on the side ``split`` of the grown list would give it (none seen twice),
+    and ``stop()`` ends the run after the epoch it is raised in."""
+    from workers.model.training import _take_in, _unit_hash, split
+
+    cfg = TrainConfig(epochs=8, batch_size=4, lr=2e-3, seed=0, val_fraction=0.2)
+    model_cfg = ModelConfig(head="scalar", backbone=BackboneConfig(features=8, layers=1))
+    first, arriving = ethanol_labels[:10], ethanol_labels[10:30]
+    handed = {1: arriving[:10] + first[:3], 3: arriving[10:]}  # at epochs 1 and 3; 3 already known
+    calls = []
+
+    def more():
+        calls.append(len(calls))
+        return handed.get(len(calls) - 1, [])
+
+    result = train(cfg, first, model_cfg=model_cfg, more=more, stop=lambda: len(calls) >= 5)
+    assert [h["n_structures"] for h in result.history] == [10, 20, 20, 30, 30]  # stopped after epoch 4
+    # sides: what joins the training side is validated on by a later split of the grown list
+    # only as far as that split's validation set outgrows this run's (as for ``split`` alone)
+    train_a, val_a = split(first, 0.2, seed=0)
+    known = {_unit_hash(a, 0) for a in first}
+    assert _take_in(arriving + first[:3], known, 0, train_a, val_a) is True
+    assert len(train_a) + len(val_a) == 30
+    train_b, val_b = split(first + arriving, 0.2, seed=0)
+    leaked = {a.positions.tobytes() for a in train_a} & {a.positions.tobytes() for a in val_b}
+    assert len(leaked) <= max(len(val_b) - len(val_a), 0)
+    assert _take_in(first[:5], known, 0, train_a, val_a) is False and len(train_a) + len(val_a) == 30
+    without = train(cfg, first + arriving, model_cfg=model_cfg, stop=lambda: True)
+    assert len(without.history) == 1  # stop() raised at once: one epoch, then the weights come back

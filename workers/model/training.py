@@ -7,6 +7,8 @@ loss = w_ce * CE(HL-Gauss target, logits)       (categorical head only)
 AdamW, cosine or plateau schedule, gradient clipping, an exponential moving average of
 the weights (what is validated and returned), early stopping on a validation split; the
 best validation state is kept (the last one when fewer than ``MIN_VAL_SELECT`` validate).
+Labels that arrive while it runs (``more``) join at the next epoch (an asynchronous
+campaign's trainer takes them in rather than training on what it had at its start).
 Data are lists of ``ase.Atoms`` carrying energy (eV) and forces (eV/Å) through their
 calculator (as ``ase.io.read`` gives them).
 """
@@ -113,6 +115,27 @@ def split(structures: list[Atoms], val_fraction: float, seed: int) -> tuple[list
     return train, val
 
 
+def _take_in(new: list[Atoms], known: set[float], seed: int, train_set: list, val_set: list) -> bool:
+    """Structures not seen yet join ``train_set`` or ``val_set`` in place: validation when
+    their hash is below the highest validating one (as ``split`` of the grown list would
+    mostly place them; none moves across). Returns whether the validation set grew."""
+    if not new:
+        return False
+    cut = max((_unit_hash(a, seed) for a in val_set), default=0.0)
+    grew = False
+    for a in new:
+        h = _unit_hash(a, seed)
+        if h in known:
+            continue
+        known.add(h)
+        if h < cut:
+            val_set.append(a)
+            grew = True
+        else:
+            train_set.append(a)
+    return grew
+
+
 def _unit_hash(atoms: Atoms, seed: int) -> float:
     """A number in [0, 1) fixed by the structure (elements, positions to 1e-6 Å) and ``seed``."""
     h = hashlib.blake2b(digest_size=8)
@@ -164,16 +187,22 @@ def train(
     model_cfg: ModelConfig | None = None,
     optimizer_state: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    more: Callable[[], list[Atoms]] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` (warm start) or a fresh one fitted to ``structures`` with ``model_cfg``.
 
     A warm-started model keeps its element references, normalisation and HL-Gauss support
     (the logits' meaning); targets that fall outside the support are clamped and counted.
+    ``more()``, called before each epoch, returns labelled structures that arrived since:
+    new ones join the side ``split`` would give them (see ``_take_in``); the force scale and
+    the schedule stay as they were. ``stop()``, true after an epoch, ends the run there.
     """
     if model is None and model_cfg is None:
         raise ValueError("train() needs a model to warm-start or a model_cfg for a fresh one")
     torch.manual_seed(cfg.seed)
     train_set, val_set = split(structures, cfg.val_fraction, cfg.seed)
+    known = {_unit_hash(a, cfg.seed) for a in structures}
     if not train_set:
         raise ValueError("no training structures after the validation split")
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
@@ -203,6 +232,9 @@ def train(
     n_seen, t_train = 0, 0.0
 
     for epoch in range(cfg.epochs):
+        if more is not None and _take_in(more(), known, cfg.seed, train_set, val_set):
+            selects = len(val_set) >= MIN_VAL_SELECT  # a grown validation set: the best epoch from here on
+            best_score, since_best = math.inf, 0
         if plateau is None:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch)
@@ -244,6 +276,7 @@ def train(
             "val_force_mae": metrics["force_mae"],
             "lr": opt.param_groups[0]["lr"],
             "support_clamped": clamped,
+            "n_structures": len(train_set) + len(val_set),
         }
         result.history.append(row)
         if epoch == 0:
@@ -260,6 +293,8 @@ def train(
             since_best += 1
             if since_best >= cfg.patience:
                 break
+        if stop is not None and stop():
+            break
 
     if not selects:
         best_state = copy.deepcopy(judged.state_dict())
