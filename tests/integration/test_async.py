@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from orchestrator.config import load_config
 from orchestrator.store import LabelStore
 from tests.integration.helpers import TINY, catal_cmd, env, run_catal
+from workers.model.potential import load_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,6 +77,13 @@ def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
     holdout = [r for _, r, o, _ in after.values() if o == "holdout"]
     cfg = load_config(out / "config.yaml")
     assert holdout == [0] * cfg.budget.holdout_labels
+    # the final model (started while the last labels were in flight) trained on every label
+    store = LabelStore(out / "labels.db")
+    try:
+        n_training = len(store.training_structures())
+    finally:
+        store.close()
+    assert load_checkpoint(out / "model.pt")[1]["history"][-1]["n_structures"] == n_training
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
