@@ -37,6 +37,7 @@ from ase.io import write
 
 from orchestrator.campaign import Campaign, _trimmed
 from orchestrator.labelling import store_and_settle
+from orchestrator.runtime import first_line
 from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, filler_structures, initial_items
@@ -217,7 +218,7 @@ class AsyncCampaign:
         try:
             out = ray.get(ref)
         except ray.exceptions.RayActorError as err:  # its node was lost: retrain on a new trainer
-            c.say.say(f"  [yellow]the trainer lost[/] ({str(err).strip().splitlines()[0][:160]}); training again")
+            c.say.say(f"  [yellow]the trainer lost[/] ({first_line(err)}); training again")
             c.rt.replace_trainer()
             self.start_training()
             return

@@ -246,7 +246,7 @@ class Runtime:
                 setattr(self, keep_attr, None)
                 if attempt == PHASE_ATTEMPTS:
                     raise
-                cause = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+                cause = first_line(err)
                 pause = RETRY_BACKOFF_S * 2 ** (attempt - 1)
                 self.say.say(f"  [yellow]{what} lost[/] ({cause}); re-creating it in {pause:g} s (try {attempt + 1})")
                 time.sleep(pause)
@@ -309,7 +309,7 @@ class Runtime:
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as err:
-            self.say.say(f"  [yellow]the trainer lost[/] ({str(err).strip().splitlines()[0][:160]}); training again")
+            self.say.say(f"  [yellow]the trainer lost[/] ({first_line(err)}); training again")
             _kill(self._trainer)
             self._trainer = None
             return None
@@ -351,6 +351,12 @@ class Runtime:
             self._pool.shutdown()
         _kill(self._trainer)
         _kill(self._samplers)
+
+
+def first_line(err: BaseException) -> str:
+    """An error's first line (160 characters at most), or its type when it has no text."""
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
 
 
 def _kill(actors) -> None:
