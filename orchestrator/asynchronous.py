@@ -71,8 +71,7 @@ class AsyncCampaign:
         self.picks: dict[int, list] = {}  # generation -> its dispatched picks (pick metrics)
         self.info: dict = {}  # the newest generation's selection stats and times
         self.fillers = 0
-        self.finishing = False  # labelling over: no training starts
-        self.final_started = False  # the final model is training (labels join it as they arrive)
+        self.finishing = False  # labelling over: no generation starts (the final model may be training)
         self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
         self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
         self.queue_holdout()
@@ -176,7 +175,7 @@ class AsyncCampaign:
             token, cand = self.queue.complete(key)
             batch.append((token, key, cand.atoms, result, cand.generation, cand.origin))
         stored = store_and_settle(c.store, c.ledger, batch)
-        if self.train_ref is not None or self.final_started:  # the running training takes them in
+        if self.train_ref is not None or self.finishing:  # the running training (or final model) takes them in
             c.rt.feed_trainer([s.atoms for s in stored if s.status is Status.OK and s.origin != "holdout"])
         for _, result in results:
             c.clock.labelled(result.wall_s)
@@ -210,7 +209,6 @@ class AsyncCampaign:
         self.end_training()
         rnd = self.gen + 1  # as finalise will number it
         self.c.rt.start_final_training(*self.c.training_args(rnd, final=True))
-        self.final_started = True
 
     def on_model(self, ref) -> None:
         c, state = self.c, self.state

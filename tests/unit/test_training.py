@@ -150,11 +150,12 @@ def test_labels_arriving_mid_run_join_it_and_stop_ends_it(ethanol_labels):
     # only as far as that split's validation set outgrows this run's (as for ``split`` alone)
     train_a, val_a = split(first, 0.2, seed=0)
     known = {_unit_hash(a, 0) for a in first}
-    assert _take_in(arriving + first[:3], known, 0, train_a, val_a) is True
+    cut = max(_unit_hash(a, 0) for a in val_a)
+    assert _take_in(arriving + first[:3], known, 0, cut, train_a, val_a) is True
     assert len(train_a) + len(val_a) == 30
     train_b, val_b = split(first + arriving, 0.2, seed=0)
     leaked = {a.positions.tobytes() for a in train_a} & {a.positions.tobytes() for a in val_b}
     assert len(leaked) <= max(len(val_b) - len(val_a), 0)
-    assert _take_in(first[:5], known, 0, train_a, val_a) is False and len(train_a) + len(val_a) == 30
+    assert _take_in(first[:5], known, 0, cut, train_a, val_a) is False and len(train_a) + len(val_a) == 30
     without = train(cfg, first + arriving, model_cfg=model_cfg, stop=lambda: True)
     assert len(without.history) == 1  # stop() raised at once: one epoch, then the weights come back

@@ -115,13 +115,11 @@ def split(structures: list[Atoms], val_fraction: float, seed: int) -> tuple[list
     return train, val
 
 
-def _take_in(new: list[Atoms], known: set[float], seed: int, train_set: list, val_set: list) -> bool:
+def _take_in(new: list[Atoms], known: set[float], seed: int, cut: float, train_set: list, val_set: list) -> bool:
     """Structures not seen yet join ``train_set`` or ``val_set`` in place: validation when
-    their hash is below the highest validating one (as ``split`` of the grown list would
-    mostly place them; none moves across). Returns whether the validation set grew."""
-    if not new:
-        return False
-    cut = max((_unit_hash(a, seed) for a in val_set), default=0.0)
+    their hash is below ``cut``, the highest validating one at the start (as ``split`` of
+    the grown list would mostly place them; none moves across; what joins validation is
+    below it, so it holds). Returns whether the validation set grew."""
     grew = False
     for a in new:
         h = _unit_hash(a, seed)
@@ -203,6 +201,7 @@ def train(
     torch.manual_seed(cfg.seed)
     train_set, val_set = split(structures, cfg.val_fraction, cfg.seed)
     known = {_unit_hash(a, cfg.seed) for a in structures}
+    cut = max((_unit_hash(a, cfg.seed) for a in val_set), default=0.0)  # see _take_in
     if not train_set:
         raise ValueError("no training structures after the validation split")
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
@@ -232,7 +231,7 @@ def train(
     n_seen, t_train = 0, 0.0
 
     for epoch in range(cfg.epochs):
-        if more is not None and _take_in(more(), known, cfg.seed, train_set, val_set):
+        if more is not None and _take_in(more(), known, cfg.seed, cut, train_set, val_set):
             selects = len(val_set) >= MIN_VAL_SELECT  # a grown validation set: the best epoch from here on
             best_score, since_best = math.inf, 0
         if plateau is None:
