@@ -110,6 +110,8 @@ class AsyncCampaign:
                 finished, lost = pool.collect(ready)
                 for job in lost:
                     self.queue.lost(job[0])
+                if lost:
+                    c.say.say(f"  [yellow]{len(lost)} DFT jobs moved[/] off a lost worker (each labelled once)")
                 self.on_labels([(key, result) for (key, _), result in finished])
                 for ref in ready:
                     if ref in self.md:
@@ -344,7 +346,8 @@ class AsyncCampaign:
         index, g, t0 = self.md.pop(ref)
         try:
             frames = ray.get(ref)
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayActorError as err:  # its node was lost: MD again on a new sampler
+            c.say.say(f"  [yellow]a sampler lost[/] ({first_line(err)}); MD again")
             c.rt.replace_sampler(index)
             self.start_md(index)
             return

@@ -1,11 +1,15 @@
 """An asynchronous campaign (campaign.mode: async) through the real CLI, killed mid-way and
 resumed: labels stored before the kill are kept and never redone, the budget holds, and
-MLflow shows the generations with a round's metrics."""
+MLflow shows the generations with a round's metrics. And one whose DFT worker, trainer and
+sampler processes are SIGKILLed mid-way: it finishes on its own, each label once."""
 
 import json
+import os
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -95,3 +99,70 @@ def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
     for child in children:  # a round's metrics, per generation
         assert child.info.status == "FINISHED"
         assert {"holdout_force_mae", "labels_total", "labels_trained", "dft_utilisation"} <= set(child.data.metrics)
+
+
+def _actor_pids(root: int, class_name: str) -> list[int]:
+    """PIDs of the ``class_name`` Ray actor processes that descend from process ``root``
+    (Ray titles them ``ray::ClassName``, or ``ray::ClassName.method`` while one runs); the
+    busy ones first."""
+    parent, title = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        title[int(d.name)] = cmd
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    found = [p for p, t in title.items() if t.startswith(f"ray::{class_name}") and descends(p)]
+    return sorted(found, key=lambda p: "." not in title[p].split()[0])
+
+
+def test_async_campaign_survives_killed_workers_trainer_and_sampler(tmp_path):
+    out = tmp_path / "lost"
+    sets = [x for s in ASYNC for x in ("--set", s)]
+    proc = subprocess.Popen(
+        catal_cmd("run", str(TINY), "--set", f"out_dir={out}", *sets),
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for_generation(proc, out, 1)  # a model, MD picks queued and labelled
+        killed = {}
+        for name in ("DFTWorker", "TrainerActor", "SamplerActor"):
+            pids = _actor_pids(proc.pid, name)
+            assert pids, f"no {name} process under the campaign's driver"
+            os.kill(pids[0], signal.SIGKILL)
+            killed[name] = pids[0]
+        before = _labels(out)
+        stdout, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    said = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stdout).split())  # rich wraps and colours lines
+    assert proc.returncode == 0, said[-4000:]
+    state = json.loads((out / "state.json").read_text())
+    assert state["finished"] and state["stop_reason"] == "budget exhausted", said[-4000:]
+    assert "the trainer lost" in said, said[-4000:]
+    assert "DFT jobs moved" in said, said[-4000:]  # the busy worker's labels went to the others
+    assert "a sampler lost" in said, said[-4000:]  # its MD run (or the next one) failed, ran again
+    after = _labels(out)
+    assert all(after[k] == v for k, v in before.items())  # nothing stored was touched or redone
+    assert sum(1 for *_, charged in after.values() if charged) == MAX_LABELS  # spent, not exceeded
+    store = LabelStore(out / "labels.db")
+    try:
+        keys = [s.key for s in store.labels()]
+        n_training = len(store.training_structures())
+    finally:
+        store.close()
+    assert len(keys) == len(set(keys)) <= MAX_LABELS  # each structure labelled once
+    assert load_checkpoint(out / "model.pt")[1]["history"][-1]["n_structures"] == n_training
+    print(f"killed {killed}; {len(keys)} labels")
