@@ -343,24 +343,24 @@ class Campaign(RoundReports):
             state.stop_reason, state.phase = reason, "final"
             self.save(state)
 
-    def final_model(self, rnd: int) -> Path:
+    def final_model(self, rnd: int, n_labels: int) -> Path:
         """The final model: the one an asynchronous campaign started while its last labels
-        were in flight, when it trained on every label; else trained now."""
+        were in flight, when it trained on every label (``n_labels``); else trained now."""
         out = self.rt.final_training()
-        n = len(self.training_set(rnd + 1))
-        if out is not None and out["history"] and out["history"][-1].get("n_structures") == n:
+        if out is not None and out["history"] and out["history"][-1].get("n_structures") == n_labels:
             return self.save_trained(self.out / "model.pt", out, rnd)
         return self.train_phase(rnd, final=True)
 
     def finalise(self, state: CampaignState) -> None:
         rnd = state.round  # one past the last finished round: the final model sees every label
-        with self.say.phase(f"final model on {len(self.training_set(rnd + 1))} labels"):
-            path = self.final_model(rnd)
+        n_labels = len(self.training_set(rnd + 1))
+        with self.say.phase(f"final model on {n_labels} labels"):
+            path = self.final_model(rnd, n_labels)
         model, _ = load_checkpoint(path)
         holdout = self.store.holdout_structures()
         final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
         final["labels_total"] = self.ledger.charged_labels
-        final["labels_trained"] = len(self.training_set(rnd + 1))
+        final["labels_trained"] = n_labels
         # over the whole campaign: DFT busy / (wall x workers), wall = first dispatch to last label
         final["campaign_dft_utilisation"] = self.clock.utilisation
         final.update(final_figures(self.cfg, self.reference_paths(), model, self.say))
