@@ -40,10 +40,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what ``ray job stop`` and schedulers send), handled like Ctrl-C."""
 
 
-def _raise_terminated(signum, frame):
-    # said at once: `ray job stop` sends SIGKILL a few seconds after SIGTERM
-    print("\nterminated (SIGTERM): stopping; every label stored so far is kept", flush=True)
-    raise Terminated()
+def _terminator(seen: list):
+    """A SIGTERM handler that notes the signal in ``seen`` and raises ``Terminated``: when it
+    lands in a blocking ``ray.get`` / ``ray.wait``, Ray re-raises it as a plain
+    KeyboardInterrupt, so ``seen`` is what tells SIGTERM from Ctrl-C."""
+
+    def handler(signum, frame):
+        seen.append(signum)
+        # said at once: `ray job stop` sends SIGKILL a few seconds after SIGTERM
+        print("\nterminated (SIGTERM): stopping; every label stored so far is kept", flush=True)
+        raise Terminated()
+
+    return handler
 
 
 def _fail(message: str) -> int:
@@ -82,13 +90,15 @@ def _run(cfg, resume: bool) -> int:
     from orchestrator.campaign import Campaign
 
     console = Console(highlight=False)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    sigterm: list = []
+    previous = signal.signal(signal.SIGTERM, _terminator(sigterm))
     try:
         state = Campaign(cfg).run(resume=resume)
     except KeyboardInterrupt as err:
-        why = "stopped" if isinstance(err, Terminated) else "\ninterrupted"
+        terminated = isinstance(err, Terminated) or bool(sigterm)
+        why = "stopped" if terminated else "\ninterrupted"
         console.print(f"{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}", soft_wrap=True)
-        return 143 if isinstance(err, Terminated) else 130
+        return 143 if terminated else 130
     except CampaignFailed as err:
         print(f"catal: campaign failed: {err}", file=sys.stderr)
         return EXIT_FAILED
