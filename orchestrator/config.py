@@ -48,6 +48,11 @@ class SystemConfig(Section):
     holdout_file: str | None = None
     # Gaussian displacement stdev range (Å) for initial: rattle
     rattle_a: tuple[float, float] = (0.02, 0.1)
+    # initial: normal_modes: share of the normal-mode draws (initial set, hold-out, async
+    # fillers) whose rotatable bonds (single, outside rings, between non-terminal atoms: OH,
+    # CH3, ...) are also turned to random angles, so the first model has seen the other
+    # conformers (normal modes at the minimum never leave its own; 0 = off)
+    torsions: float = Field(0.5, ge=0.0, le=1.0)
     # seeds the initial and hold-out draws, apart from the campaign seed: campaigns that
     # differ only in seed or strategy start from the same labels and share one hold-out
     seed: int = 0
@@ -83,6 +88,18 @@ class ScheduleConfig(Section):
     retrain_every: int = Field(12, ge=1)
     # async: model-ranked candidates kept queued (the best by the newest model); 0 = 4 per DFT worker
     queue_size: int = Field(0, ge=0)
+    # async: MD started while a generation trains runs on that training's model as of its
+    # last epoch (fresher than the last finished generation); false = the last generation
+    md_on_running_model: bool = True
+    # async: share of MD replicas that continue their own trajectory (the last frame of their
+    # previous run, unless a stop rule ended it) with each new model, so exploration moves on
+    # between generations (slow motions such as torsions); the rest start from the MD picks
+    # the model trained on
+    persistent_replicas: float = Field(0.5, ge=0.0, le=1.0)
+    # async: before the first model exists, at most this many structures drawn like the
+    # initial set keep DFT busy once the hold-out is labelled; each is a label no model
+    # chose (None = system.initial_labels; 0: DFT waits for the first model)
+    pre_model_fillers: int | None = Field(None, ge=0)
 
 
 class StoreConfig(Section):

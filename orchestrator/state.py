@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.config import CampaignConfig, StopConfig
 from workers.normal_modes import NormalModes, sample_structures
 from workers.structures import rattled_copies, read_frames
+from workers.torsions import rotatable_bonds, turn_torsions
 
 
 @dataclass
@@ -50,9 +54,20 @@ def _read_frames(path: str, first: int, count: int) -> list:
     return out
 
 
-def _normal_mode_draws(modes: list[NormalModes], n: int, temperature_k: float, seed: int) -> list:
-    """``n`` structures, round-robin over the seeds' minima, displaced along their modes."""
-    return [sample_structures(modes[k % len(modes)], temperature_k, 1, seed + k)[0] for k in range(n)]
+def _normal_mode_draws(
+    modes: list[NormalModes], n: int, temperature_k: float, seed: int, torsions: float = 0.0, start: int = 0
+) -> list:
+    """``n`` structures, round-robin over the seeds' minima, displaced along their modes; a
+    share ``torsions`` of them (spread evenly) with their rotatable bonds turned too.
+    ``start``: the first draw's number (a later batch of the same sequence)."""
+    out = []
+    for k in range(start, start + n):
+        nm = modes[k % len(modes)]
+        a = sample_structures(nm, temperature_k, 1, seed + k)[0]
+        if math.floor((k + 1) * torsions) > math.floor(k * torsions):
+            a = turn_torsions(a, rotatable_bonds(nm.atoms), np.random.default_rng([seed, k]))
+        out.append(a)
+    return out
 
 
 def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | None = None) -> list[tuple]:
@@ -73,7 +88,7 @@ def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | N
         minima = [m.atoms.copy() for m in modes][: sys_cfg.initial_labels]
         t_init = sys_cfg.initial_temperature_k or t_md
         n_draws = max(sys_cfg.initial_labels - len(minima), 0)
-        initial = minima + _normal_mode_draws(modes, n_draws, t_init, sys_cfg.seed * 7919)
+        initial = minima + _normal_mode_draws(modes, n_draws, t_init, sys_cfg.seed * 7919, sys_cfg.torsions)
     elif sys_cfg.initial == "file":
         initial = _read_frames(sys_cfg.initial_file, 0, sys_cfg.initial_labels)
     else:
@@ -84,12 +99,21 @@ def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | N
     if sys_cfg.holdout_file:
         holdout = _read_frames(sys_cfg.holdout_file, 0, n_holdout)
     elif modes:
-        holdout = _normal_mode_draws(modes, n_holdout, sys_cfg.holdout_temperature_k or t_md, holdout_seed)
+        t_holdout = sys_cfg.holdout_temperature_k or t_md
+        holdout = _normal_mode_draws(modes, n_holdout, t_holdout, holdout_seed, sys_cfg.torsions)
     elif sys_cfg.initial == "file":  # the file's frames after the initial set
         holdout = _read_frames(sys_cfg.initial_file, sys_cfg.initial_labels, n_holdout)
     else:
         holdout = [rattled(k, holdout_seed + k) for k in range(n_holdout)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
+
+
+def async_round0(items: list[tuple]) -> list[tuple]:
+    """What an asynchronous campaign labels before its first model trains: the first half
+    of the initial set. The rest of it, then the hold-out, head the queue while that model
+    trains, and the initial set's join the training as they arrive."""
+    initial = [it for it in items if it[1] != "holdout"]
+    return initial[: math.ceil(len(initial) / 2)]
 
 
 def filler_structures(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | None, start: int, n: int) -> list:
@@ -100,7 +124,7 @@ def filler_structures(cfg: CampaignConfig, seeds: list, modes: list[NormalModes]
     seed = 20_000_003 + sys_cfg.seed * 7919 + start
     if modes:
         t_init = sys_cfg.initial_temperature_k or cfg.sampling.temperature_k
-        return [sample_structures(modes[(start + k) % len(modes)], t_init, 1, seed + k)[0] for k in range(n)]
+        return _normal_mode_draws(modes, n, t_init, 20_000_003 + sys_cfg.seed * 7919, sys_cfg.torsions, start)
     if sys_cfg.initial == "rattle":
         lo, hi = sys_cfg.rattle_a
         return [rattled_copies(seeds[(start + k) % len(seeds)], 1, (lo, hi), seed=seed + k)[0] for k in range(n)]

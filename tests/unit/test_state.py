@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,29 @@ def test_training_set_does_not_depend_on_label_arrival_order(tmp_path):
         orders.append([a.positions.tobytes() for a in campaign.training_set(2)])
         assert len(campaign.training_set(1)) == 4  # round 0 only, hold-out excluded
     assert len(orders[0]) == 8 and orders[0] == orders[1]
+
+
+def test_a_share_of_normal_mode_draws_has_its_rotors_turned():
+    """``system.torsions``: every other draw (share 0.5) is the same normal-mode draw with
+    its rotatable bonds (ethanol's CH3 and OH) turned, bond lengths kept; the rest, the
+    minimum and the draws of share 0 are untouched."""
+    from workers.harmonic import load_reference
+    from workers.normal_modes import normal_modes
+
+    ref = load_reference(Path("benchmarks/data/ethanol_500k_hf_sto3g.hf_sto-3g.minimum.npz"))
+    modes = [normal_modes(ref.atoms, ref.hessian_ev_a2)]
+
+    def draws(share):
+        cfg = load_config("configs/demo.yaml", [f"system.torsions={share}"])
+        return [a for a, _ in initial_items(cfg, load_seed_structures("CH3CH2OH"), modes)]
+
+    plain, turned = draws(0.0), draws(0.5)
+    assert len(plain) == len(turned)
+    assert np.array_equal(plain[0].positions, turned[0].positions)  # the minimum
+    same = [np.array_equal(p.positions, t.positions) for p, t in zip(plain, turned, strict=True)]
+    for draws_k in (same[1:24], same[24:]):  # the initial set's 23 draws, the hold-out's 12
+        assert all(draws_k[0::2]) and not any(draws_k[1::2])  # draws 1, 3, 5 ... turned
+    for p, t in zip(plain[2:24:2], turned[2:24:2], strict=True):
+        assert np.allclose(p.get_distance(0, 1), t.get_distance(0, 1)) and np.allclose(
+            p.get_distance(1, 2), t.get_distance(1, 2)
+        )

@@ -1,0 +1,66 @@
+"""Rotatable bonds and random turns about them, on real molecules (ase.build)."""
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from workers.torsions import bond_graph, rotatable_bonds, turn_torsions
+
+
+def _named(a, bonds):
+    sym = a.get_chemical_symbols()
+    return sorted("".join(sorted(sym[k] for k in moving)) for _, _, moving in bonds)
+
+
+@pytest.mark.parametrize(
+    ("name", "sides"),
+    [
+        ("CH3CH2OH", ["CHHH", "HO"]),  # the methyl and the hydroxyl rotors
+        ("CH3COOH", ["CHHH"]),  # the acid C-OH is conjugated with C=O: not turned
+        ("CH3CONH2", ["CHHH"]),  # the amide C-N likewise
+        ("HCOOCH3", ["CHHH"]),  # the ester's methyl; its C(=O)-O is conjugated
+        ("C6H6", []),  # ring bonds never turn
+        ("H2O", []),  # no dihedral
+    ],
+)
+def test_rotatable_bonds_are_the_free_rotors(name, sides):
+    a = molecule(name)
+    assert _named(a, rotatable_bonds(a)) == sides
+
+
+def test_turns_keep_every_bond_and_move_the_rotors():
+    a = molecule("CH3CH2OH")
+    bonds = rotatable_bonds(a)
+    b = turn_torsions(a, bonds, np.random.default_rng(3))
+    graph = bond_graph(a)
+    da, db = a.get_all_distances(), b.get_all_distances()
+    for i, nbrs in enumerate(graph):
+        for j in nbrs:
+            assert db[i, j] == pytest.approx(da[i, j], abs=1e-9)  # bond lengths
+            for k in graph[j] - {i}:
+                assert b.get_angle(i, j, k) == pytest.approx(a.get_angle(i, j, k), abs=1e-6)  # bond angles
+    sym = a.get_chemical_symbols()
+    h_o = next(h for h in graph[sym.index("O")] if sym[h] == "H")
+    turned = [abs(b.get_dihedral(h_o, 2, 1, 0) - a.get_dihedral(h_o, 2, 1, 0)) for b in
+              (turn_torsions(a, bonds, np.random.default_rng(s)) for s in range(20))]  # fmt: skip
+    assert max(turned) > 90  # the OH reaches the other conformers
+    again = turn_torsions(a, bonds, np.random.default_rng(3))
+    assert np.array_equal(again.positions, b.positions)  # reproducible from the rng
+
+
+def test_a_turn_that_would_clash_is_redrawn_or_left_out():
+    """Every turned ethyl methyl ether keeps its non-bonded atoms apart."""
+    a = molecule("CH3CH2OCH3")
+    bonds = rotatable_bonds(a)
+    assert len(bonds) >= 2
+    from ase.data import covalent_radii
+
+    r = covalent_radii[a.numbers]
+    graph = bond_graph(a)
+    for seed in range(30):
+        b = turn_torsions(a, bonds, np.random.default_rng(seed))
+        d = b.get_all_distances()
+        for i in range(len(a)):
+            for j in range(i + 1, len(a)):
+                if j not in graph[i]:
+                    assert d[i, j] >= 0.75 * (r[i] + r[j]) - 1e-9
