@@ -10,20 +10,24 @@ each sampler's MD) and reacts to whatever finishes first:
   queue (candidates it now finds accurate fall out) and goes to each sampler with its next
   MD run;
 * an **MD run**'s frames are ranked as in a round (trust window, duplicates against the
-  labelled set, audits drawn at random) and the picks join the queue; the sampler starts
-  again at once with the newest model.
+  labelled set, audits drawn at random) and the picks join the queue. MD starts when the
+  queue would run dry before its picks arrive, on the generation in training as of its last
+  epoch (fresher than the newest finished one); a share of the replicas continues its own
+  trajectory (``orchestrator.replicas``), the rest start from the MD picks the model trained
+  on (before any, from the initial set, as round 1 does).
 
 DFT workers take the best queued candidate whenever they have room (frames of the newest
 model's MD first, older ones only to fill in), the ledger reserving before each dispatch.
 Once every label is dispatched, a generation still training stops after its epoch and the
 final model starts from it at once: the labels still in flight join it as they arrive, and
-the last generation's metrics are computed while it trains. Round 0 labels only the
-initial set; the hold-out heads the queue while the first model trains, then structures
-drawn like the initial set (at most ``system.initial_labels`` of them) until a model
-exists, so DFT does not wait for it. A generation's metrics (the same as a round's) are
-logged when the next generation replaces it. Resume: stored labels are never redone, the
-newest generation's checkpoint is loaded, the unlabelled hold-out is queued again and the
-rest of the queue is rebuilt by MD.
+the last generation's metrics are computed while it trains. Round 0 labels the first half
+of the initial set; the first model starts on it while the rest of it, then the hold-out,
+head the queue (the rest joins the training as it arrives), then structures drawn like the
+initial set (``campaign.pre_model_fillers``) until a model exists, so DFT does not wait for
+it. A generation's metrics (the same as a round's) are logged when the next generation
+replaces it. Resume: stored labels are never redone, the newest generation's checkpoint is
+loaded, what round 0 left unlabelled is queued again and the rest of the queue is rebuilt
+by MD.
 """
 
 from __future__ import annotations
@@ -33,16 +37,18 @@ import time
 
 import numpy as np
 import ray
+from ase import Atoms
 from ase.io import write
 
 from orchestrator.campaign import Campaign, _trimmed
 from orchestrator.labelling import store_and_settle
+from orchestrator.replicas import replica_starts, walkers_after
 from orchestrator.runtime import first_line
 from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, filler_structures, initial_items
 from orchestrator.store import content_key
-from workers.actors import model_payload, ready_now, replica_shares
+from workers.actors import model_from_payload, model_payload, ready_now, replica_shares
 from workers.dft import Status
 from workers.harmonic import load_reference
 from workers.model.calculator import predict
@@ -63,8 +69,10 @@ class AsyncCampaign:
         self.gen = state.round - 1 if state.phase == "start" else state.round  # newest model (0: none)
         self.model, self.payload, self.labelled_emb = None, None, None
         self.md_from: list = []  # MD starts besides the seeds (see adopt)
+        self.walkers: dict[int, Atoms] = {}  # replica -> where its last MD run ended (see replica_starts)
         self.train_ref, self.train_t0, self.new_labels = None, 0.0, 0
-        self.md: dict = {}  # ObjectRef -> (sampler index, generation, start time)
+        self.train_n = self.train_n_prev = 0  # labels the generation in training / the newest one trained on
+        self.md: dict = {}  # ObjectRef -> (sampler index, generation, start time, running model or None)
         self.runs = 0  # MD runs started this session (seeds them)
         self.md_wall_s: float | None = None  # recent MD run wall time (moving average)
         self.label_wall_s: float | None = None  # recent label wall time (moving average)
@@ -74,14 +82,13 @@ class AsyncCampaign:
         self.finishing = False  # labelling over: no generation starts (the final model may be training)
         self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
         self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
-        self.queue_holdout()
+        self.queue_round0()
 
-    def queue_holdout(self) -> None:
-        """The hold-out (not labelled in round 0 here) first in the queue, labelled while the
-        first model trains; on resume, whatever of it is not stored yet."""
+    def queue_round0(self) -> None:
+        """What round 0 left (the initial set's second half, then the hold-out) first in the
+        queue, labelled while the first model trains; on resume, whatever of it is not stored."""
         items = initial_items(self.cfg, self.c.seeds, self.modes or None)
-        holdout = [a for a, origin in items if origin == "holdout"]
-        self.queue.offer([Candidate(content_key(a, self.c.dft_cfg), a, TOP, "holdout", 0) for a in holdout])
+        self.queue.offer([Candidate(content_key(a, self.c.dft_cfg), a, TOP, origin, 0) for a, origin in items])
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
@@ -161,7 +168,8 @@ class AsyncCampaign:
 
     def add_filler(self) -> None:
         """Before the first model: structures drawn like the initial set, one per free slot."""
-        room = self.cfg.system.initial_labels - self.fillers
+        cap = self.cfg.campaign.pre_model_fillers
+        room = (self.cfg.system.initial_labels if cap is None else cap) - self.fillers
         if room <= 0:
             return
         for a in filler_structures(self.cfg, self.c.seeds, self.modes, self.fillers, 1):
@@ -193,6 +201,7 @@ class AsyncCampaign:
         c = self.c
         data, *args = c.training_args(self.gen + 1)  # every label so far (none is ranked past self.gen)
         self.train_ref = c.rt.start_training(data, *args)
+        self.train_n_prev = self.train_n
         self.train_t0, self.new_labels, self.train_n = time.perf_counter(), 0, len(data)
 
     def end_training(self) -> None:
@@ -302,22 +311,24 @@ class AsyncCampaign:
 
     # -- MD --------------------------------------------------------------------------------
     def idle_samplers(self) -> list[int]:
-        busy = {i for i, _, _ in self.md.values()}
+        busy = {run[0] for run in self.md.values()}
         return [i for i in range(self.c.rt.n_samplers) if i not in busy]
 
     def feed_samplers(self) -> None:
         """Start MD on idle samplers when the queue will run dry before their picks arrive:
-        queued + coming picks below what DFT takes during one MD run (x 1.5). MD only as
-        fast as DFT consumes: each run's picks are labelled, as in a round, rather than the
-        extremes of many runs, and the trainer keeps the CPUs in between."""
+        queued + coming picks below what DFT takes during one MD run (x 1.5, at least 2).
+        MD only as fast as DFT consumes: each run's picks are labelled, as in a round, rather
+        than the most uncertain of many runs (where MD is faster than DFT, a queue kept a
+        run's worth deep served those: strained frames, worse forces where MD runs), and
+        the trainer keeps the CPUs in between."""
         picks = self.cfg.selection.picks_per_round
         if self.md_wall_s is None or self.label_wall_s is None:
             need = picks  # no rates measured yet: one run's worth
         else:
-            need = 1.5 * self.md_wall_s * len(self.pool.workers) / max(self.label_wall_s, 1e-3)
+            need = max(1.5 * self.md_wall_s * len(self.pool.workers) / max(self.label_wall_s, 1e-3), 2)
         for i in self.idle_samplers():  # older models' frames only fill in: not counted
             coming = self.queue.ranked(source=self.gen) + picks * len(self.md)
-            if coming >= max(need, picks):
+            if coming >= need:
                 return
             self.start_md(i)
 
@@ -331,19 +342,31 @@ class AsyncCampaign:
         if index >= len(shares):  # more samplers than replicas
             return
         offset, count = shares[index]
-        # from the seeds and the MD picks this model was trained on (not picks that arrived
-        # since: this model's own, MD from them compounds its errors). Until an MD pick is
-        # labelled, from the initial set, as a round does: its strained picks are what a
-        # hold-out drawn like the initial set rewards (seeds 0-5 of `benchmarks/async.py
-        # --quick`: hold-out 0.31 -> 0.19 eV/Å, 500 K test 0.16 -> 0.17); from normal-mode
-        # draws in later generations too, the 500 K test error rose to 0.22
+        # from the seeds and the MD picks this model trained on, not those that arrived since
+        # (its own: MD from them compounds its errors); see adopt and docs/results.md section 8
         starts = c.md_starts(self.md_from, md_cfg.replicas)
-        ref = c.rt.start_md(index, self.payload, starts, md_cfg.model_copy(update={"replicas": count}), offset)
-        self.md[ref] = (index, self.gen, time.perf_counter())
+        starts = replica_starts(self.walkers, starts, md_cfg.replicas, self.cfg.campaign.persistent_replicas)
+        payload, running = self.payload, self.running_model()
+        if running is not None:
+            payload = ray.put(running[0])
+            running = model_from_payload(running[0], "cpu")
+        ref = c.rt.start_md(index, payload, starts, md_cfg.model_copy(update={"replicas": count}), offset)
+        self.md[ref] = (index, self.gen, time.perf_counter(), running)
+
+    def running_model(self) -> tuple[dict, dict] | None:
+        """The generation in training as of its last epoch (``(payload, row)``), when MD is to
+        run on it: a warm start (a cold one's early epochs are untrained) that has taken in a
+        label the newest generation had not, else None (MD on the newest generation)."""
+        if not self.cfg.campaign.md_on_running_model or self.train_ref is None or self.gen < 1:
+            return None
+        running = self.c.rt.running_model()
+        if running is None or running[1].get("n_structures", 0) <= self.train_n_prev:
+            return None
+        return running
 
     def on_frames(self, ref) -> None:
         c = self.c
-        index, g, t0 = self.md.pop(ref)
+        index, g, t0, running = self.md.pop(ref)
         try:
             frames = ray.get(ref)
         except ray.exceptions.RayActorError as err:  # its node was lost: MD again on a new sampler
@@ -351,16 +374,25 @@ class AsyncCampaign:
             c.rt.replace_sampler(index)
             self.start_md(index)
             return
+        self.walkers = walkers_after(self.walkers, frames)
         wall = time.perf_counter() - t0
         self.info["time_sample_s"] = self.info.get("time_sample_s", 0.0) + wall
         self.md_wall_s = _average(self.md_wall_s, wall)
+        source = g if running is None else g + 1  # MD on generation g + 1 mid-training
         if g != self.gen:  # run by an older model: ranked by the newest one
             self.score(frames)
-        self.offer(frames, g)
+            self.offer(frames, source, self.labelled_emb)
+        elif running is not None:  # ranked by the model it ran on (frames scored in MD)
+            labelled = self.c.training_set(ALL_ROUNDS)
+            emb = np.stack([r["embedding"] for r in predict(running, labelled)]) if labelled else None
+            self.offer(frames, source, emb)
+        else:
+            self.offer(frames, source, self.labelled_emb)
 
-    def offer(self, frames: list, source: int) -> None:
-        """Rank an MD run's frames (model ``source``'s MD) as a round does; the picks (and
-        audits) join the queue."""
+    def offer(self, frames: list, source: int, labelled_emb) -> None:
+        """Rank an MD run's frames (model ``source``'s MD) as a round does, against
+        ``labelled_emb`` (the labelled set's embeddings by the model that scored the frames);
+        the picks (and audits) join the queue."""
         cfg, info = self.cfg, self.info
         if not frames:
             return
@@ -370,7 +402,7 @@ class AsyncCampaign:
         n_audit = max(cfg.selection.audit_per_round - info["audits"], 0)
         audit_idx, rest = draw_audits(stopped, n_audit, rng)
         sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, cfg.selection.picks_per_round,
-                     self.labelled_emb, rng)  # fmt: skip
+                     labelled_emb, rng)  # fmt: skip
         n = len(frames)
         info["md_frames"] += n
         info["md_stopped"] += int(stopped.sum())
@@ -392,3 +424,4 @@ class AsyncCampaign:
 def _average(mean: float | None, x: float, weight: float = 0.3) -> float:
     """Exponential moving average (the first value as is)."""
     return x if mean is None else (1 - weight) * mean + weight * x
+

@@ -26,7 +26,15 @@ from orchestrator.lock import CampaignLock
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.reports import RoundReports
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
-from orchestrator.state import CampaignState, initial_items, load_state, save_state, state_path, stop_reason
+from orchestrator.state import (
+    CampaignState,
+    async_round0,
+    initial_items,
+    load_state,
+    save_state,
+    state_path,
+    stop_reason,
+)
 from orchestrator.tracking import Tracker
 from workers.dft import Status
 from workers.errors import CampaignFailed
@@ -134,8 +142,8 @@ class Campaign(RoundReports):
             modes = seed_normal_modes(self.cfg, self.reference_paths(), self.seeds, pool, self.ledger, self.say)
             self.clock.busy_s += sum(load_reference(p).wall_s for p in new_refs)  # one worker each
             items = initial_items(self.cfg, self.seeds, modes)
-            if self.cfg.campaign.mode == "async":  # the hold-out joins the queue while the first model trains
-                items = [it for it in items if it[1] != "holdout"]
+            if self.cfg.campaign.mode == "async":  # the rest joins the queue while the first model trains
+                items = async_round0(items)
             what = "initial set" + (" + hold-out" if any(o == "holdout" for _, o in items) else "")
             with self.say.dft_progress(len(items), f"round 0: labelling {what}") as tick:
                 report = label_structures(
@@ -146,7 +154,7 @@ class Campaign(RoundReports):
         self.say.say(f"  {n_ok}/{len(items)} labelled ({report.failures} failed), {report.dft_seconds:.1f} DFT s")
         self.say_moved(report)
         usable = len(self.store.training_structures())
-        if usable < max(2, self.cfg.system.initial_labels // 2):
+        if usable < max(2, min(self.cfg.system.initial_labels, len(items)) // 2):
             raise CampaignFailed(round0_failure_summary(self.store.labels(), usable, self.cfg.system.initial_labels))
         self.tracker.log_metrics(
             state.parent_run_id,

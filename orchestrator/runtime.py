@@ -323,6 +323,11 @@ class Runtime:
         if structures:
             self._trainer.add.remote(structures)
 
+    def running_model(self) -> tuple[dict, dict] | None:
+        """``(model payload, epoch row)`` of the held trainer's running training as of its
+        last epoch, or None (none running, or no epoch finished yet)."""
+        return ray.get(self._trainer.latest.remote())
+
     def stop_training(self) -> None:
         """The held trainer's running training ends after its current epoch (its ref returns)."""
         self._trainer.stop.remote()

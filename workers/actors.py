@@ -270,6 +270,11 @@ def model_payload(model) -> dict:
     }
 
 
+def _cloned(model) -> dict:
+    """The model's state dict as CPU tensors of their own (not views of the live weights)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32"):
     from workers.model.potential import Potential
     from workers.model.training import DTYPES, resolve_device
@@ -282,17 +287,20 @@ def compute_options(cpus: int, gpus: float) -> dict:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
 
-@ray.remote(max_concurrency=2)  # ``add`` is served while ``train`` runs
+@ray.remote(max_concurrency=2)  # ``add``, ``stop`` and ``latest`` are served while ``train`` runs
 class TrainerActor:
     """Trains the potential (warm start from the last round's payload) on its own CPUs/GPU;
     labels passed to ``add`` while it trains join the running training at its next epoch,
-    and ``stop`` ends it after the current one."""
+    ``stop`` ends it after the current one, and ``latest`` gives the running training's
+    model as of its last epoch (what an asynchronous campaign's MD runs on)."""
 
     def __init__(self, threads: int = 1):
         _limit_threads(threads)
         self._arrived: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._one_at_a_time = threading.Lock()  # trainings never overlap on one actor
+        self._snap: tuple | None = None  # (the running training's model payload, its last epoch's row)
+        self._snap_lock = threading.Lock()
 
     def ready(self) -> int:
         return os.getpid()
@@ -308,6 +316,18 @@ class TrainerActor:
         self._stop.set()
         return True
 
+    def latest(self) -> tuple[dict, dict] | None:
+        """``(model payload, epoch row)`` of the running training as of its last epoch, or
+        None (no training running, or none has finished an epoch yet)."""
+        with self._snap_lock:
+            return self._snap
+
+    def _keep(self, model, row: dict) -> None:
+        """After each epoch: a copy of the model the running training would return."""
+        snap = ({"meta": model.metadata(), "state_dict": _cloned(model)}, dict(row))
+        with self._snap_lock:
+            self._snap = snap
+
     def _take(self) -> list:
         out = []
         while not self._arrived.empty():
@@ -322,15 +342,20 @@ class TrainerActor:
         model = model_from_payload(warm, cfg.device, cfg.dtype) if warm is not None else None
         with self._one_at_a_time:
             self._stop.clear()  # a stop meant for an earlier training
-            result = train(
-                cfg,
-                structures,
-                model=model,
-                model_cfg=ModelConfig.from_dict(model_cfg),
-                optimizer_state=opt_state,
-                more=self._take,
-                stop=self._stop.is_set,
-            )
+            try:
+                result = train(
+                    cfg,
+                    structures,
+                    model=model,
+                    model_cfg=ModelConfig.from_dict(model_cfg),
+                    optimizer_state=opt_state,
+                    more=self._take,
+                    stop=self._stop.is_set,
+                    snapshot=self._keep,
+                )
+            finally:
+                with self._snap_lock:
+                    self._snap = None
         return {
             "payload": model_payload(result.model),
             "history": result.history,

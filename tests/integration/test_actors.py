@@ -1,5 +1,7 @@
 """Trainer and sampler actors under a real local Ray."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,22 @@ def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_l
         trainer.train.remote(cfg.to_dict(), model_cfg.to_dict(), ethanol_labels[:40], out["payload"], out["optimizer"])
     )
     assert out2["payload"]["meta"]["support"] == out["payload"]["meta"]["support"]
+    # the running training's model as of its last epoch (asynchronous MD runs on it); none after
+    assert ray_local.get(trainer.latest.remote()) is None
+    long = TrainConfig(epochs=400, batch_size=8).to_dict()
+    running = trainer.train.remote(long, model_cfg.to_dict(), ethanol_labels[:40], out2["payload"], None)
+    snap = None
+    for _ in range(600):
+        if (snap := ray_local.get(trainer.latest.remote())) is not None:
+            break
+        time.sleep(0.05)
+    assert snap is not None, "no snapshot in 30 s of training"
+    payload, row = snap
+    assert 0 <= row["epoch"] < 399 and row["n_structures"] == 40
+    assert model_from_payload(payload, "cpu").cfg.num_bins == 32
+    trainer.stop.remote()
+    assert len(ray_local.get(running)["history"]) < 400
+    assert ray_local.get(trainer.latest.remote()) is None
     ray_local.kill(trainer)
 
     samplers = [SamplerActor.options(num_cpus=1).remote(threads=1, device="cpu") for _ in range(2)]

@@ -81,6 +81,8 @@ def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
     holdout = [r for _, r, o, _ in after.values() if o == "holdout"]
     cfg = load_config(out / "config.yaml")
     assert holdout == [0] * cfg.budget.holdout_labels
+    # so is the initial set (its first half labelled before the first model, the rest queued)
+    assert sum(1 for _, r, o, _ in after.values() if o == "seed" and r == 0) >= cfg.system.initial_labels
     # the final model (started while the last labels were in flight) trained on every label
     store = LabelStore(out / "labels.db")
     try:

@@ -159,3 +159,23 @@ def test_labels_arriving_mid_run_join_it_and_stop_ends_it(ethanol_labels):
     assert _take_in(first[:5], known, 0, cut, train_a, val_a) is False and len(train_a) + len(val_a) == 30
     without = train(cfg, first + arriving, model_cfg=model_cfg, stop=lambda: True)
     assert len(without.history) == 1  # stop() raised at once: one epoch, then the weights come back
+
+
+def test_snapshot_sees_each_epoch_and_the_last_is_what_comes_back(ethanol_labels):
+    """``snapshot(model, row)`` after every epoch (an asynchronous campaign's MD runs on it):
+    the model it sees is the one ``train`` would return as of that epoch."""
+    import torch
+
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=2e-3, seed=0, val_fraction=0.3)
+    model_cfg = ModelConfig(head="scalar", backbone=BackboneConfig(features=8, layers=1))
+    seen = []
+    result = train(
+        cfg,
+        ethanol_labels[:10],
+        model_cfg=model_cfg,
+        snapshot=lambda m, row: seen.append((row["epoch"], {k: v.clone() for k, v in m.state_dict().items()})),
+    )
+    assert [e for e, _ in seen] == [0, 1, 2]
+    final = result.model.state_dict()  # few validation structures: the last epoch comes back
+    assert all(torch.equal(seen[-1][1][k], final[k]) for k in final)
+    assert not all(torch.equal(seen[0][1][k], final[k]) for k in final)  # the weights moved

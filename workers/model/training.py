@@ -187,6 +187,7 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     more: Callable[[], list[Atoms]] | None = None,
     stop: Callable[[], bool] | None = None,
+    snapshot: Callable[[Potential, dict], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` (warm start) or a fresh one fitted to ``structures`` with ``model_cfg``.
 
@@ -195,6 +196,8 @@ def train(
     ``more()``, called before each epoch, returns labelled structures that arrived since:
     new ones join the side ``split`` would give them (see ``_take_in``); the force scale and
     the schedule stay as they were. ``stop()``, true after an epoch, ends the run there.
+    ``snapshot(model, row)``, after each epoch, sees the model that would be returned (the
+    weights' average) as it is then: an asynchronous campaign's MD runs on it mid-training.
     """
     if model is None and model_cfg is None:
         raise ValueError("train() needs a model to warm-start or a model_cfg for a fresh one")
@@ -282,6 +285,8 @@ def train(
             result.support_clamped = clamped
         if on_epoch is not None:
             on_epoch(row)
+        if snapshot is not None:
+            snapshot(judged, row)
         if not selects:  # too few held-out structures to pick an epoch by: the last one
             result.best_epoch, result.val_metrics = epoch, metrics
         elif score < best_score - 1e-6:

@@ -1,0 +1,49 @@
+"""Persistent MD replicas of an asynchronous campaign: where each replica's next run starts
+(pure; ``campaign.persistent_replicas``).
+
+Samplers keep exploring: a share of the replicas continues its own trajectory with each new
+model (the last frame of its previous run), so slow motions such as torsions move on from
+one generation to the next; the rest restart from the MD picks the model trained on, as a
+round's MD does.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ase import Atoms
+
+
+def replica_starts(walkers: dict[int, Atoms], starts: list, replicas: int, share: float) -> list:
+    """One start per replica: a share ``share`` of them (spread evenly) persistent, from
+    where their last run ended (``walkers``: replica -> structure); the others, and
+    persistent ones with no run behind them, take ``starts`` in turn (each once before any
+    twice)."""
+    out, k = [], 0
+    for r in range(replicas):
+        persistent = math.floor((r + 1) * share) > math.floor(r * share)
+        if persistent and r in walkers:
+            out.append(walkers[r])
+        else:
+            out.append(starts[k % len(starts)])
+            k += 1
+    return out
+
+
+def walkers_after(walkers: dict[int, Atoms], frames: list) -> dict[int, Atoms]:
+    """``walkers`` updated by an MD run's frames: each replica's last frame (positions only),
+    or none for a replica a stop rule ended (it starts again from the picks)."""
+    last: dict[int, Atoms] = {}
+    stopped = set()
+    for f in frames:
+        r = f.info["replica"]
+        stopped |= {r} if f.info["stop_reason"] else set()
+        if r not in last or f.info["step"] > last[r].info["step"]:
+            last[r] = f
+    out = dict(walkers)
+    for r, f in last.items():
+        if r in stopped:
+            out.pop(r, None)
+        else:
+            out[r] = Atoms(numbers=f.numbers, positions=f.positions, cell=f.cell, pbc=f.pbc)
+    return out
