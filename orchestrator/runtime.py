@@ -325,8 +325,12 @@ class Runtime:
 
     def running_model(self) -> tuple[dict, dict] | None:
         """``(model payload, epoch row)`` of the held trainer's running training as of its
-        last epoch, or None (none running, or no epoch finished yet)."""
-        return ray.get(self._trainer.latest.remote())
+        last epoch, or None (none running, no epoch finished yet, or the trainer was lost:
+        its training's ref says so, and it is replaced there)."""
+        try:
+            return ray.get(self._trainer.latest.remote())
+        except ray.exceptions.RayActorError:
+            return None
 
     def stop_training(self) -> None:
         """The held trainer's running training ends after its current epoch (its ref returns)."""

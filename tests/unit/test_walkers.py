@@ -31,3 +31,11 @@ def test_a_share_of_replicas_persists_and_the_rest_take_every_start_in_turn():
     assert np.allclose([a.positions[1, 0] for a in first], [0.5, 0.51, 0.52, 0.53, 0.54, 0.5, 0.51, 0.52])
     assert all(a is s for a, s in zip(replica_starts(walkers, starts, 5, 0.0), starts, strict=True))
     assert all(a is walkers[r] for r, a in enumerate(replica_starts(walkers, starts, 8, 1.0)))
+
+
+def test_fresh_count_is_what_takes_a_start():
+    from orchestrator.replicas import fresh_count
+
+    walkers = {1: _frame(1, 0, 1.0), 3: _frame(3, 0, 1.0), 4: _frame(4, 0, 1.0)}
+    assert fresh_count(walkers, 8, 0.5) == 6  # replicas 1 and 3 continue; 4 is not persistent
+    assert fresh_count({}, 8, 0.5) == 8 and fresh_count(walkers, 8, 0.0) == 8
