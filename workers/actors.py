@@ -6,6 +6,7 @@ calling a tested pure function; threads are sized to the CPUs the actor reserves
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import threading
@@ -295,10 +296,13 @@ class TrainerActor:
     model as of its last epoch (what an asynchronous campaign's MD runs on)."""
 
     def __init__(self, threads: int = 1):
-        _limit_threads(threads)
+        # every training runs on this one thread, whichever of the actor's threads the call
+        # came in on: each new caller thread got an OpenMP team of its own, and from the
+        # second training on the idle team's spinning made 2-thread training 2.6x slower
+        self._torch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
+        self._torch.submit(_limit_threads, threads).result()
         self._arrived: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._one_at_a_time = threading.Lock()  # trainings never overlap on one actor
         self._snap: tuple | None = None  # (the running training's model payload, its last epoch's row)
         self._snap_lock = threading.Lock()
 
@@ -335,27 +339,30 @@ class TrainerActor:
         return out
 
     def train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
+        """One training on the actor's torch thread (trainings never overlap on one actor)."""
+        return self._torch.submit(self._train, train_cfg, model_cfg, structures, warm, opt_state).result()
+
+    def _train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
         from workers.model.potential import ModelConfig
         from workers.model.training import TrainConfig, train
 
         cfg = TrainConfig.from_dict(train_cfg)
         model = model_from_payload(warm, cfg.device, cfg.dtype) if warm is not None else None
-        with self._one_at_a_time:
-            self._stop.clear()  # a stop meant for an earlier training
-            try:
-                result = train(
-                    cfg,
-                    structures,
-                    model=model,
-                    model_cfg=ModelConfig.from_dict(model_cfg),
-                    optimizer_state=opt_state,
-                    more=self._take,
-                    stop=self._stop.is_set,
-                    snapshot=self._keep,
-                )
-            finally:
-                with self._snap_lock:
-                    self._snap = None
+        self._stop.clear()  # a stop meant for an earlier training
+        try:
+            result = train(
+                cfg,
+                structures,
+                model=model,
+                model_cfg=ModelConfig.from_dict(model_cfg),
+                optimizer_state=opt_state,
+                more=self._take,
+                stop=self._stop.is_set,
+                snapshot=self._keep,
+            )
+        finally:
+            with self._snap_lock:
+                self._snap = None
         return {
             "payload": model_payload(result.model),
             "history": result.history,
