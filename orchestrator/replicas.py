@@ -19,16 +19,11 @@ def persistent(replica: int, share: float) -> bool:
     return math.floor((replica + 1) * share) > math.floor(replica * share)
 
 
-def fresh_count(walkers: dict[int, Atoms], replicas: int, share: float) -> int:
-    """How many of ``replicas`` start afresh (not persistent, or with no run behind them)."""
-    return sum(1 for r in range(replicas) if not (persistent(r, share) and r in walkers))
-
-
 def replica_starts(walkers: dict[int, Atoms], starts: list, replicas: int, share: float) -> list:
     """One start per replica: a share ``share`` of them (spread evenly) persistent, from
     where their last run ended (``walkers``: replica -> structure); the others, and
     persistent ones with no run behind them, take ``starts`` in turn (each once before any
-    twice; ``fresh_count`` of them are needed)."""
+    twice)."""
     out, k = [], 0
     for r in range(replicas):
         if persistent(r, share) and r in walkers:

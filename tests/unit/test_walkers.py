@@ -33,9 +33,9 @@ def test_a_share_of_replicas_persists_and_the_rest_take_every_start_in_turn():
     assert all(a is walkers[r] for r, a in enumerate(replica_starts(walkers, starts, 8, 1.0)))
 
 
-def test_fresh_count_is_what_takes_a_start():
-    from orchestrator.replicas import fresh_count
+def test_persistent_replicas_are_spread_evenly():
+    from orchestrator.replicas import persistent
 
-    walkers = {1: _frame(1, 0, 1.0), 3: _frame(3, 0, 1.0), 4: _frame(4, 0, 1.0)}
-    assert fresh_count(walkers, 8, 0.5) == 6  # replicas 1 and 3 continue; 4 is not persistent
-    assert fresh_count({}, 8, 0.5) == 8 and fresh_count(walkers, 8, 0.0) == 8
+    assert [r for r in range(8) if persistent(r, 0.5)] == [1, 3, 5, 7]
+    assert [r for r in range(6) if persistent(r, 1 / 3)] == [2, 5]
+    assert not any(persistent(r, 0.0) for r in range(8)) and all(persistent(r, 1.0) for r in range(8))
