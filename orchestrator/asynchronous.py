@@ -44,7 +44,7 @@ from orchestrator.campaign import Campaign, _trimmed
 from orchestrator.labelling import store_and_settle
 from orchestrator.replicas import replica_starts, walkers_after
 from orchestrator.runtime import first_line
-from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
+from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue, stale
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
 from orchestrator.state import CampaignState, filler_structures, initial_items
 from orchestrator.store import content_key
@@ -79,6 +79,7 @@ class AsyncCampaign:
         self.picks: dict[int, list] = {}  # generation -> its dispatched picks (pick metrics)
         self.info: dict = {}  # the newest generation's selection stats and times
         self.fillers = 0
+        self.cutting = False  # the generation in training was told to end (see stale)
         self.finishing = False  # labelling over: no generation starts (the final model may be training)
         self.refused = False  # the ledger refused a dispatch (budget spent or in flight)
         self.modes = [normal_modes(r.atoms, r.hessian_ev_a2) for r in map(load_reference, campaign.reference_paths())]
@@ -193,6 +194,21 @@ class AsyncCampaign:
         self.new_labels += len(results)
         if self.train_ref is None and self.new_labels >= self.cfg.campaign.retrain_every:
             self.start_training()
+        elif self.train_ref is not None:
+            self.cut_stale_generation()
+
+    def cut_stale_generation(self) -> None:
+        """A warm generation in training ends after its epoch once it is stale (``stale``)."""
+        if self.finishing or self.cutting or self.gen < 1 or self.new_labels < self.cfg.campaign.retrain_every:
+            return
+        running = self.c.rt.running_model()  # (payload, its last epoch's row), or None
+        epochs = self.cfg.warm_start_epochs or self.cfg.training.epochs
+        share = self.cfg.campaign.min_epoch_share
+        if running is not None and stale(
+            self.new_labels, running[1].get("epoch", -1) + 1, self.cfg.campaign.retrain_every, epochs, share
+        ):
+            self.c.rt.stop_training()
+            self.cutting = True
 
     # -- training --------------------------------------------------------------------------
     def start_training(self) -> None:
@@ -201,6 +217,7 @@ class AsyncCampaign:
         c = self.c
         data, *args = c.training_args(self.gen + 1)  # every label so far (none is ranked past self.gen)
         self.train_ref = c.rt.start_training(data, *args)
+        self.cutting = False
         self.train_n_prev = self.train_n
         self.train_t0, self.new_labels, self.train_n = time.perf_counter(), 0, len(data)
 
@@ -426,4 +443,3 @@ class AsyncCampaign:
 def _average(mean: float | None, x: float, weight: float = 0.3) -> float:
     """Exponential moving average (the first value as is)."""
     return x if mean is None else (1 - weight) * mean + weight * x
-

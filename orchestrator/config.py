@@ -100,6 +100,11 @@ class ScheduleConfig(Section):
     # initial set keep DFT busy once the hold-out is labelled; each is a label no model
     # chose (None = system.initial_labels; 0: DFT waits for the first model)
     pre_model_fillers: int | None = Field(None, ge=0)
+    # async: a warm generation ends early (after its current epoch) once retrain_every new
+    # labels have arrived since it started and it has run this share of its epochs, so the
+    # next generation starts on them: where training is slow against labelling, a model that
+    # keeps up with the labels picks better than one trained longer on fewer (1 = never cut)
+    min_epoch_share: float = Field(0.5, gt=0.0, le=1.0)
 
 
 class StoreConfig(Section):

@@ -152,3 +152,9 @@ class LabelQueue:
         ranked.sort(key=Candidate.priority)  # the freshest, best-scored stay
         for c in ranked[self.capacity :]:
             del self.pending[c.key]
+
+
+def stale(new_labels: int, epochs_run: int, retrain_every: int, epochs: int, share: float) -> bool:
+    """Whether a warm generation should end now: ``retrain_every`` new labels have arrived
+    since it started and it has run ``share`` of its ``epochs`` (``share`` 1: never cut)."""
+    return share < 1.0 and new_labels >= retrain_every and epochs_run >= math.ceil(share * epochs)

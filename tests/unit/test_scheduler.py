@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.budget import BudgetLimits, Ledger
-from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue
+from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue, stale
 
 KEYS = [f"k{i}" for i in range(30)]  # a small alphabet: the same structure is offered often
 IN_FLIGHT_PER_WORKER = 2
@@ -152,3 +152,10 @@ def test_the_newest_models_md_first_older_frames_fill_in():
     while (got := queue.dispatch()) is not None:
         order.append(got[1].key)
     assert order == ["t", "new_hi", "new_lo", "old_hi", "old_mid", "f"]
+
+
+def test_a_warm_generation_is_cut_once_stale_and_half_trained():
+    assert stale(14, 75, 14, 150, 0.5)  # a generation's labels arrived, half its epochs run
+    assert not stale(13, 149, 14, 150, 0.5)  # not yet a generation's labels
+    assert not stale(40, 74, 14, 150, 0.5)  # not yet half its epochs
+    assert not stale(1000, 150, 14, 150, 1.0)  # share 1: never cut
