@@ -201,7 +201,7 @@ class AsyncCampaign:
         """A warm generation in training ends after its epoch once it is stale (``stale``)."""
         if self.finishing or self.cutting or self.gen < 1 or self.new_labels < self.cfg.campaign.retrain_every:
             return
-        running = self.c.rt.running_model()  # (payload, its last epoch's row), or None
+        running = self.c.rt.running_model(model=False)  # (None, its last epoch's row), or None
         epochs = self.cfg.warm_start_epochs or self.cfg.training.epochs
         share = self.cfg.campaign.min_epoch_share
         if running is not None and stale(
@@ -360,9 +360,9 @@ class AsyncCampaign:
             return
         offset, count = shares[index]
         # from the seeds and the MD picks this model trained on, not those that arrived since
-        # (its own: MD from them compounds its errors); see adopt and docs/results.md section 8
-        # (fresh replicas take the seeds and the older of its newest picks: starting them from
-        # the very newest, 500 K force MAE 0.057 -> 0.071 on the demo, docs/results.md section 8)
+        # (its own: MD from them compounds its errors), the older of its newest picks first
+        # (from the very newest: 500 K force MAE 0.057 -> 0.071); see adopt and
+        # docs/results.md section 8
         starts = c.md_starts(self.md_from, md_cfg.replicas)
         starts = replica_starts(self.walkers, starts, md_cfg.replicas, self.cfg.campaign.persistent_replicas)
         payload, running = self.payload, self.running_model()

@@ -323,12 +323,12 @@ class Runtime:
         if structures:
             self._trainer.add.remote(structures)
 
-    def running_model(self) -> tuple[dict, dict] | None:
+    def running_model(self, model: bool = True) -> tuple[dict | None, dict] | None:
         """``(model payload, epoch row)`` of the held trainer's running training as of its
         last epoch, or None (none running, no epoch finished yet, or the trainer was lost:
-        its training's ref says so, and it is replaced there)."""
+        its training's ref says so, and it is replaced there); ``model`` False: the row only."""
         try:
-            return ray.get(self._trainer.latest.remote())
+            return ray.get(self._trainer.latest.remote(model))
         except ray.exceptions.RayActorError:
             return None
 

@@ -320,11 +320,13 @@ class TrainerActor:
         self._stop.set()
         return True
 
-    def latest(self) -> tuple[dict, dict] | None:
+    def latest(self, model: bool = True) -> tuple[dict | None, dict] | None:
         """``(model payload, epoch row)`` of the running training as of its last epoch, or
-        None (no training running, or none has finished an epoch yet)."""
+        None (no training running, or none has finished an epoch yet); ``model`` False: the
+        row only (payload None), nothing shipped but the row."""
         with self._snap_lock:
-            return self._snap
+            snap = self._snap
+        return snap if snap is None or model else (None, snap[1])
 
     def _keep(self, model, row: dict) -> None:
         """After each epoch: a copy of the model the running training would return."""

@@ -44,6 +44,8 @@ def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_l
     payload, row = snap
     assert 0 <= row["epoch"] < 399 and row["n_structures"] == 40
     assert model_from_payload(payload, "cpu").cfg.num_bins == 32
+    bare, row_only = ray_local.get(trainer.latest.remote(False))  # the row alone, no payload
+    assert bare is None and row_only["epoch"] >= row["epoch"] and row_only["n_structures"] == 40
     trainer.stop.remote()
     assert len(ray_local.get(running)["history"]) < 400
     assert ray_local.get(trainer.latest.remote()) is None
