@@ -37,6 +37,7 @@ from orchestrator import plots
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.console import Reporter
+from orchestrator.references import compute_references, install_references
 from workers.model.potential import load_checkpoint
 from workers.model.training import evaluate
 from workers.structures import split_by_info
@@ -125,6 +126,8 @@ def main() -> None:
     uri = f"sqlite:///{(args.out / 'mlflow.db').resolve()}"
     args.out.mkdir(parents=True, exist_ok=True)
 
+    # the seeds' DFT minimum + Hessian: computed once, a copy in each campaign (the same DFT work)
+    refs = compute_references(load_config(config, args.set), args.out / "shared")
     judges = {"holdout": []}
     if args.test.exists():
         judges["test"] = split_by_info(read(args.test, index=":"))[1]
@@ -144,10 +147,13 @@ def main() -> None:
                 f"tracking.uri={uri}", "tracking.experiment=active-learning",
             ]  # fmt: skip
             cfg = load_config(config, sets)
+            resume = (args.out / name / "state.json").exists()
+            if not resume:
+                install_references(refs, cfg.output_dir)
             quiet = Reporter(Console(file=io.StringIO()))
             campaign = Campaign(cfg, quiet)
             # a campaign already in --out is resumed (a finished one just reports)
-            state = campaign.run(resume=(args.out / name / "state.json").exists())
+            state = campaign.run(resume=resume)
             judges["holdout"] = campaign.store.holdout_structures()
             points = model_points(campaign, state, judges)
             curves.setdefault(label, []).append(points)

@@ -42,12 +42,10 @@ from rich.console import Console
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.console import Reporter
-from orchestrator.references import reference_paths
+from orchestrator.references import compute_references, install_references
 from orchestrator.runtime import connect
-from workers.harmonic import harmonic_reference, save_reference
 from workers.model.potential import load_checkpoint
 from workers.model.training import evaluate
-from workers.structures import load_seed_structures
 
 TEST = Path("benchmarks/data/ethanol_500k_hf_sto3g.extxyz")
 MODES = ("rounds", "async")
@@ -58,23 +56,10 @@ QUICK = [  # a smaller demo: fewer labels, epochs and MD steps (each campaign 1-
 ]  # fmt: skip
 
 
-def shared_references(cfg, cache: Path) -> list[Path]:
-    """The seeds' DFT minima + Hessians, computed once (in this process) for every campaign."""
-    seeds = load_seed_structures(cfg.system.structures)
-    paths = reference_paths(cfg, cache, len(seeds))
-    for k, path in enumerate(paths):
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_reference(path, harmonic_reference(seeds[k], cfg.dft_config()))
-    return paths
-
-
 def run_campaign(config: str, sets: list[str], refs: list[Path]) -> dict:
     cfg = load_config(config, sets)
     out = cfg.output_dir
-    for ref in refs:  # the shared minimum + Hessian, as the campaign would have stored it
-        (out / "harmonic").mkdir(parents=True, exist_ok=True)
-        shutil.copy(ref, out / "harmonic" / ref.name)
+    install_references(refs, out)  # the shared minimum + Hessian, as the campaign would have stored it
     campaign = Campaign(cfg, Reporter(Console(file=io.StringIO())))
     t0 = time.perf_counter()
     state = campaign.run()
@@ -129,7 +114,7 @@ def main() -> None:
     ]  # fmt: skip
     cfg0 = load_config(args.config, base + ["name=probe"])
     per_round = cfg0.budget.max_labels_per_round
-    refs = shared_references(cfg0, args.out / "shared")
+    refs = compute_references(cfg0, args.out / "shared")  # once for every campaign
     connect(cfg0)  # one Ray for every campaign: its start-up is in neither mode's wall time
     print(
         f"{args.config}{' (--quick)' if args.quick else ''}: {cfg0.budget.max_labels} labels, {args.workers} DFT "

@@ -2,17 +2,21 @@
 
 Each seed's reference (``harmonic/seed_NNN.npz``) is computed once on a DFT worker, stored
 before it is used, charged to the budget's DFT hours, and read back on resume: never redone.
+Benchmarks and tests that run many campaigns of one system compute them once
+(``compute_references``) and give each campaign a copy (``install_references``): the
+campaign reads them back, charged to its hours, as on resume.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from orchestrator.budget import Ledger
 from orchestrator.config import CampaignConfig
 from orchestrator.console import Reporter
 from workers.dft import Status
-from workers.harmonic import load_reference, save_reference
+from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.model.checks import potential_figures
 from workers.normal_modes import NormalModes, normal_modes
 
@@ -22,6 +26,31 @@ def reference_paths(cfg: CampaignConfig, out: Path, n_seeds: int) -> list[Path]:
     if cfg.system.initial != "normal_modes":
         return []
     return [out / "harmonic" / f"seed_{k:03d}.npz" for k in range(min(n_seeds, cfg.system.initial_labels))]
+
+
+def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
+    """The seeds' DFT minima + Hessians for ``cfg``, computed in this process into ``folder``
+    (``folder/harmonic/seed_NNN.npz``) unless already there; raises if one fails."""
+    from workers.structures import load_seed_structures
+
+    seeds = load_seed_structures(cfg.system.structures)
+    paths = reference_paths(cfg, folder, len(seeds))
+    for k, path in enumerate(paths):
+        if not path.exists():
+            ref = harmonic_reference(seeds[k], cfg.dft_config())
+            if ref.status is not Status.OK:
+                raise RuntimeError(f"seed {k}: {ref.reason}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_reference(path, ref)
+    return paths
+
+
+def install_references(paths: list[Path], out: Path) -> None:
+    """Copies of ``compute_references``' files in campaign directory ``out``, where the
+    campaign stores its own: it reads them back (and charges them) instead of computing them."""
+    for path in paths:
+        (out / "harmonic").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, out / "harmonic" / path.name)
 
 
 def seed_normal_modes(

@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.config import load_config
+from orchestrator.references import install_references
 from orchestrator.store import LabelStore
 from tests.integration.helpers import TINY, catal_cmd, env, run_catal
 from workers.model.potential import load_checkpoint
@@ -51,8 +52,9 @@ def _wait_for_generation(proc, out, generation: int, timeout=300):
     raise AssertionError("the campaign ended before it could be interrupted")
 
 
-def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path):
+def test_killed_async_campaign_resumes_without_redoing_labels(tmp_path, tiny_references):
     out = tmp_path / "tiny"
+    install_references(tiny_references, out)
     sets = [x for s in ASYNC for x in ("--set", s)]
     proc = subprocess.Popen(
         catal_cmd("run", str(TINY), "--set", f"out_dir={out}", *sets),
@@ -131,8 +133,9 @@ def _actor_pids(root: int, class_name: str) -> list[int]:
     return sorted(found, key=lambda p: "." not in title[p].split()[0])
 
 
-def test_async_campaign_survives_killed_workers_trainer_and_sampler(tmp_path):
+def test_async_campaign_survives_killed_workers_trainer_and_sampler(tmp_path, tiny_references):
     out = tmp_path / "lost"
+    install_references(tiny_references, out)
     sets = [x for s in ASYNC for x in ("--set", s)]
     proc = subprocess.Popen(
         catal_cmd("run", str(TINY), "--set", f"out_dir={out}", *sets),

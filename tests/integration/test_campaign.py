@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from orchestrator.references import install_references
 from tests.integration.helpers import TINY, catal_cmd, env, label_keys, mlflow_runs, run_catal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -142,6 +143,7 @@ def test_run_refuses_an_existing_campaign(finished):
 
 def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
     out = tmp_path / "tiny"
+    install_references(_references(finished), out)  # the same reference: the same labels
     proc = subprocess.Popen(
         catal_cmd("run", str(TINY), "--set", f"out_dir={out}"),
         env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -172,6 +174,11 @@ def test_killed_driver_resumes_without_repeating_dft(finished, tmp_path):
     assert sorted(c.data.tags["catal.round"] for c in children) == ["1", "2"]
 
 
+def _references(finished) -> list:
+    """The uninterrupted campaign's minimum + Hessian: later campaigns start from a copy."""
+    return sorted((finished / "harmonic").glob("seed_*.npz"))
+
+
 def _wait_for_round_1_labelling(proc, out, timeout=300):
     state_file = out / "state.json"
     deadline = time.time() + timeout
@@ -189,6 +196,7 @@ def _wait_for_round_1_labelling(proc, out, timeout=300):
 
 def test_one_driver_per_directory_and_sigterm_stops_cleanly(finished, tmp_path):
     out = tmp_path / "tiny"
+    install_references(_references(finished), out)
     proc = subprocess.Popen(
         catal_cmd("run", str(TINY), "--set", f"out_dir={out}"),
         env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -232,10 +240,11 @@ def test_round_0_failures_stop_the_campaign_with_a_summary(tmp_path):
     assert parents[0].info.status == "FAILED"
 
 
-def test_a_campaign_with_the_mace_backbone(tmp_path):
+def test_a_campaign_with_the_mace_backbone(finished, tmp_path):
     """The same tiny campaign, one round, on MACE (mace-torch): trainer, sampler (batched MD),
     selection and the final checkpoint all work with the other backbone."""
     out = tmp_path / "tiny_mace"
+    install_references(_references(finished), out)
     overrides = [
         f"out_dir={out}",
         "model.backbone.kind=mace",

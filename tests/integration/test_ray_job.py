@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.references import install_references
 from tests.integration import helpers
 from tests.integration.helpers import REPO, TINY, label_keys, mlflow_runs
 
@@ -106,11 +107,12 @@ def test_a_demand_no_node_can_hold_fails_in_seconds_with_one_line(ray_head, tmp_
     assert elapsed < 30, f"{elapsed:.0f} s"
 
 
-def test_ray_job_stop_then_resume(ray_head, tmp_path):
+def test_ray_job_stop_then_resume(ray_head, tmp_path, tiny_references):
     """`ray job stop` sends the driver SIGTERM: state saved, MLflow runs KILLED; `catal resume`
     then finishes the campaign with no stored label redone."""
     ray_cli, env, address = ray_head
     out = tmp_path / "tiny"
+    install_references(tiny_references, out)  # round 0 starts at its labels
     submit = _submit(ray_head, out, "--no-wait", "--submission-id", f"catal-stop-{os.getpid()}")
     assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
     job = f"catal-stop-{os.getpid()}"

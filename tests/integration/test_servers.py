@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from orchestrator.references import install_references
 from tests.integration.helpers import TINY, run_catal
 from tests.integration.servers import start_mlflow_server, start_postgres
 
@@ -17,12 +18,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, tiny_references):
     """A tiny campaign with its labels on PostgreSQL and its runs on an MLflow server."""
     root = tmp_path_factory.mktemp("servers")
     pg_url, stop_pg = start_postgres()
     mlflow_url, server = start_mlflow_server(root / "mlflow")
     out = root / "tiny"
+    install_references(tiny_references, out)
     try:
         run = run_catal(
             "run", str(TINY), "--set", f"out_dir={out}", "--set", f"store.url={pg_url}",
