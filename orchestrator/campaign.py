@@ -41,7 +41,7 @@ from workers.errors import CampaignFailed
 from workers.harmonic import load_reference
 from workers.model.calculator import predict
 from workers.model.committee import committee_predictions
-from workers.model.potential import load_checkpoint, save_checkpoint
+from workers.model.potential import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.model.training import evaluate
 from workers.structures import load_seed_structures
 
@@ -220,16 +220,12 @@ class Campaign(RoundReports):
         a cold start (``training.epochs``) when it does not exist."""
         if not prev.exists():
             return None, None, self.cfg.training.epochs
-        from workers.actors import model_payload
-
         model, ckpt = load_checkpoint(prev)
         return model_payload(model), ckpt.get("optimizer"), self.cfg.warm_start_epochs or self.cfg.training.epochs
 
     @staticmethod
     def save_trained(path: Path, out: dict, rnd: int) -> Path:
         """A trainer's result (``Runtime.train``) written as a checkpoint."""
-        from workers.actors import model_from_payload
-
         model = model_from_payload(out["payload"], "cpu")
         extra = {k: out[k] for k in ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")}
         save_checkpoint(path, model, {**extra, "round": rnd, "epoch": len(out["history"])})

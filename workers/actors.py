@@ -1,7 +1,8 @@
 """Ray bindings: thin actors around pure functions, and the DFT worker pool.
 
 The only module under ``workers/`` that imports ray. Each actor method is a few lines
-calling a tested pure function; threads are sized to the CPUs the actor reserves.
+calling a tested pure function; threads are sized to the CPUs the actor reserves. torch is
+imported where a method needs it: DFT workers never load it.
 """
 
 from __future__ import annotations
@@ -262,28 +263,7 @@ def ready_now(refs: list, timeout: float | None = None) -> list:
     return [*first, *more]
 
 
-# -- model shipping, training and sampling actors -------------------------------------------
-def model_payload(model) -> dict:
-    """A model as plain tensors + metadata, for ``ray.put`` (shipped once per round)."""
-    return {
-        "meta": model.metadata(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-
-
-def _cloned(model) -> dict:
-    """The model's state dict as CPU tensors of their own (not views of the live weights)."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32"):
-    from workers.model.potential import Potential
-    from workers.model.training import DTYPES, resolve_device
-
-    model = Potential.from_metadata(payload["meta"], payload["state_dict"])
-    return model.to(device=resolve_device(device), dtype=DTYPES[dtype]).eval()
-
-
+# -- training and sampling actors ----------------------------------------------------------
 def compute_options(cpus: int, gpus: float) -> dict:
     return {"num_cpus": cpus, "num_gpus": gpus}
 
@@ -330,7 +310,9 @@ class TrainerActor:
 
     def _keep(self, model, row: dict) -> None:
         """After each epoch: a copy of the model the running training would return."""
-        snap = ({"meta": model.metadata(), "state_dict": _cloned(model)}, dict(row))
+        from workers.model.potential import model_payload
+
+        snap = (model_payload(model, copy=True), dict(row))
         with self._snap_lock:
             self._snap = snap
 
@@ -345,7 +327,7 @@ class TrainerActor:
         return self._torch.submit(self._train, train_cfg, model_cfg, structures, warm, opt_state).result()
 
     def _train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
-        from workers.model.potential import ModelConfig
+        from workers.model.potential import ModelConfig, model_from_payload, model_payload
         from workers.model.training import TrainConfig, train
 
         cfg = TrainConfig.from_dict(train_cfg)
@@ -389,6 +371,8 @@ class SamplerActor:
         return os.getpid()
 
     def set_model(self, payload: dict) -> bool:
+        from workers.model.potential import model_from_payload
+
         self.model = model_from_payload(payload, self.device)
         return True
 
@@ -400,20 +384,10 @@ class SamplerActor:
         return run_md(self.model, seeds, MDConfig.from_dict(md_cfg), replica_offset)
 
 
-def replica_shares(n_replicas: int, n_actors: int) -> list[tuple[int, int]]:
-    """``[(offset, count)]``: replicas split as evenly as possible over actors."""
-    base, extra = divmod(n_replicas, n_actors)
-    out, offset = [], 0
-    for k in range(n_actors):
-        count = base + (1 if k < extra else 0)
-        if count:
-            out.append((offset, count))
-        offset += count
-    return out
-
-
 def sample_with_actors(samplers: list, payload_ref, seeds: list, md_cfg) -> list:
     """Ship the model once (object store), run every actor's share, gather frames."""
+    from workers.sampling import replica_shares
+
     ray.get([s.set_model.remote(payload_ref) for s in samplers])
     tasks = [
         s.run.remote(seeds, md_cfg.model_copy(update={"replicas": count}).to_dict(), offset)

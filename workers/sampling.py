@@ -276,3 +276,15 @@ def run_md(model: Potential, seeds: list[Atoms], cfg: MDConfig, replica_offset: 
     engine = run_batched if cfg.engine == "batched" else run_ase
     with torch.enable_grad():  # forces need autograd even if a caller disabled it
         return engine(model, starts, cfg, replica_offset)
+
+
+def replica_shares(n_replicas: int, n_actors: int) -> list[tuple[int, int]]:
+    """``[(offset, count)]``: replicas split as evenly as possible over actors."""
+    base, extra = divmod(n_replicas, n_actors)
+    out, offset = [], 0
+    for k in range(n_actors):
+        count = base + (1 if k < extra else 0)
+        if count:
+            out.append((offset, count))
+        offset += count
+    return out

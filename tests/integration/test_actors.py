@@ -13,13 +13,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_labels):
-    from workers.actors import (
-        SamplerActor,
-        TrainerActor,
-        model_from_payload,
-        replica_shares,
-        sample_with_actors,
-    )
+    from workers.actors import SamplerActor, TrainerActor, sample_with_actors
+    from workers.model.potential import model_from_payload
+    from workers.sampling import replica_shares
 
     trainer = TrainerActor.options(num_cpus=1).remote(threads=1)
     cfg = TrainConfig(epochs=5, batch_size=8)

@@ -270,3 +270,20 @@ def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a catal checkpoint")
     return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt
+
+
+def model_payload(model: Potential, copy: bool = False) -> dict:
+    """A model as plain CPU tensors + metadata, for ``ray.put`` (shipped once per round);
+    ``copy``: tensors of their own, not views of the live weights of a CPU model in training."""
+    return {
+        "meta": model.metadata(),
+        "state_dict": {k: v.detach().to("cpu", copy=copy) for k, v in model.state_dict().items()},
+    }
+
+
+def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32") -> Potential:
+    """The model ``model_payload`` shipped, on ``device`` in ``dtype``, in eval mode."""
+    from workers.model.training import DTYPES, resolve_device
+
+    model = Potential.from_metadata(payload["meta"], payload["state_dict"])
+    return model.to(device=resolve_device(device), dtype=DTYPES[dtype]).eval()
