@@ -184,12 +184,13 @@ class AsyncCampaign(Exploration):
             token, cand = self.queue.complete(key)
             batch.append((token, key, cand.atoms, result, cand.generation, cand.origin))
         stored = store_and_settle(c.store, c.ledger, batch)
+        training = [s.atoms for s in stored if s.status is Status.OK and s.origin != "holdout"]
         if self.train_ref is not None or self.finishing:  # the running training (or final model) takes them in
-            c.rt.feed_trainer([s.atoms for s in stored if s.status is Status.OK and s.origin != "holdout"])
+            c.rt.feed_trainer(training)
         for _, result in results:
             c.clock.labelled(result.wall_s)
             self.label_wall_s = moving_average(self.label_wall_s, result.wall_s)
-        self.new_labels += len(results)
+        self.new_labels += len(training)  # the hold-out's and failures leave the training set as it was
         if self.train_ref is None and self.new_labels >= self.cfg.campaign.retrain_every:
             self.start_training()
         elif self.train_ref is not None:

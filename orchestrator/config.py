@@ -84,7 +84,8 @@ class ScheduleConfig(Section):
     # (a "generation", an MLflow child run) re-scores the queue; stop.max_rounds counts
     # generations, budget.max_labels_per_round does not apply
     mode: Literal["rounds", "async"] = "rounds"
-    # async: retrain (warm start) once this many new labels have arrived
+    # async: retrain (warm start) once this many new training labels have arrived (the
+    # hold-out's and failed ones do not count: they leave the training set as it was)
     retrain_every: int = Field(12, ge=1)
     # async: model-ranked candidates kept queued (the best by the newest model); 0 = 4 per DFT worker
     queue_size: int = Field(0, ge=0)
@@ -145,7 +146,8 @@ class CampaignConfig(Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     # everything the campaign writes: labels.db, checkpoints/, model.pt, mlflow.db
     out_dir: str = "runs/{name}"
-    # seeds every random choice (rattles, splits, MD, selection)
+    # seeds every random choice (rattles, MD, selection, and training's initialisation,
+    # shuffling and validation split, added to training.seed)
     seed: int = 0
     system: SystemConfig = SystemConfig()
     model: ModelConfig = ModelConfig()

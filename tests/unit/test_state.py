@@ -160,3 +160,17 @@ def test_a_share_of_normal_mode_draws_has_its_rotors_turned():
         assert np.allclose(p.get_distance(0, 1), t.get_distance(0, 1)) and np.allclose(
             p.get_distance(1, 2), t.get_distance(1, 2)
         )
+
+
+def test_the_campaign_seed_seeds_training_but_seed_0_keeps_training_seed():
+    from orchestrator.campaign import training_seed
+    from orchestrator.config import parse_config
+
+    def seeds(**raw):
+        cfg = parse_config({"name": "t", **raw})
+        return [training_seed(cfg, member) for member in range(3)]
+
+    assert seeds() == [0, 1009, 2018]  # seed 0: training.seed as given, members apart
+    assert seeds(training={"seed": 5}) == [5, 1014, 2023]
+    one, two = seeds(seed=1), seeds(seed=2)
+    assert len(set(one + two + seeds())) == 9  # no two campaigns' members share a training seed
