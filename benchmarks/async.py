@@ -16,7 +16,8 @@ old (docs/results.md section 8: 500 K force MAE 2.5x that of rounds at 2 s on th
 slower, and there is little to overlap. ``rounds`` trains -> samples ->
 labels one phase at a time; ``async`` overlaps them (``campaign.retrain_every`` = the rounds'
 ``budget.max_labels_per_round``, so both retrain about as often). Both spend the same label
-budget from the same initial set and hold-out. The seeds' DFT minimum + Hessian is computed
+budget from the same initial set and hold-out; a seed moves MD, picks and training (its
+first model too) alike in both. The seeds' DFT minimum + Hessian is computed
 once and given to every campaign (identical work in both modes, kept out of the timing).
 
 Prints per campaign and per mode (mean [min, max] over seeds): wall time (``campaign.run``,

@@ -190,7 +190,9 @@ class AsyncCampaign(Exploration):
         for _, result in results:
             c.clock.labelled(result.wall_s)
             self.label_wall_s = moving_average(self.label_wall_s, result.wall_s)
-        self.new_labels += len(training)  # the hold-out's and failures leave the training set as it was
+        # every label counts, the hold-out's too: the generation it starts trains longer on the
+        # same set (not counting them: --quick's 500 K force MAE 0.132 -> 0.182, 3 seeds)
+        self.new_labels += len(results)
         if self.train_ref is None and self.new_labels >= self.cfg.campaign.retrain_every:
             self.start_training()
         elif self.train_ref is not None:

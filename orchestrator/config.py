@@ -84,8 +84,7 @@ class ScheduleConfig(Section):
     # (a "generation", an MLflow child run) re-scores the queue; stop.max_rounds counts
     # generations, budget.max_labels_per_round does not apply
     mode: Literal["rounds", "async"] = "rounds"
-    # async: retrain (warm start) once this many new training labels have arrived (the
-    # hold-out's and failed ones do not count: they leave the training set as it was)
+    # async: retrain (warm start) once this many new labels have arrived
     retrain_every: int = Field(12, ge=1)
     # async: model-ranked candidates kept queued (the best by the newest model); 0 = 4 per DFT worker
     queue_size: int = Field(0, ge=0)
