@@ -53,8 +53,8 @@ PICK_INFO = (
 def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
     """Committee ``member``'s training seed (initialisation, shuffling, validation split):
     ``training.seed`` moved by the campaign ``seed``, so campaigns that differ only in seed
-    share their initial labels but not their models (seeds 0-2 of the demo's first model,
-    then 150 epochs on 94 labels: 500 K force MAE 0.068-0.084, docs/results.md section 8)."""
+    share their initial labels but not their models (the demo's first model with training
+    seeds 0-3, then 150 epochs on 94 labels: 500 K force MAE 0.068-0.084, docs/results.md section 8)."""
     return cfg.training.seed + 7919 * cfg.seed + 1009 * member
 
 

@@ -48,8 +48,9 @@ def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
 def install_references(paths: list[Path], out: Path) -> None:
     """Copies of ``compute_references``' files in campaign directory ``out``, where the
     campaign stores its own: it reads them back (and charges them) instead of computing them."""
-    for path in paths:
+    if paths:
         (out / "harmonic").mkdir(parents=True, exist_ok=True)
+    for path in paths:
         shutil.copy(path, out / "harmonic" / path.name)
 
 
