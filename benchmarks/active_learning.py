@@ -45,13 +45,16 @@ from workers.structures import split_by_info
 REFERENCE = Path("benchmarks/data/ethanol_aimd_hf_sto3g.extxyz")
 
 STRATEGIES = {
+    # the default: the heads' per-atom force spread (benchmarks/uncertainty.py)
+    "forces-std": ["selection.strategy=forces_std", "model.head=categorical"],
     "entropy": ["selection.strategy=entropy", "model.head=categorical"],
-    "committee": ["selection.strategy=committee", "model.head=scalar", "selection.committee_members=4"],
+    "committee": [
+        "selection.strategy=committee", "model.head=scalar", "model.heads=1", "selection.committee_members=4",
+    ],  # fmt: skip
     "random": ["selection.strategy=random", "model.head=categorical"],
-    # the histogram's std: the categorical head's best-ranking signal in benchmarks/uncertainty.py
     "energy-std": ["selection.strategy=energy_std", "model.head=categorical"],
-    # random picks for the scalar head: separates the committee's selection from its model
-    "random-scalar": ["selection.strategy=random", "model.head=scalar"],
+    # random picks for the one-head scalar model: separates the committee's selection from its model
+    "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }
 
 

@@ -54,7 +54,15 @@ def trajectory(args: tuple) -> list:
         dyn.run(stride)
         frame = atoms.copy()
         frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
-        frame.info.update({"temperature_k": temperature, "step": equilibrate + (k + 1) * stride, "trajectory": replica})
+        frame.info.update(
+            {
+                "temperature_k": temperature,
+                "step": equilibrate + (k + 1) * stride,
+                "trajectory": replica,
+                "velocity_seed": temperature + 1000 * replica,
+                "molecule": name,
+            }
+        )
         out.append(frame)
     print(f"{name} {temperature} K #{replica}: {len(out)} frames", flush=True)
     return out
@@ -65,9 +73,22 @@ def main() -> None:
     p.add_argument("--molecule", default="CH3CH2OH", help="an ase.build.molecule name")
     p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES_K)), help="K, comma-separated")
     p.add_argument("--trajectories", type=int, default=1, help="independent trajectories per temperature")
+    p.add_argument(
+        "--first-trajectory",
+        type=int,
+        default=0,
+        help="index of the first trajectory (velocity seed = temperature + 1000 x index): new sets take "
+        "indices no other set used, so no two sets share a trajectory (benchmarks/data/README.md)",
+    )
     p.add_argument("--frames", type=int, default=40, help="frames kept per trajectory")
     p.add_argument("--stride", type=int, default=8)
     p.add_argument("--equilibrate", type=int, default=20, help="MD steps before the first frame")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="every frame's info['split'] (e.g. test); default: the seeded random 70/10/20 split of the "
+        "first reference set (frames of one trajectory on both sides: not for new sets)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
@@ -76,14 +97,16 @@ def main() -> None:
     if args.molecule not in g2.names:
         p.error(f"--molecule {args.molecule!r} is not an ase.build.molecule name")
     temps = [int(t) for t in args.temperatures.split(",")]
-    runs = [(t, r) for t in temps for r in range(args.trajectories)]
+    first = args.first_trajectory
+    runs = [(t, r) for t in temps for r in range(first, first + args.trajectories)]
     jobs = [(args.molecule, t, args.frames, args.equilibrate, args.stride, r) for t, r in runs]
     with Pool(args.workers) as pool:
         frames = [f for traj in pool.map(trajectory, jobs) for f in traj]
     order = np.random.default_rng(2026).permutation(len(frames))
     n_train, n_val = int(0.7 * len(frames)), int(0.1 * len(frames))
     for rank, idx in enumerate(order):
-        frames[idx].info["split"] = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
+        random_split = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
+        frames[idx].info["split"] = args.split or random_split
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write(args.out, frames, format="extxyz")
     print(f"wrote {len(frames)} frames to {args.out}")

@@ -1,37 +1,342 @@
-"""Uncertainty quality on held-out DFT data: the categorical head's one-model signals vs a committee.
+"""Uncertainty that measures: error bars in eV and eV/Å, in and out of distribution, one run.
 
-    python benchmarks/uncertainty.py [--epochs 1000] [--members 4] [--data ...] [--quick]
+    python benchmarks/uncertainty.py [--seeds 3] [--epochs 300] [--jobs 2] [--member-losses]
+    python benchmarks/uncertainty.py --quick          # smoke run for the tests (tiny, minutes)
 
-The same run as ``benchmarks/heads.py --variants scalar,categorical --seeds MEMBERS``: each
-seed trains one categorical and one scalar model with the same budget; the scalar models
-form the committee (DP-GEN max_devi_f, ``members`` trainings), each categorical model gives
-its histogram std and entropy (one training). Printed: Spearman of each signal against the
-per-structure force MAE, AUROC for flagging the worst 10%, and a calibration table
-(predicted energy std by quantile bin against the observed errors), beside the accuracy
-and histogram-sharpness tables.
+Data (benchmarks/data/README.md), split by whole trajectories, never by frames:
+
+* train: the AIMD reference's 300, 400 and 500 K trajectories (ethanol, 120 frames; the
+  model's early-stopping validation comes out of these);
+* calibration: ethanol at 300/400/500 K, trajectory 3 of ``ethanol_id`` (own velocity
+  seeds): what a campaign's hold-out labels are to it; the error bars are scaled here;
+* in distribution (ID): trajectory 4 of ``ethanol_id`` (same temperatures, other seeds);
+* out of distribution, each judged against ID: ``hot`` (the reference's 700 and 800 K
+  trajectories), ``dimethyl ether`` and ``acetic acid`` (molecules never trained on,
+  same elements), ``stretched`` (one bond of an ID frame pulled to 1.25-1.6x, DFT-labelled).
+
+Per seed (training seeds vary): one model with the shipped defaults (``model.heads`` heads on
+one backbone) and four one-head models (the design before heads; together a 4-member
+committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
+``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
+the one-head histogram std, the committee, LLPR on the pooled features (Bigi et al. 2024, a
+published single-model method) and a trivial one (the model's mean |F|). Printed: accuracy
+and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
+vs per-structure force MAE; coverage of the 68% / 95% intervals, miscalibration area and
+NLL; per-atom localisation on the stretched bonds.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import platform
+import statistics
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import heads  # noqa: E402  (the benchmark next to this one)
+import numpy as np
+from ase.io import read
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from orchestrator.metrics import auroc, spearman  # noqa: E402
+from workers.model.calibration import coverage, fit_calibration, gaussian_nll, miscalibration_area  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+REFERENCE = DATA / "ethanol_aimd_hf_sto3g.extxyz"
+ID_FILE = DATA / "ethanol_id_hf_sto3g.extxyz"
+FAMILIES = {  # name -> (file, frame filter)
+    "hot": (REFERENCE, lambda a: a.info["temperature_k"] >= 700),
+    "dimethyl ether": (DATA / "dimethyl_ether_400k_hf_sto3g.extxyz", lambda a: True),
+    "acetic acid": (DATA / "acetic_acid_500k_hf_sto3g.extxyz", lambda a: True),
+    "stretched": (DATA / "ethanol_stretched_hf_sto3g.extxyz", lambda a: True),
+}
+SETS = {
+    "train": (REFERENCE, lambda a: a.info["temperature_k"] <= 500),
+    "calibration": (ID_FILE, lambda a: a.info["trajectory"] == 3),
+    "id": (ID_FILE, lambda a: a.info["trajectory"] == 4),
+    **FAMILIES,
+}
+COMMITTEE = 4
+PER_ATOM = ("forces", "forces_std", "energies_std", "forces_std_heads")
+PER_STRUCTURE = ("energy", "energy_std", "energy_std_heads", "energy_entropy", "energy_mutual_information", "embedding")
 
 
-def main() -> None:
+def load_sets(quick: bool) -> dict:
+    out = {}
+    for name, (path, keep) in SETS.items():
+        frames = [a for a in read(path, index=":") if keep(a)]
+        out[name] = frames[:: 4 if quick and name == "train" else 1][: 12 if quick and name != "train" else None]
+    return out
+
+
+def outputs(model, frames: list) -> dict:
+    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...])."""
+    import torch
+
+    from workers.model.graph import collate
+
+    param = next(model.parameters())
+    rows: dict = {}
+    with torch.enable_grad():
+        for start in range(0, len(frames), 64):
+            chunk = frames[start : start + 64]
+            batch = collate(chunk).to(param.device, param.dtype)
+            out = model(batch, uncertainty=True, heads_spread=model.cfg.heads > 1)
+            bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
+            for key, value in out.items():
+                v = value.detach().double().numpy()
+                if key in PER_ATOM:
+                    rows.setdefault(key, []).extend(v[bounds[k] : bounds[k + 1]] for k in range(len(chunk)))
+                elif key in PER_STRUCTURE:
+                    rows.setdefault(key, []).extend(v)
+    return {k: (v if k in PER_ATOM else np.array(v)) for k, v in rows.items()}
+
+
+def time_per_structure(model, frames: list, uncertainty: bool, repeats: int) -> float:
+    """Seconds per structure of one model call (energy + forces [+ uncertainty]), batches of 16."""
+    import torch
+
+    from workers.model.graph import collate
+
+    param = next(model.parameters())
+    batch = collate(frames[:16]).to(param.device, param.dtype)
+    model(batch, uncertainty=uncertainty)  # warm-up
+    t0 = time.perf_counter()
+    with torch.enable_grad():
+        for _ in range(repeats):
+            model(batch, uncertainty=uncertainty)
+    return (time.perf_counter() - t0) / (repeats * batch.n_structures)
+
+
+def run_one(job: dict) -> dict:
+    """Train one model (a worker process, one torch thread) and predict on every set."""
+    import torch
+
+    torch.set_num_threads(1)
+    from workers.model import ModelConfig, TrainConfig, train
+    from workers.model.backbone import BackboneConfig
+
+    sets = load_sets(job["quick"])
+    bb = BackboneConfig(features=16, layers=2) if job["quick"] else BackboneConfig()
+    extra = {"llpr_reg": job["llpr_reg"]} if job.get("llpr_reg") else {}
+    model_cfg = ModelConfig(heads=job["heads"], backbone=bb, **extra)
+    cfg = TrainConfig(
+        epochs=job["epochs"], batch_size=8, lr=1e-3, seed=job["train_seed"], member_losses=job["member_losses"]
+    )
+    t0 = time.perf_counter()
+    model = train(cfg, sets["train"], model_cfg=model_cfg).model
+    wall = time.perf_counter() - t0
+    from workers.model.calculator import recalibrate
+
+    cal = recalibrate(model, sets["calibration"])  # as a campaign does on its hold-out labels
+    out = {"job": job, "train_s": wall, "sets": {}, "calibration": cal}
+    for name, frames in sets.items():
+        out["sets"][name] = outputs(model, frames)
+    reps = 2 if job["quick"] else 20
+    out["s_per_structure"] = time_per_structure(model, sets["id"], False, reps)
+    out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
+    return out
+
+
+def errors(pred: dict, frames: list) -> dict:
+    """Per structure |E error| (eV), force MAE (eV/Å); per atom force errors [n_atoms, 3]."""
+    e_err = np.abs(pred["energy"] - np.array([a.get_potential_energy() for a in frames]))
+    f_err = [f - a.get_forces() for f, a in zip(pred["forces"], frames, strict=True)]
+    return {"energy": e_err, "force_mae": np.array([np.abs(f).mean() for f in f_err]), "forces": f_err}
+
+
+def committee(members: list[dict], name: str) -> dict:
+    """Mean energy/forces of the one-head members; per-atom force std; DP-GEN max_devi_f."""
+    sets = [m["sets"][name] for m in members]
+    energies = np.stack([s["energy"] for s in sets])
+    forces, f_std, devi = [], [], []
+    for k in range(energies.shape[1]):
+        f = np.stack([s["forces"][k] for s in sets])  # [M, n_atoms, 3]
+        mean = f.mean(0)
+        forces.append(mean)
+        f_std.append(np.sqrt(((f - mean) ** 2).mean(axis=(0, 2))))
+        devi.append(float(np.sqrt(((f - mean) ** 2).sum(-1).mean(0)).max()))
+    return {"energy": energies.mean(0), "energy_std": energies.std(0), "forces": forces, "forces_std": f_std,
+            "max_devi_f": np.array(devi)}  # fmt: skip
+
+
+def calibrate(pred: dict, frames: list):
+    err = errors(pred, frames)
+    return fit_calibration(err["energy"], pred["energy_std"], np.concatenate(err["forces"]),
+                           np.concatenate(pred["forces_std"]))  # fmt: skip
+
+
+def signals(ens: dict, one: dict, com: dict) -> dict:
+    """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them)."""
+    return {
+        "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
+        "energy_std (default)": ens["energy_std"],
+        "heads' force spread (max atom)": np.array([s.max() for s in ens["forces_std_heads"]]),
+        "heads' energy_std": ens["energy_std_heads"],
+        "energy_entropy (heads)": ens["energy_entropy"],
+        "mutual information (heads)": ens["energy_mutual_information"],
+        "one head: histogram width": one["energy_std_heads"],
+        "one head: LLPR forces_std": np.array([s.max() for s in one["forces_std"]]),
+        f"committee x{COMMITTEE} max_devi_f": com["max_devi_f"],
+        "trivial: mean |F|": np.array([np.abs(f).mean() for f in ens["forces"]]),
+    }
+
+
+def stretched_bond(atoms) -> tuple[int, int]:
+    """The stretched pair ``(i, j)`` (extxyz reads the "i,j" string back as an int array)."""
+    v = atoms.info["stretched_bond"]
+    i, j = (int(x) for x in (v.split(",") if isinstance(v, str) else np.asarray(v).reshape(-1)))
+    return i, j
+
+
+def mean_sd(values: list[float], digits: int = 2, scale: float = 1.0) -> str:
+    v = [scale * x for x in values if np.isfinite(x)]
+    if not v:
+        return "nan"
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.{digits}f}±{sd:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(heads.REFERENCE if heads.REFERENCE.exists() else heads.FALLBACK))
-    p.add_argument("--epochs", type=int, default=600)
-    p.add_argument("--members", type=int, default=4, help="committee size = seeds of each head")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="few epochs, small model: a smoke run for tests")
-    args = p.parse_args()
-    argv = ["--variants", "scalar,categorical", "--data", args.data, "--epochs", str(args.epochs)]
-    argv += ["--seeds", str(args.members), "--jobs", str(args.jobs)] + (["--quick"] if args.quick else [])
-    heads.main(argv)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--heads", type=int, default=None, help="heads of the multi-head model (default: the shipped)")
+    p.add_argument("--member-losses", action=argparse.BooleanOptionalAction, default=None,
+                   help="each head fits forces itself (default: the shipped training.member_losses)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once, one torch thread each")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs, tiny model, 12 frames a set")
+    args = p.parse_args(argv)
+    from workers.model import ModelConfig, TrainConfig
+
+    heads = args.heads or ModelConfig().heads
+    member_losses = TrainConfig().member_losses if args.member_losses is None else args.member_losses
+    seeds, epochs = (2, 3) if args.quick else (args.seeds, args.epochs)
+    sets = load_sets(args.quick)
+    print(f"machine: {platform.machine()}, {args.jobs} trainings at once x 1 torch thread; {epochs} epochs, "
+          f"seeds 0-{seeds - 1}; heads {heads}, member_losses {member_losses}")  # fmt: skip
+    print("sets: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
+    t_all = time.perf_counter()
+    jobs = []
+    for s in range(seeds):
+        base = {"epochs": epochs, "quick": args.quick, "member_losses": member_losses, "seed": s}
+        jobs.append({**base, "kind": "heads", "heads": heads, "train_seed": 7919 * s})
+        jobs += [{**base, "kind": "one", "heads": 1, "train_seed": 7919 * s + 1009 * k} for k in range(COMMITTEE)]
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+        runs = list(ex.map(run_one, jobs))
+    print(f"trainings: {len(runs)} in {time.perf_counter() - t_all:.0f} s")
+
+    tests = ["id", *FAMILIES]
+    per_seed = []
+    for s in range(seeds):
+        ens = next(r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "heads")
+        ones = [r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "one"]
+        cal_com = calibrate(committee(ones, "calibration"), sets["calibration"])
+        res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com, "ens": ens,
+               "ones": ones, "sig": {}, "err": {}, "com": {}}  # fmt: skip
+        for name in tests:
+            com = committee(ones, name)
+            res["com"][name] = com
+            res["err"][name] = {
+                "heads": errors(ens["sets"][name], sets[name]),
+                "one": errors(ones[0]["sets"][name], sets[name]),
+                "committee": errors(com, sets[name]),
+            }
+            res["sig"][name] = signals(ens["sets"][name], ones[0]["sets"][name], com)
+        per_seed.append(res)
+
+    print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
+    print(f"{'set':<16} {'E heads':>12} {'E one':>12} {'E ratio':>8} {'F heads':>12} {'F one':>12} {'F ratio':>8}")
+    for name in tests:
+        eh = [r["err"][name]["heads"]["energy"].mean() for r in per_seed]
+        eo = [r["err"][name]["one"]["energy"].mean() for r in per_seed]
+        fh = [r["err"][name]["heads"]["force_mae"].mean() for r in per_seed]
+        fo = [r["err"][name]["one"]["force_mae"].mean() for r in per_seed]
+        print(f"{name:<16} {mean_sd(eh, 1, 1e3):>12} {mean_sd(eo, 1, 1e3):>12} "
+              f"{statistics.mean(eh) / statistics.mean(eo):>7.2f}x {mean_sd(fh, 1, 1e3):>12} "
+              f"{mean_sd(fo, 1, 1e3):>12} {statistics.mean(fh) / statistics.mean(fo):>7.2f}x")  # fmt: skip
+    t_heads = statistics.mean(r["ens"]["train_s"] for r in per_seed)
+    t_one = statistics.mean(o["train_s"] for r in per_seed for o in r["ones"])
+    inf_one = statistics.mean(o["s_per_structure"] for r in per_seed for o in r["ones"])
+    inf_heads = statistics.mean(r["ens"]["s_per_structure"] for r in per_seed)
+    inf_unc = statistics.mean(r["ens"]["s_per_structure_uncertainty"] for r in per_seed)
+    print(f"cost vs one one-head model: training {t_heads / t_one:.2f}x ({t_heads:.0f} s vs {t_one:.0f} s, "
+          f"the posterior fit included); inference energy+forces {inf_heads / inf_one:.2f}x, with forces_std "
+          f"{inf_unc / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure); "
+          f"committee x{COMMITTEE}: {COMMITTEE}x both")  # fmt: skip
+
+    names = list(per_seed[0]["sig"]["id"])
+    print("\n2. novelty: AUROC (family vs ID) and median signal family/ID; the error's ratio (heads' force MAE)")
+    for fam in FAMILIES:
+        err_ratio = [np.median(r["err"][fam]["heads"]["force_mae"]) / np.median(r["err"]["id"]["heads"]["force_mae"])
+                     for r in per_seed]  # fmt: skip
+        print(f"-- {fam} ({len(sets[fam])} frames): force error ratio {mean_sd(err_ratio, 1)}x")
+        for sig in names:
+            au, ratio = [], []
+            for r in per_seed:
+                a, b = r["sig"]["id"][sig], r["sig"][fam][sig]
+                au.append(auroc(np.concatenate([a, b]), np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]))
+                ratio.append(float(np.median(b) / max(np.median(a), 1e-12)))
+            print(f"   {sig:<32} AUROC {mean_sd(au):>10}   ratio {mean_sd(ratio, 1):>10}x")
+
+    print("\n3. ranking: Spearman of each signal vs per-structure force MAE (ID and every family pooled; "
+          "committee's signal vs its own errors)")
+    for sig in names:
+        rho = []
+        for r in per_seed:
+            kind = "committee" if sig.startswith("committee") else ("one" if sig.startswith("one head") else "heads")
+            x = np.concatenate([r["sig"][n][sig] for n in tests])
+            y = np.concatenate([r["err"][n][kind]["force_mae"] for n in tests])
+            rho.append(spearman(x, y))
+        print(f"   {sig:<32} {mean_sd(rho):>10}")
+
+    print("\n4. calibration (scaled on the calibration trajectory): coverage of the 68% / 95% intervals, "
+          "miscalibration area, NLL")
+    print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
+    rows = (("default (forces_std, energy_std)", "heads"), ("one head, LLPR", "one"),
+            (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
+    for label, kind in rows:
+        for name in tests:
+            cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
+            for r in per_seed:
+                cal = {"heads": r["cal_ens"], "one": r["cal_one"], "committee": r["cal_com"]}[kind]
+                preds = {"heads": r["ens"]["sets"], "one": r["ones"][0]["sets"], "committee": r["com"]}
+                pred = preds[kind][name]
+                err = r["err"][name][kind]
+                # the model's stds come calibrated; the committee's are scaled here
+                e_scale, f_scale = (cal.energy_scale, cal.forces_scale) if kind == "committee" else (1.0, 1.0)
+                e_std = e_scale * pred["energy_std"]
+                f_std = f_scale * np.concatenate(pred["forces_std"])[:, None]
+                f_err = np.concatenate(err["forces"])
+                cols["e68"].append(coverage(err["energy"], e_std))
+                cols["e95"].append(coverage(err["energy"], e_std, cal.energy_k95))
+                cols["f68"].append(coverage(f_err, f_std))
+                cols["f95"].append(coverage(f_err, f_std, cal.forces_k95))
+                cols["ma"].append(miscalibration_area(f_err, f_std))
+                cols["nll"].append(gaussian_nll(f_err, f_std))
+            print(f"   {label:<28} {name:<15} " + " ".join(f"{mean_sd(v):>9}" for v in cols.values()))
+
+    print("\n5. per atom, stretched bonds: fraction whose largest per-atom uncertainty is on the bond's atoms")
+    stretched = sets["stretched"]
+    bonds = [stretched_bond(a) for a in stretched]
+    for label, key in (("forces_std (default)", "forces_std"), ("energies_std (default)", "energies_std"),
+                       ("heads' force spread", "forces_std_heads")):  # fmt: skip
+        hits = []
+        for r in per_seed:
+            per_atom = r["ens"]["sets"]["stretched"].get(key)
+            if per_atom is None:
+                continue
+            hits.append(float(np.mean([int(np.argmax(v)) in b for v, b in zip(per_atom, bonds, strict=True)])))
+        print(f"   {label:<28} {mean_sd(hits):>10}  (chance: 2/{len(stretched[0])})")
+    hits = [float(np.mean([int(np.argmax(v)) in b for v, b in zip(r["com"]["stretched"]["forces_std"], bonds,
+                                                                      strict=True)])) for r in per_seed]  # fmt: skip
+    print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
+    cal = per_seed[0]["cal_ens"]
+    print(f"\ncalibration of seed 0 (default): energy x{cal.energy_scale:.2f} k95 {cal.energy_k95:.2f}; "
+          f"forces x{cal.forces_scale:.2f} k95 {cal.forces_k95:.2f}")  # fmt: skip
+    print(f"wall: {time.perf_counter() - t_all:.0f} s")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,7 @@ from workers.harmonic import load_reference
 from workers.model.calculator import predict
 from workers.model.potential import load_checkpoint, model_payload
 from workers.normal_modes import normal_modes
-
-PREDICTED = {"energy_entropy": "energy_entropy", "energy_std": "energy_std", "excess_entropy": "energy_excess_entropy"}
+from workers.sampling import UNCERTAINTY_KEYS
 
 
 class AsyncCampaign(Exploration):
@@ -298,8 +297,8 @@ class AsyncCampaign(Exploration):
             return
         for a, p in zip(frames, predict(self.model, frames), strict=True):
             a.info["model_energy"], a.info["embedding"] = p["energy"], p["embedding"]
-            for key, pkey in PREDICTED.items():
-                a.info[key] = p.get(pkey, math.nan)
+            for key in UNCERTAINTY_KEYS:
+                a.info[key] = p.get(key, math.nan)
 
     def close_generation(self) -> None:
         """Log the newest generation's metrics (as a round's) and close its child run."""

@@ -39,15 +39,14 @@ from orchestrator.tracking import Tracker
 from workers.dft import Status
 from workers.errors import CampaignFailed
 from workers.harmonic import load_reference
-from workers.model.calculator import predict
+from workers.model.calculator import predict, recalibrate
 from workers.model.committee import committee_predictions
 from workers.model.potential import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.model.training import evaluate
+from workers.sampling import UNCERTAINTY_KEYS
 from workers.structures import load_seed_structures
 
-PICK_INFO = (
-    "model_energy", "energy_entropy", "energy_std", "excess_entropy", "committee_force_dev", "replica", "step",
-)  # fmt: skip
+PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica", "step")
 
 
 def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
@@ -231,10 +230,11 @@ class Campaign(RoundReports):
         model, ckpt = load_checkpoint(prev)
         return model_payload(model), ckpt.get("optimizer"), self.cfg.warm_start_epochs or self.cfg.training.epochs
 
-    @staticmethod
-    def save_trained(path: Path, out: dict, rnd: int) -> Path:
-        """A trainer's result (``Runtime.train``) written as a checkpoint."""
+    def save_trained(self, path: Path, out: dict, rnd: int) -> Path:
+        """A trainer's result (``Runtime.train``) written as a checkpoint, its error bars
+        recalibrated on the hold-out labels (never trained on; ``recalibrate``)."""
         model = model_from_payload(out["payload"], "cpu")
+        recalibrate(model, self.store.holdout_structures())
         extra = {k: out[k] for k in ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")}
         save_checkpoint(path, model, {**extra, "round": rnd, "epoch": len(out["history"])})
         return path

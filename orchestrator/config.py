@@ -176,9 +176,19 @@ class CampaignConfig(Section):
                 "stop.converged_candidate_fraction needs selection.window_mode: absolute "
                 "(a quantile window fixes the candidate fraction)"
             )
-        uncertainty_of_histogram = self.selection.strategy in ("entropy", "energy_std", "excess_entropy")
-        if uncertainty_of_histogram and self.model.head != "categorical":
-            raise ValueError(f"selection.strategy: {self.selection.strategy} needs model.head: categorical")
+        strategy = self.selection.strategy
+        if strategy in ("entropy", "mutual_information", "excess_entropy") and self.model.head != "categorical":
+            raise ValueError(f"selection.strategy: {strategy} needs model.head: categorical")
+        m = self.model
+        absolute = m.head == "categorical" and m.histogram == "absolute"
+        posterior = m.llpr_samples > 0 and m.readout == "atomwise" and not absolute
+        if strategy == "mutual_information" and m.heads < 2:
+            raise ValueError("selection.strategy: mutual_information needs model.heads >= 2 (the heads' disagreement)")
+        if strategy in ("forces_std", "energy_std") and not posterior and m.heads < 2:
+            raise ValueError(
+                f"selection.strategy: {strategy} needs the last-layer posterior (model.llpr_samples > 0, "
+                "readout atomwise) or model.heads >= 2"
+            )
         if self.selection.strategy == "committee" and self.model.head != "scalar":
             raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
         if self.campaign.mode == "async" and self.selection.strategy == "committee":

@@ -13,7 +13,30 @@ from orchestrator.metrics import calibration
 from orchestrator.state import CampaignState
 from workers.dft import Status
 from workers.model.calculator import predict
+from workers.model.calibration import coverage
 from workers.model.training import evaluate
+
+
+def error_bar_metrics(model, structures: list) -> dict:
+    """The calibration in force (hold-out fitted) and how often its 68% / 95% intervals
+    cover the errors on ``structures`` (the round's audit frames: MD, never trained on)."""
+    cal = model.calibration
+    out = {"calibration_energy_scale": cal.energy_scale, "calibration_forces_scale": cal.forces_scale}
+    preds = predict(model, structures) if structures else []
+    if not preds or "forces_std" not in preds[0]:
+        return out
+    f_err = np.concatenate([p["forces"] - a.get_forces() for p, a in zip(preds, structures, strict=True)])
+    f_std = np.concatenate([p["forces_std"] for p in preds])[:, None]
+    e_err = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(preds, structures, strict=True)])
+    e_std = np.array([p["energy_std"] for p in preds])
+    out.update(
+        {
+            "audit_forces_coverage_68": coverage(f_err, f_std),
+            "audit_forces_coverage_95": coverage(f_err, f_std, cal.forces_k95),
+            "audit_energy_coverage_95": coverage(e_err, e_std, cal.energy_k95),
+        }
+    )
+    return out
 
 
 class RoundReports:
@@ -29,6 +52,7 @@ class RoundReports:
         cal = calibration(pe["entropy"], pe["error"])
         cal_score = calibration(pe["score"], pe["error"])
         return {
+            **error_bar_metrics(model, audit),
             "round": rnd,
             "labels_total": self.ledger.charged_labels,
             "labels_round": len(new),

@@ -24,19 +24,26 @@ from workers.schema import Section
 DUPLICATE_TOL = 1e-8  # embedding distance below which two frames are the same structure
 # frame.info key holding each strategy's score
 SCORE_KEYS = {
+    "forces_std": "forces_std_max",
     "entropy": "energy_entropy",
+    "mutual_information": "energy_mutual_information",
     "energy_std": "energy_std",
-    "excess_entropy": "excess_entropy",
+    "excess_entropy": "energy_excess_entropy",
     "committee": "committee_force_dev",
 }
+# strategies scored by the model's own heads (the categorical head's, or several heads')
+MODEL_STRATEGIES = ("forces_std", "entropy", "mutual_information", "energy_std", "excess_entropy")
 
 
 class SelectionConfig(Section):
-    # what ranks candidates: the categorical head's histogram spread (energy_std, eV; the
-    # default: it ranks force errors like a 4-model committee, docs/results.md), its entropy,
-    # or the excess entropy beyond the HL-Gauss floor; a committee's force deviation (DP-GEN);
-    # or nothing (random among the filtered frames)
-    strategy: Literal["entropy", "energy_std", "excess_entropy", "committee", "random"] = "energy_std"
+    # what ranks candidates: forces_std (the largest per-atom force std of the model's heads,
+    # eV/Å, calibrated; DP-GEN's max_devi_f from one model), energy_std (eV), the histograms'
+    # entropy or its mutual information (the heads' disagreement, nats), the excess entropy
+    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); or nothing (random
+    # among the filtered frames). docs/results.md section 1
+    strategy: Literal[
+        "forces_std", "entropy", "mutual_information", "energy_std", "excess_entropy", "committee", "random"
+    ] = "forces_std"
     # committee strategy: independently seeded scalar-head models trained each round
     committee_members: int = Field(4, ge=2, le=16)
     # window bounds read as quantiles of this round's candidates, or as absolute scores

@@ -8,7 +8,9 @@ velocity Verlet for NVE):
 * ``batched``: every replica advanced together, one model call per step for the batch.
 
 Every ``stride`` steps each running replica yields a frame (``ase.Atoms``) whose ``info``
-holds the model's ``model_energy`` (eV), ``energy_entropy`` (nats), ``energy_std`` (eV),
+holds the model's ``model_energy`` (eV), its uncertainty (``UNCERTAINTY_KEYS``: ``energy_std``
+(eV), ``forces_std_max`` (eV/Å, the largest per-atom force std), ``energy_entropy``,
+``energy_mutual_information`` and ``energy_excess_entropy`` (nats); nan where the head has none),
 ``embedding`` ([F] pooled features), ``replica``, ``step`` and ``stop_reason`` ("" when
 fine), and whose ``arrays["model_forces"]`` holds forces (eV/Å). A replica stops at the
 first frame that breaks a stop rule; that frame is kept with its reason, never selected.
@@ -32,7 +34,15 @@ from workers.model.potential import Potential
 from workers.schema import Section
 from workers.structures import thermalize
 
-AUX_KEYS = ("energy", "entropy", "energy_std", "excess_entropy", "embedding")
+# the model's per-structure outputs a frame keeps (one name each in model, predict, frame info)
+UNCERTAINTY_KEYS = (
+    "energy_std",
+    "forces_std_max",
+    "energy_entropy",
+    "energy_mutual_information",
+    "energy_excess_entropy",
+)
+AUX_KEYS = ("energy", *UNCERTAINTY_KEYS, "embedding")
 
 
 class StopRules(Section):
@@ -138,8 +148,8 @@ def check_stops(
     if rules.max_force_ev_a is not None:
         fmax = torch.zeros(n, dtype=forces.dtype).scatter_reduce(0, structure, forces.norm(dim=-1), reduce="amax")
         flag(fmax > rules.max_force_ev_a, lambda k: f"force {float(fmax[k]):.1f} eV/Å above cap")
-    if rules.max_entropy is not None and "entropy" in aux:
-        ent = aux["entropy"]
+    if rules.max_entropy is not None and "energy_entropy" in aux:
+        ent = aux["energy_entropy"]
         flag(ent > rules.max_entropy, lambda k: f"entropy {float(ent[k]):.2f} above trust window")
     return reasons
 
@@ -151,9 +161,7 @@ def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: in
     a.info.update(
         {
             "model_energy": float(aux["energy"][k]),
-            "energy_entropy": float(aux["entropy"][k]) if "entropy" in aux else float("nan"),
-            "energy_std": float(aux["energy_std"][k]) if "energy_std" in aux else float("nan"),
-            "excess_entropy": float(aux["excess_entropy"][k]) if "excess_entropy" in aux else float("nan"),
+            **{key: float(aux[key][k]) if key in aux else float("nan") for key in UNCERTAINTY_KEYS},
             "embedding": aux["embedding"][k].detach().cpu().double().numpy(),
             "replica": replica,
             "step": step,
@@ -170,10 +178,12 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     n = batch.n_structures
     x0 = batch.positions.double()
 
+    recording = [True]  # the per-atom force spread (one batched backward) on recorded steps only
+
     def forces_fn(x: torch.Tensor):
         b = batch.to(param.device, param.dtype)
         b.positions = x.to(param.device, param.dtype)
-        out = model(b, forces=True)
+        out = model(b, forces=True, uncertainty=recording[0])
         aux = {k: v.detach().cpu() for k, v in out.items() if k in AUX_KEYS}
         return out["forces"].detach().cpu().double(), aux
 
@@ -188,6 +198,7 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     running = np.ones(n, dtype=bool)
     frames: list[Atoms] = []
     for step in range(1, cfg.steps + 1):
+        recording[0] = step % cfg.stride == 0
         if cfg.ensemble == "nve":
             state = md.verlet_step(state, forces_fn, dt)
         else:
@@ -256,10 +267,9 @@ def run_ase(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset
                 "energy": torch.tensor([r["energy"]], dtype=torch.float64),
                 "embedding": torch.from_numpy(r["embedding"])[None],
             }
-            if "energy_entropy" in r:
-                aux["entropy"] = torch.tensor([r["energy_entropy"]], dtype=torch.float64)
-                aux["energy_std"] = torch.tensor([r["energy_std"]], dtype=torch.float64)
-                aux["excess_entropy"] = torch.tensor([r["energy_excess_entropy"]], dtype=torch.float64)
+            for key in UNCERTAINTY_KEYS:
+                if key in r:
+                    aux[key] = torch.tensor([r[key]], dtype=torch.float64)
             x = torch.from_numpy(atoms.positions.copy())
             f = torch.from_numpy(r["forces"])
             (reason,) = check_stops(x, f, aux, batch.structure, topo, cfg.stops)

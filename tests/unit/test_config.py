@@ -73,6 +73,12 @@ BAD = {
         ["selection.strategy=committee", "model.head=scalar"],
         "selection.strategy: committee needs rounds",
     ),
+    "forces_std without a spread": (
+        "model",
+        {"heads": 1, "llpr_samples": 0},
+        [],
+        "selection.strategy: forces_std needs the last-layer posterior",
+    ),
     "unknown campaign mode": ("campaign", {"mode": "asynchronous"}, [], "campaign.mode: Input should be"),
     "convergence with a quantile window": (
         "stop",

@@ -39,8 +39,8 @@ def _model(head):
     model = Potential.fit(cfg, _fake_labelled()).double()
     with torch.no_grad():  # non-trivial, asymmetric logits, as after training
         if hasattr(model, "head"):
-            model.head[-1].weight.normal_(0.0, 0.5)
-            model.head[-1].bias.copy_(-((torch.arange(cfg.num_bins) - 12.0) ** 2) / 20.0)  # off-centre peak
+            model.head.w2.normal_(0.0, 0.5)
+            model.head.b2.copy_(-((torch.arange(cfg.num_bins) - 12.0) ** 2) / 20.0)  # off-centre peak
     return model
 
 
@@ -88,9 +88,14 @@ def test_energy_invariant_forces_equivariant(head):
     assert out["energy"].item() == pytest.approx(e0, abs=1e-9)
     assert np.allclose(out["forces"].detach().numpy(), f0[perm], atol=1e-9)
     if not head.endswith("scalar"):
-        assert out["entropy"].item() == pytest.approx(ref["entropy"].item(), abs=1e-9)
+        assert out["energy_entropy"].item() == pytest.approx(ref["energy_entropy"].item(), abs=1e-9)
         out_rot = _energy(model, b)
         assert out_rot["energy_std"].item() == pytest.approx(ref["energy_std"].item(), abs=1e-9)
+    # the per-atom force spread: invariant under rotation, permuted with the atoms
+    s0 = model(collate([a]).to(dtype=torch.float64), uncertainty=True)["forces_std"].detach().numpy()
+    s_rot = model(collate([b]).to(dtype=torch.float64), uncertainty=True)["forces_std"].detach().numpy()
+    s_perm = model(collate([c]).to(dtype=torch.float64), uncertainty=True)["forces_std"].detach().numpy()
+    assert np.allclose(s_rot, s0, atol=1e-9) and np.allclose(s_perm, s0[perm], atol=1e-9)
 
 
 @pytest.mark.parametrize("head", ["categorical", "mace"])
@@ -103,7 +108,7 @@ def test_batched_equals_single(head):
     for k, m in enumerate(mols):
         alone = _energy(model, m)
         assert together["energy"][k].item() == pytest.approx(alone["energy"].item(), abs=1e-9)
-        assert together["entropy"][k].item() == pytest.approx(alone["entropy"].item(), abs=1e-9)
+        assert together["energy_entropy"][k].item() == pytest.approx(alone["energy_entropy"].item(), abs=1e-9)
 
 
 def test_element_refs_fit_composition_exactly():
@@ -135,14 +140,16 @@ def test_centred_histogram_is_symmetric_normalised_and_its_mean_is_the_location(
         m.rattle(0.05, seed=k)
     out = model(collate(mols).to(dtype=torch.float64))
     probs = torch.softmax(out["logits"], dim=-1)
-    assert out["logits"].shape == (2, 32)
-    assert torch.allclose(probs.sum(-1), torch.ones(2, dtype=torch.float64), atol=1e-12)
+    heads = model.cfg.heads
+    assert out["logits"].shape == (2, heads, 32)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, heads, dtype=torch.float64), atol=1e-12)
     assert torch.allclose(probs, probs.flip(-1), atol=1e-12)  # symmetric about offset 0
-    # energy = the histogram's expected value = the location (offset mean is exactly 0)
+    # energy = the histograms' expected value = the heads' mean location (offset mean exactly 0)
     assert hlgauss.expected_value(out["logits"], model.support).abs().max() < 1e-12
     assert torch.allclose(out["y_norm"], out["location"], atol=1e-12)
-    # a sharp, non-flat histogram after the asymmetric init: entropy below log(bins)
-    assert (out["entropy"] < np.log(32) - 0.05).all() and (out["entropy"] > 0).all()
+    assert torch.allclose(out["location"], out["location_members"].mean(-1), atol=1e-12)
+    # a sharp, non-flat histogram after the asymmetric init: each head's entropy below log(bins)
+    assert (hlgauss.entropy(out["logits"]) < np.log(32) - 0.05).all()
     n = torch.tensor([9.0, 3.0], dtype=torch.float64)
     assert torch.allclose(out["energy_std"], n * out["energy_std_per_atom"], atol=1e-12)
 
@@ -152,9 +159,10 @@ def test_relative_histogram_shifts_the_energy_by_its_mean_offset():
 
     model = _model("relative")
     out = model(collate([molecule("CH3CH2OH")]).to(dtype=torch.float64))
-    offset = hlgauss.expected_value(out["logits"], model.support)
-    assert offset.abs().item() > 1e-3  # the asymmetric init moves the mean
-    assert torch.allclose(out["y_norm"], out["location"] + offset, atol=1e-12)
+    offset = hlgauss.expected_value(out["logits"], model.support)  # [1, heads]
+    assert offset.abs().min().item() > 1e-3  # the asymmetric init moves the mean
+    assert torch.allclose(out["y_members"], out["location_members"] + offset, atol=1e-12)
+    assert torch.allclose(out["y_norm"], out["location"] + offset.mean(-1), atol=1e-12)
 
 
 def test_histogram_targets_are_offsets_from_the_detached_location():
@@ -165,9 +173,10 @@ def test_histogram_targets_are_offsets_from_the_detached_location():
     batch = collate(labelled, with_labels=True).to(dtype=torch.float64)
     out = model(batch, forces=False)
     target, clamped = model.histogram_targets(batch, out)
-    offsets = model.normalised_targets(batch) - out["location"]
-    expected, _ = hlgauss.to_histogram(offsets.detach(), model.support)
-    assert torch.allclose(target, expected) and not target.requires_grad
+    offsets = model.normalised_targets(batch)[:, None] - out["location_members"]  # [n, heads]
+    expected, _ = hlgauss.to_histogram(offsets.detach().reshape(-1), model.support)
+    assert target.shape == (3, model.cfg.heads, 32)
+    assert torch.allclose(target, expected.reshape(target.shape)) and not target.requires_grad
     assert clamped == int(((offsets < -model.cfg.relative_span) | (offsets > model.cfg.relative_span)).sum())
     # support: symmetric, relative_span wide, in normalised units
     assert model.support.v_min == -model.cfg.relative_span and model.support.v_max == model.cfg.relative_span
@@ -180,5 +189,5 @@ def test_histogram_targets_absolute_are_the_labels_themselves():
     batch = collate(_fake_labelled(3), with_labels=True).to(dtype=torch.float64)
     target, _ = model.histogram_targets(batch, model(batch, forces=False))
     expected, _ = hlgauss.to_histogram(model.normalised_targets(batch), model.support)
-    assert torch.allclose(target, expected)
+    assert torch.allclose(target, expected[:, None].expand_as(target))
     assert not hasattr(model, "location")

@@ -68,7 +68,7 @@ def test_frames_carry_model_outputs(small_model, ethanol_labels):
     assert f.info["embedding"].shape == (32,)
     assert 0 < f.info["energy_entropy"] < np.log(64)
     assert f.info["energy_std"] > 0
-    assert np.isfinite(f.info["excess_entropy"])
+    assert np.isfinite(f.info["energy_excess_entropy"])
 
 
 def _aux(n, entropy=1.0):

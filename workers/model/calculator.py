@@ -6,48 +6,83 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from workers.model.calibration import Calibration, fit_calibration
 from workers.model.graph import collate
 from workers.model.potential import Potential, load_checkpoint
 from workers.model.training import DTYPES, resolve_device
 
+# per structure (floats) and per atom (arrays) uncertainty, named as the model names them
+STRUCTURE_KEYS = (
+    "energy_std",
+    "energy_std_per_atom",
+    "forces_std_max",
+    "energy_entropy",
+    "energy_mutual_information",
+    "energy_excess_entropy",
+)
+ATOM_KEYS = ("forces_std", "energies_std")
 
-def predict(model: Potential, structures: list[Atoms], batch_size: int = 256) -> list[dict]:
+
+def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, uncertainty: bool = True) -> list[dict]:
     """Model predictions for many structures, ``batch_size`` per model call.
 
     Each dict has ``energy`` (eV), ``forces`` [n_atoms, 3] (eV/Å), ``embedding`` [F], and
-    for the categorical head ``energy_entropy`` (nats), ``energy_std`` (eV: the histogram's
-    spread, the model's error bar), ``energy_std_per_atom`` (eV/atom, comparable across
-    sizes) and ``energy_excess_entropy`` (nats beyond the HL-Gauss floor).
+    the uncertainty the model has, calibrated (``Potential.forward``): ``energy_std`` (eV),
+    ``energy_std_per_atom`` (eV/atom), ``forces_std`` [n_atoms] and ``forces_std_max``
+    (eV/Å; with ``uncertainty`` and several heads), ``energies_std`` [n_atoms] (eV), and
+    for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
+    ``energy_excess_entropy`` (nats).
     """
     param = next(model.parameters())
     results: list[dict] = []
     for start in range(0, len(structures), batch_size):
         chunk = structures[start : start + batch_size]
         batch = collate(chunk).to(param.device, param.dtype)
-        out = model(batch, forces=True)
+        out = model(batch, forces=True, uncertainty=uncertainty)
         forces = out["forces"].detach().cpu().double().numpy()
         energy = out["energy"].detach().cpu().numpy()
         bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.cpu().numpy())])
+        per_atom = {key: out[key].detach().cpu().double().numpy() for key in ATOM_KEYS if key in out}
         for k in range(len(chunk)):
             r = {
                 "energy": float(energy[k]),
                 "forces": forces[bounds[k] : bounds[k + 1]],
                 "embedding": out["embedding"][k].cpu().double().numpy(),
             }
-            if "entropy" in out:
-                r["energy_entropy"] = float(out["entropy"][k])
-                r["energy_std"] = float(out["energy_std"][k])
-                r["energy_std_per_atom"] = float(out["energy_std_per_atom"][k])
-                r["energy_excess_entropy"] = float(out["excess_entropy"][k])
+            r.update({key: float(out[key][k]) for key in STRUCTURE_KEYS if key in out})
+            r.update({key: v[bounds[k] : bounds[k + 1]] for key, v in per_atom.items()})
             results.append(r)
     return results
+
+
+def recalibrate(model: Potential, structures: list[Atoms]) -> Calibration:
+    """The model's error bars rescaled on labelled ``structures`` it did not train on
+    (``workers.model.calibration``): sets and returns ``model.calibration``. With fewer than
+    2 structures, or a model without a spread (one head, no fitted posterior), it is left as it is."""
+    has_spread = model.cfg.heads > 1 or (model.llpr and bool(model.llpr_draws.any()))
+    if len(structures) < 2 or not has_spread:
+        return model.calibration
+    kept, model.calibration = model.calibration, Calibration()  # raw stds
+    try:
+        preds = predict(model, structures)
+    finally:
+        model.calibration = kept
+    e_err = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(preds, structures, strict=True)])
+    f_err = np.concatenate([p["forces"] - a.get_forces() for p, a in zip(preds, structures, strict=True)])
+    e_std = np.array([p["energy_std"] for p in preds])
+    f_std = np.concatenate([p["forces_std"] for p in preds])
+    model.calibration = fit_calibration(e_err, e_std, f_err, f_std)
+    return model.calibration
 
 
 class CatalCalculator(Calculator):
     """ASE calculator: energy/free_energy (eV) and forces (eV/Å) from a catal potential.
 
-    ``results`` also carries ``energy_entropy`` (nats) and ``energy_std`` (eV) for the
-    categorical head: the model's own uncertainty about this structure's energy.
+    ``results`` also carries the model's calibrated uncertainty: ``energy_std`` (eV),
+    ``forces_std`` [n_atoms] and ``forces_std_max`` (eV/Å), ``energies_std`` [n_atoms] (eV),
+    and the histograms' raw ``energy_entropy`` / ``energy_mutual_information`` (nats).
+    ``calibration`` (``workers.model.calibration.Calibration``) holds the scales and the
+    95% interval's width in stds (``energy_k95``, ``forces_k95``).
     """
 
     implemented_properties = ["energy", "free_energy", "forces"]
@@ -70,9 +105,13 @@ class CatalCalculator(Calculator):
             "free_energy": r["energy"],
             "forces": r["forces"],
         }
-        for key in ("energy_entropy", "energy_std", "energy_std_per_atom", "energy_excess_entropy"):
+        for key in (*STRUCTURE_KEYS, *ATOM_KEYS):
             if key in r:
                 self.results[key] = r[key]
+
+    @property
+    def calibration(self):
+        return self.model.calibration
 
     def predict_many(self, structures: list[Atoms], batch_size: int = 256) -> list[dict]:
         """Batched evaluation: one model call per ``batch_size`` structures."""

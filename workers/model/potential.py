@@ -33,8 +33,9 @@ from ase import Atoms
 from pydantic import Field
 from torch import nn
 
-from workers.model import hlgauss
+from workers.model import ensemble, hlgauss
 from workers.model.backbone import MAX_Z, BackboneConfig, backbone_from_metadata, build_backbone
+from workers.model.calibration import Calibration
 from workers.model.graph import Batch, edges_within_cutoff
 from workers.schema import Section
 
@@ -60,6 +61,15 @@ class ModelConfig(Section):
     # location: per-atom contributions averaged (atomwise, the usual locality) or one MLP
     # on mean-pooled features (pooled)
     readout: Literal["atomwise", "pooled"] = "atomwise"
+    # heads on the one backbone (a categorical shallow ensemble): their disagreement is the
+    # epistemic part of energy_std and the per-atom energies_std / forces_std (eV/Å);
+    # 1 = one head, whose histogram width alone is the spread (workers/model/ensemble.py)
+    heads: int = Field(4, ge=1, le=32)
+    # last-layer posterior (LLPR) on the heads' hidden features: draws of last-layer weights
+    # whose forces give a distance-aware force spread (0 = off; atomwise readout only)
+    llpr_samples: int = Field(8, ge=0, le=256)
+    # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
+    llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
     backbone: BackboneConfig = BackboneConfig()
 
 
@@ -96,6 +106,7 @@ class Potential(nn.Module):
         y_std: float,
         support: hlgauss.Support | None,
         backbone: nn.Module,
+        calibration: Calibration | None = None,
     ):
         super().__init__()
         if cfg.head == "categorical" and support is None:
@@ -103,14 +114,22 @@ class Potential(nn.Module):
         self.cfg = cfg
         self.support = support
         self.y_mean, self.y_std = float(y_mean), float(y_std)
+        self.calibration = calibration or Calibration()  # scales raw stds (workers/model/calibration.py)
         self.register_buffer("element_refs", element_refs.clone().double())
         self.backbone = backbone  # per-atom features [n_atoms, F] (workers/model/backbone.py)
         f = backbone.out_features
         self.absolute = cfg.head == "categorical" and cfg.histogram == "absolute"
-        if not self.absolute:  # the regressed location [n_structures]
-            self.location = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 1))
-        if cfg.head == "categorical":  # logits over the bins
-            self.head = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, cfg.num_bins))
+        m = cfg.heads
+        if not self.absolute:  # each head's regressed location [n_structures, heads]
+            self.location = ensemble.EnsembleMLP(f, f, 1, m)
+        self.llpr = not self.absolute and cfg.readout == "atomwise" and cfg.llpr_samples > 0
+        if self.llpr:  # fitted after training (fit_llpr); zeros until then
+            self.register_buffer("llpr_cov", torch.zeros(m * f, m * f))
+            self.register_buffer("llpr_draws", torch.zeros(cfg.llpr_samples, m * f))
+        if cfg.head == "categorical":  # each head's logits over the bins
+            self.head = ensemble.EnsembleMLP(f, f, cfg.num_bins, m)
+
+    LLPR_PROBES = 16  # random probes per batch estimating the force features' Gram matrix
 
     @classmethod
     def fit(cls, cfg: ModelConfig, structures: list[Atoms]) -> Potential:
@@ -140,15 +159,16 @@ class Potential(nn.Module):
         return ((y - self.y_mean) / self.y_std).to(batch.positions.dtype)
 
     def histogram_targets(self, batch: Batch, out: dict) -> tuple[torch.Tensor, int]:
-        """HL-Gauss target histograms ``[n_structures, num_bins]`` and the count clamped.
+        """HL-Gauss target histograms ``[n_structures, heads, num_bins]`` and the count clamped.
 
-        Relative histogram: the label's offset from the (detached) location, so the
+        Relative histogram: the label's offset from each head's (detached) location, so the
         cross-entropy shapes the histogram and leaves the location to the regression.
         """
-        y = self.normalised_targets(batch)
+        y = self.normalised_targets(batch)[:, None].expand(-1, self.cfg.heads)
         if not self.absolute:
-            y = y - out["location"].detach()
-        return hlgauss.to_histogram(y, self.support)
+            y = y - out["location_members"].detach()
+        hist, clamped = hlgauss.to_histogram(y.reshape(-1), self.support)
+        return hist.reshape(*y.shape, -1), clamped
 
     @staticmethod
     def _mean(batch: Batch, per_atom: torch.Tensor) -> torch.Tensor:
@@ -162,17 +182,39 @@ class Potential(nn.Module):
             0, batch.structure, per_atom
         )
 
-    def forward(self, batch: Batch, forces: bool = True, create_graph: bool = False) -> dict:
+    def forward(
+        self,
+        batch: Batch,
+        forces: bool = True,
+        create_graph: bool = False,
+        uncertainty: bool = False,
+        member_forces: bool = False,
+        heads_spread: bool = False,
+    ) -> dict:
         """Predictions for a batch.
 
-        Returns ``energy`` [n_structures] eV, ``forces`` [n_atoms, 3] eV/Å (if asked),
-        ``y_norm`` [n_structures] normalised target, ``embedding`` [n_structures, F]
-        (pooled features, detached), ``location`` [n_structures] (the regressed location
-        in normalised units; absent for the absolute histogram), and for the categorical
-        head ``logits`` [n_structures, num_bins], ``entropy`` [n_structures] nats,
-        ``energy_std`` [n_structures] eV (histogram spread, scaled to the structure's
-        energy), ``energy_std_per_atom`` [n_structures] eV/atom (comparable across sizes)
-        and ``excess_entropy`` [n_structures] (entropy minus the HL-Gauss target's own).
+        Returns ``energy`` [n_structures] eV (the heads' mean), ``forces`` [n_atoms, 3] eV/Å
+        (if asked), ``y_norm`` [n_structures] normalised target, ``y_members`` [n_structures,
+        heads], ``embedding`` [n_structures, F] (pooled features, detached), ``location``
+        [n_structures] (the heads' mean regressed location, normalised; absent for the
+        absolute histogram) and, detached, the uncertainty (calibrated by
+        ``self.calibration``):
+
+        * ``energy_std`` [n_structures] eV and ``energies_std`` [n_atoms] eV (each atom's
+          energy contribution): the last-layer posterior's (LLPR, ``fit_llpr``; exact), or
+          before it is fitted the heads'; ``energy_std_per_atom`` (eV/atom);
+        * ``energy_std_heads`` (raw eV): ``sqrt(aleatoric^2 + epistemic^2)``, the
+          histograms' width beyond the HL-Gauss smoothing and the heads' disagreement;
+        * with ``uncertainty`` (needs ``forces``): ``forces_std`` [n_atoms] eV/Å per
+          Cartesian component, from the forces of the posterior's weight draws (or the
+          heads' spread before a fit), and ``forces_std_max`` [n_structures];
+          ``heads_spread`` adds ``forces_std_heads`` (raw, the heads' force spread);
+        * categorical: ``logits`` [n_structures, heads, num_bins], ``energy_entropy`` (of
+          the heads' mean histogram, nats) = ``energy_aleatoric_entropy`` +
+          ``energy_mutual_information``, and ``energy_excess_entropy`` (the heads' mean
+          entropy minus the HL-Gauss target's own).
+
+        ``member_forces`` (training) adds ``forces_members`` [heads, n_atoms, 3], in the graph.
         """
         pos = batch.positions
         if forces and not pos.requires_grad:
@@ -182,40 +224,160 @@ class Potential(nn.Module):
         n = batch.n_atoms.to(feats.dtype)
         pooled = self._mean(batch, feats)
         out: dict = {"embedding": pooled.detach()}
-        y_norm = None
+        heads = self.cfg.heads
+        contrib = None  # [n_atoms, heads] per-atom contributions (atomwise readout)
         if not self.absolute:
             if self.cfg.readout == "atomwise":  # per-atom contributions, averaged
-                loc = self._mean(batch, self.location(feats))[:, 0]
+                contrib, hidden = self.location(feats, hidden=True)
+                contrib = contrib[..., 0]
+                out["last_layer"] = hidden.reshape(hidden.shape[0], -1) / heads  # [n_atoms, heads * F]
+                loc = self._mean(batch, contrib)
             else:
-                loc = self.location(pooled)[:, 0]
-            out["location"] = loc
-            y_norm = loc
+                loc = self.location(pooled)[..., 0]
+            out["location_members"] = loc
+            out["location"] = loc.mean(-1)
+            y_members = loc
+        hist_var = None
         if self.cfg.head == "categorical":
-            logits = self.head(pooled)
+            logits = self.head(pooled)  # [n_structures, heads, num_bins]
             if self.cfg.histogram == "centred":  # symmetric about 0: the mean is the location
                 logits = 0.5 * (logits + logits.flip(-1))
             out["logits"] = logits
             offset = hlgauss.expected_value(logits, self.support)  # absolute: the value itself
             if self.absolute:
-                y_norm = offset
+                y_members = offset
             elif self.cfg.histogram == "relative":
-                y_norm = y_norm + offset
-            out["entropy"] = hlgauss.entropy(logits).detach()
-            spread = (self.y_std * hlgauss.std(logits, self.support)).detach()
-            out["energy_std_per_atom"] = spread
-            out["energy_std"] = n * spread
-            # entropy beyond the floor that the HL-Gauss smoothing itself imposes
-            floor = hlgauss.target_entropy(offset.detach(), self.support)
-            out["excess_entropy"] = out["entropy"] - floor
+                y_members = y_members + offset
+            hist_var = hlgauss.std(logits, self.support).detach() ** 2
+            self._entropies(out, logits, offset.detach(), None if self.absolute else loc.detach())
+        out["y_members"] = y_members
+        y_norm = y_members.mean(-1)
         out["y_norm"] = y_norm
         # summed in float64: a molecule's total energy (~1e3-1e5 eV) would lose meV in float32
-        per_atom = (self.y_mean + self.y_std * y_norm).double()
-        energy = n.double() * per_atom + self._ref_sum(batch, torch.float64)
-        out["energy"] = energy
+        ref = self._ref_sum(batch, torch.float64)
+        energy_members = n.double()[:, None] * (self.y_mean + self.y_std * y_members).double() + ref[:, None]
+        out["energy"] = energy_members.mean(-1)
+        heads_std, heads_atoms = self._heads_energy_spread(n, y_members.detach(), hist_var, contrib)
+        out["energy_std_heads"] = heads_std
+        fitted = self.llpr and bool(self.llpr_draws.any())
+        raw_std, raw_atoms, draw_energy = heads_std, heads_atoms, None
+        if fitted:
+            raw_std, raw_atoms, draw_energy = self._llpr(batch, out["last_layer"])
+        scale = self.calibration.energy_scale
+        out["energy_std"] = scale * raw_std
+        out["energy_std_per_atom"] = out["energy_std"] / n
+        if raw_atoms is not None:
+            out["energies_std"] = scale * raw_atoms
         if forces:
-            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph)
-            out["forces"] = -grad
+            want_heads = member_forces or (uncertainty and heads > 1 and (heads_spread or not fitted))
+            columns = [energy_members if want_heads else out["energy"][:, None]]
+            if uncertainty and draw_energy is not None:
+                columns.append(draw_energy.double())
+            if len(columns) == 1 and not want_heads:
+                (grad,) = torch.autograd.grad(
+                    out["energy"].sum(), pos, create_graph=create_graph, retain_graph=create_graph
+                )
+                out["forces"] = -grad
+            else:  # one batched backward pass: the heads' (or the mean's) and the draws' forces
+                both = ensemble.member_forces(torch.cat(columns, -1), pos, create_graph=create_graph)
+                k = columns[0].shape[-1]
+                f_members, f_draws = both[:k], both[k:]
+                out["forces"] = f_members.mean(0)
+                if member_forces:
+                    out["forces_members"] = f_members
+                if want_heads and uncertainty:
+                    out["forces_std_heads"] = ensemble.forces_spread(f_members.detach())
+                if uncertainty:
+                    raw = f_draws.detach().pow(2).mean(dim=(0, 2)).sqrt() if fitted else out.get("forces_std_heads")
+                    if raw is None:  # one head, no posterior: no force spread at all
+                        raw = torch.zeros_like(out["forces"][:, 0]).detach()
+                    self._forces_spread(out, batch, raw)
+            if uncertainty and "forces_std" not in out:  # one head, no posterior
+                self._forces_spread(out, batch, torch.zeros_like(out["forces"][:, 0]).detach())
         return out
+
+    def _llpr(self, batch: Batch, phi: torch.Tensor) -> tuple:
+        """LLPR (raw, eV): the energy std ``[n_structures]`` and per-atom energy std ``[n_atoms]``
+        from the last-layer covariance (exact), and the energies ``[n_structures, samples]`` of
+        the posterior's weight draws, in the graph: their forces are the force spread."""
+        total = phi.new_zeros(batch.n_structures, phi.shape[1]).index_add(0, batch.structure, phi)
+        cov = self.llpr_cov.to(phi.dtype)
+        td, pd = self.y_std * total.detach(), self.y_std * phi.detach()
+        energy_std = torch.einsum("nd,de,ne->n", td, cov, td).clamp_min(0).sqrt()
+        energies_std = torch.einsum("nd,de,ne->n", pd, cov, pd).clamp_min(0).sqrt()
+        return energy_std, energies_std, self.y_std * total @ self.llpr_draws.to(phi.dtype).T
+
+    def fit_llpr(self, structures: list[Atoms], batch_size: int = 16) -> None:
+        """The last-layer posterior from labelled ``structures`` (the training set): energy
+        and force features, each weighted by the inverse of the model's mean squared
+        residual on them (eV^2, (eV/Å)^2), so the covariance is in eV units."""
+        if not self.llpr or not structures:
+            return
+        from workers.model.graph import collate
+
+        param = next(self.parameters())
+        d = self.llpr_cov.shape[0]
+        p_energy = torch.zeros(d, d, dtype=torch.float64, device=param.device)
+        p_forces = torch.zeros_like(p_energy)
+        se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
+        gen = torch.Generator().manual_seed(0)
+        for start in range(0, len(structures), batch_size):
+            batch = collate(structures[start : start + batch_size], with_labels=True).to(param.device, param.dtype)
+            with torch.enable_grad():
+                out = self(batch, forces=True)  # residuals
+                pos = batch.positions.detach().requires_grad_(True)
+                batch.positions = pos
+                phi = self.y_std * self(batch, forces=False)["last_layer"]
+                total = phi.new_zeros(batch.n_structures, d).index_add(0, batch.structure, phi)  # [n, D] eV
+                # J^T J = E_v[(J v)(J v)^T] over probes v ~ N(0, I) on the force components:
+                # J v by the double-backward trick (two passes per probe, not one per feature)
+                w = torch.zeros_like(total, requires_grad=True)
+                (g,) = torch.autograd.grad(total, pos, grad_outputs=w, create_graph=True)
+                probes = torch.randn(self.LLPR_PROBES, *pos.shape, generator=gen, dtype=pos.dtype)
+                (jv,) = torch.autograd.grad(g, w, grad_outputs=probes.to(pos.device), is_grads_batched=True)
+            t = total.detach().double()
+            p_energy += t.T @ t
+            jv = jv.detach().double().reshape(-1, d)  # [probes * n_structures, D]
+            p_forces += jv.T @ jv / self.LLPR_PROBES
+            se_e += float(((out["energy"].detach() - batch.energy_ev) ** 2).sum())
+            se_f += float(((out["forces"].detach() - batch.forces_ev_a) ** 2).sum())
+            n_e, n_f = n_e + batch.n_structures, n_f + batch.forces_ev_a.numel()
+        var_e, var_f = max(se_e / n_e, 1e-8), max(se_f / n_f, 1e-8)
+        cov = ensemble.llpr_covariance(p_energy / var_e + p_forces / var_f, self.cfg.llpr_reg)
+        self.llpr_cov.copy_(cov.to(self.llpr_cov.dtype))
+        self.llpr_draws.copy_(ensemble.posterior_samples(cov, self.cfg.llpr_samples).to(self.llpr_draws))
+
+    def _entropies(self, out: dict, logits: torch.Tensor, offset: torch.Tensor, loc: torch.Tensor | None) -> None:
+        """The heads' histograms on one grid (each at its location): entropy = aleatoric + MI."""
+        w = self.support.bin_width
+        shift = torch.zeros_like(offset) if loc is None else loc / w  # [n_structures, heads] in bins
+        probs = torch.softmax(logits.detach(), dim=-1)
+        parts = ensemble.mixture_entropy(probs, shift)
+        out["energy_entropy"] = parts["entropy"]
+        out["energy_aleatoric_entropy"] = parts["aleatoric"]
+        out["energy_mutual_information"] = parts["mutual_information"]
+        member_h = hlgauss.entropy(logits.detach())
+        floor = hlgauss.target_entropy(offset.reshape(-1), self.support).reshape(offset.shape)
+        out["energy_excess_entropy"] = (member_h - floor).mean(-1)
+
+    def _heads_energy_spread(self, n, y_members, hist_var, contrib) -> tuple:
+        """The heads' own spread (raw, eV): ``[n_structures]`` from their disagreement and
+        the histograms' width beyond the smoothing; per atom ``[n_atoms]`` (atomwise, heads > 1)."""
+        var = ensemble.member_spread(y_members) ** 2  # epistemic, normalised per-atom units
+        if hist_var is not None:  # aleatoric: the histograms' width beyond the smoothing
+            var = var + ensemble.excess_variance(hist_var, self.support.sigma).mean(-1)
+        per_atom = None
+        if contrib is not None and self.cfg.heads > 1:
+            per_atom = self.y_std * ensemble.member_spread(contrib.detach())
+        return n * self.y_std * var.sqrt(), per_atom
+
+    def _forces_spread(self, out, batch, raw: torch.Tensor) -> None:
+        """``forces_std`` [n_atoms] and its per-structure maximum (eV/Å, calibrated)."""
+        f_std = self.calibration.forces_scale * raw
+        out["forces_std"] = f_std
+        out["forces_std_max"] = f_std.new_zeros(batch.n_structures).scatter_reduce(
+            0, batch.structure, f_std, reduce="amax", include_self=False
+        )
 
     # -- checkpoints (weights_only-safe: tensors, numbers, strings, dicts, lists) --------
     def metadata(self) -> dict:
@@ -225,6 +387,7 @@ class Potential(nn.Module):
             "y_std": self.y_std,
             "support": self.support.to_dict() if self.support else None,
             "backbone": self.backbone.metadata(),
+            "calibration": self.calibration.to_dict(),
         }
 
     @classmethod
@@ -238,12 +401,13 @@ class Potential(nn.Module):
             meta["y_std"],
             support,
             backbone_from_metadata(cfg.backbone, meta["backbone"]),
+            Calibration.from_dict(meta.get("calibration")),
         )
         model.load_state_dict(state_dict)
         return model
 
 
-CHECKPOINT_FORMAT = "catal-potential-v3"  # v3: backbone kind + its metadata (v2 read as PaiNN)
+CHECKPOINT_FORMAT = "catal-potential-v4"  # v4: heads (a shallow ensemble) + calibration
 
 
 def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
@@ -265,8 +429,8 @@ def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v1":
         raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
-    if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v2":
-        ckpt = {**ckpt, "format": CHECKPOINT_FORMAT, "backbone": {}}  # v2: always PaiNN, same weights
+    if isinstance(ckpt, dict) and ckpt.get("format") in ("catal-potential-v2", "catal-potential-v3"):
+        raise ValueError(f"{path} is a catal checkpoint from before the ensemble heads (v2/v3); retrain it")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a catal checkpoint")
     return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt

@@ -52,6 +52,10 @@ class TrainConfig(Section):
     w_ce: float = Field(0.1, ge=0.0)
     # weight of the force MSE (normalised by the training force RMS)
     w_forces: float = Field(10.0, ge=0.0)
+    # several heads (model.heads > 1): every head fits the forces itself (the losses
+    # averaged), so they agree where there are labels and part where there are none; false:
+    # the forces of the heads' mean (one backward pass). Each head always fits the energies
+    member_losses: bool = False
     # cosine decays to lr * min_lr_ratio; plateau halves on stalled validation
     schedule: Literal["cosine", "plateau"] = "cosine"
     min_lr_ratio: float = Field(0.02, gt=0.0, le=1.0)
@@ -247,10 +251,13 @@ def train(
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             batch = collate([train_set[k] for k in idx], with_labels=True).to(device, dtype)
-            out = model(batch, forces=True, create_graph=True)
+            per_head = cfg.member_losses and model.cfg.heads > 1
+            out = model(batch, forces=True, create_graph=True, member_forces=per_head)
             y = model.normalised_targets(batch)
-            loss_f = torch.mean((out["forces"] - batch.forces_ev_a) ** 2) / f_scale**2
-            loss = cfg.w_energy * torch.mean((out["y_norm"] - y) ** 2) + cfg.w_forces * loss_f
+            f_pred = out["forces_members"] if per_head else out["forces"]
+            loss_f = torch.mean((f_pred - batch.forces_ev_a) ** 2) / f_scale**2
+            y_pred = out["y_members"]  # every head fits the energies (as cheap as their mean)
+            loss = cfg.w_energy * torch.mean((y_pred - y[:, None]) ** 2) + cfg.w_forces * loss_f
             if categorical:
                 target, n_clamped = model.histogram_targets(batch, out)
                 clamped += n_clamped
@@ -305,6 +312,7 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    model.fit_llpr(train_set + val_set)  # the last-layer posterior of the model returned
     result.structures_per_s = n_seen / max(t_train, 1e-9)
     result.optimizer_state = opt.state_dict()
     return result

@@ -1,0 +1,227 @@
+"""The heads' ensemble (workers/model/ensemble.py) and the recalibration (calibration.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from workers.model import ensemble
+from workers.model.backbone import BackboneConfig
+from workers.model.calibration import (
+    Calibration,
+    conformal_quantile,
+    coverage,
+    fit_calibration,
+    gaussian_nll,
+    miscalibration_area,
+)
+from workers.model.graph import collate
+from workers.model.potential import ModelConfig, Potential
+
+
+def test_ensemble_mlp_members_are_independent_mlps():
+    torch.manual_seed(0)
+    mlp = ensemble.EnsembleMLP(5, 7, 3, members=4).double()
+    x = torch.randn(6, 5, dtype=torch.float64)
+    out = mlp(x)
+    assert out.shape == (6, 4, 3)
+    for m in range(4):
+        h = torch.nn.functional.silu(x @ mlp.w1[m] + mlp.b1[m])
+        assert torch.allclose(out[:, m], h @ mlp.w2[m] + mlp.b2[m], atol=1e-12)
+    # members differ at initialisation (else their spread would be zero everywhere)
+    assert (out[:, 0] - out[:, 1]).abs().max() > 1e-3
+
+
+def _histograms(n, m, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(n, m, k, generator=g, dtype=torch.float64) * 2, -1)
+
+
+def test_mixture_entropy_of_identical_members_has_no_mutual_information():
+    p = _histograms(3, 1, 32).expand(-1, 4, -1)
+    parts = ensemble.mixture_entropy(p, torch.full((3, 4), 2.0, dtype=torch.float64))
+    assert torch.allclose(parts["mutual_information"], torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    # on an integer shift each member keeps its own entropy exactly
+    h = -(p[:, 0] * p[:, 0].log()).sum(-1)
+    assert torch.allclose(parts["aleatoric"], h, atol=1e-12)
+
+
+def test_mixture_entropy_of_disjoint_members_is_log_m_more():
+    p = _histograms(2, 1, 16).expand(-1, 4, -1)
+    shifts = torch.tensor([[0.0, 20.0, 40.0, 60.0]] * 2, dtype=torch.float64)  # no overlap (16 bins each)
+    parts = ensemble.mixture_entropy(p, shifts)
+    assert torch.allclose(parts["mutual_information"], torch.full((2,), math.log(4), dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(parts["entropy"], parts["aleatoric"] + parts["mutual_information"], atol=1e-12)
+
+
+def test_mixture_entropy_decomposes_exactly_for_any_shift():
+    p = _histograms(5, 3, 24, seed=1)
+    shifts = torch.tensor([[0.0, 0.3, 2.7], [1.5, -4.2, 0.0], [0.0, 0.0, 0.0], [9.9, 0.1, 3.3], [-1, -2, -3.5]])
+    parts = ensemble.mixture_entropy(p, shifts.double())
+    assert torch.allclose(parts["entropy"], parts["aleatoric"] + parts["mutual_information"], atol=1e-12)
+    assert (parts["mutual_information"] >= 0).all() and (parts["mutual_information"][3] > 0.1)
+
+
+def test_member_spread_and_excess_variance():
+    v = torch.tensor([[1.0, 3.0], [2.0, 2.0]], dtype=torch.float64)
+    assert torch.allclose(ensemble.member_spread(v), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert torch.allclose(ensemble.member_spread(v[:, :1]), torch.zeros(2, dtype=torch.float64))
+    var = torch.tensor([0.01, 0.04, 0.0025], dtype=torch.float64)
+    assert torch.allclose(ensemble.excess_variance(var, 0.1), torch.tensor([0.0, 0.03, 0.0], dtype=torch.float64))
+
+
+def test_forces_spread_on_known_members():
+    f = torch.zeros(2, 3, 3, dtype=torch.float64)
+    f[0, 1, 0], f[1, 1, 0] = 0.3, -0.3  # atom 1: x components +-0.3 -> var 0.09 over 3 components
+    spread = ensemble.forces_spread(f)
+    assert torch.allclose(spread, torch.tensor([0.0, math.sqrt(0.09 / 3), 0.0], dtype=torch.float64), atol=1e-12)
+
+
+def _labelled(n=4):
+    out = []
+    for k in range(n):
+        a = molecule("CH3CH2OH")
+        a.rattle(0.05, seed=k)
+        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=np.zeros((9, 3)))
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def heads_model():
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_bins=32, heads=3, backbone=BackboneConfig(features=16, layers=2))
+    return Potential.fit(cfg, _labelled()).double()
+
+
+def test_member_forces_match_finite_differences_and_their_mean_is_the_force(heads_model):
+    a = molecule("CH3CH2OH")
+    a.rattle(0.1, seed=5)
+    batch = collate([a]).to(dtype=torch.float64)
+    out = heads_model(batch, uncertainty=True, member_forces=True, heads_spread=True)
+    fm = out["forces_members"].detach().numpy()  # [heads, 9, 3]
+    assert fm.shape == (3, 9, 3)
+    assert np.allclose(fm.mean(0), out["forces"].detach().numpy(), atol=1e-10)
+    ref = heads_model(batch, forces=True)  # one backward pass of the mean energy
+    assert np.allclose(ref["forces"].detach().numpy(), out["forces"].detach().numpy(), atol=1e-10)
+    h = 1e-5
+    for i, d in [(0, 0), (4, 2), (8, 1)]:
+        plus, minus = a.copy(), a.copy()
+        plus.positions[i, d] += h
+        minus.positions[i, d] -= h
+        e_p = heads_model(collate([plus]).to(dtype=torch.float64), forces=False)
+        e_m = heads_model(collate([minus]).to(dtype=torch.float64), forces=False)
+        # each head's energy, from its normalised prediction (same refs for both)
+        n = len(a)
+        fd = -(e_p["y_members"] - e_m["y_members"]).detach().numpy()[0] * n * heads_model.y_std / (2 * h)
+        assert np.allclose(fm[:, i, d], fd, atol=1e-6)
+    spread = out["forces_std_heads"].detach().numpy()
+    assert np.allclose(spread, np.sqrt(((fm - fm.mean(0)) ** 2).mean(axis=(0, 2))), atol=1e-12)
+    assert out["forces_std_max"].item() == pytest.approx(out["forces_std"].max().item(), abs=1e-12)
+
+
+def test_energy_std_adds_the_heads_spread_and_the_histograms_excess_width(heads_model):
+    from workers.model import hlgauss
+
+    a = molecule("CH3CH2OH")
+    out = heads_model(collate([a]).to(dtype=torch.float64), forces=False)
+    ym = out["y_members"].detach()
+    epistemic = ym.var(-1, unbiased=False)
+    hist_var = hlgauss.std(out["logits"].detach(), heads_model.support) ** 2
+    aleatoric = (hist_var - heads_model.support.sigma**2).clamp_min(0).mean(-1)
+    expected = 9 * heads_model.y_std * (epistemic + aleatoric).sqrt()
+    assert torch.allclose(out["energy_std_heads"], expected, atol=1e-12)
+    assert out["energies_std"].shape == (9,)
+    assert torch.allclose(out["energy_entropy"], out["energy_aleatoric_entropy"] + out["energy_mutual_information"])
+
+
+def test_calibration_scales_every_reported_std(heads_model, tmp_path):
+    from workers.model.potential import load_checkpoint, save_checkpoint
+
+    a = collate([molecule("CH3CH2OH")]).to(dtype=torch.float64)
+    raw = heads_model(a, uncertainty=True)
+    heads_model.calibration = Calibration(energy_scale=2.0, forces_scale=3.0, n_structures=10)
+    try:
+        cal = heads_model(a, uncertainty=True)
+        assert torch.allclose(cal["energy_std"], 2.0 * raw["energy_std"])
+        assert torch.allclose(cal["energies_std"], 2.0 * raw["energies_std"])
+        assert torch.allclose(cal["forces_std"], 3.0 * raw["forces_std"])
+        save_checkpoint(tmp_path / "m.pt", heads_model)
+        loaded, _ = load_checkpoint(tmp_path / "m.pt")
+        assert loaded.calibration == heads_model.calibration
+    finally:
+        heads_model.calibration = Calibration()
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    r = np.arange(1, 11, dtype=float)  # 1..10
+    assert conformal_quantile(r, 0.5) == 6.0  # ceil(11 * 0.5) = 6th smallest
+    assert conformal_quantile(r, 0.95) == 10.0  # past n: the largest
+    with pytest.raises(ValueError):
+        conformal_quantile(np.array([np.nan]), 0.5)
+
+
+def test_recalibration_covers_68_and_95_percent_of_unseen_errors():
+    rng = np.random.default_rng(0)
+    n = 4000
+    raw = rng.uniform(0.2, 2.0, n)  # a raw std that ranks well but is 3x too small, heavy tails
+    err = raw * 3.0 * rng.standard_t(df=5, size=n)
+    f_raw = rng.uniform(0.05, 0.5, n)
+    f_err = f_raw[:, None] * 0.5 * rng.standard_t(df=5, size=(n, 3))
+    cal = fit_calibration(err[: n // 2], raw[: n // 2], f_err[: n // 2], f_raw[: n // 2])
+    e_std, f_std = cal.energy_scale * raw[n // 2 :], cal.forces_scale * f_raw[n // 2 :, None]
+    assert coverage(err[n // 2 :], e_std) == pytest.approx(0.6827, abs=0.03)
+    assert coverage(err[n // 2 :], e_std, cal.energy_k95) == pytest.approx(0.95, abs=0.02)
+    assert coverage(f_err[n // 2 :], f_std) == pytest.approx(0.6827, abs=0.03)
+    assert coverage(f_err[n // 2 :], f_std, cal.forces_k95) == pytest.approx(0.95, abs=0.02)
+    assert cal.energy_k95 > 1.96  # the t tails need wider 95% intervals than a Gaussian's
+    # uncalibrated, the same errors are badly covered; calibrated, miscalibration and NLL drop
+    assert coverage(err[n // 2 :], raw[n // 2 :]) < 0.4
+    assert miscalibration_area(err[n // 2 :], e_std) < miscalibration_area(err[n // 2 :], raw[n // 2 :]) - 0.1
+    assert gaussian_nll(err[n // 2 :], e_std) < gaussian_nll(err[n // 2 :], raw[n // 2 :])
+
+
+def test_calibration_needs_two_structures():
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_calibration(np.array([0.1]), np.array([0.1]), np.zeros((3, 3)), np.ones(3))
+
+
+def test_llpr_posterior_shrinks_where_the_training_labels_are(heads_model):
+    """The last-layer posterior: small variance on the structures it was fitted on, larger on
+    a structure unlike them; its forces are the posterior draws' exact gradients."""
+    train = _labelled(6)
+    for k, a in enumerate(train):  # forces that are not all zero: the force features count
+        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=0.1 * np.ones((9, 3)))
+    heads_model.fit_llpr(train)
+    cov = heads_model.llpr_cov
+    assert torch.allclose(cov, cov.T) and torch.linalg.eigvalsh(cov).min() > 0
+    near = heads_model(collate(train[:2]).to(dtype=torch.float64), uncertainty=True)
+    stds = []
+    for pull in (0.8, 1.5, 3.0):  # one atom pulled off further and further: features never seen
+        far_atoms = molecule("CH3CH2OH")
+        far_atoms.positions[2] += [0.0, 0.0, pull]
+        far = heads_model(collate([far_atoms]).to(dtype=torch.float64), uncertainty=True)
+        stds.append(far["energy_std"].item())  # the posterior's, once fitted
+    assert stds[0] < stds[1] < stds[2] and stds[2] > 2 * near["energy_std"].max().item()
+    # forces of draw k = -d(y_std * sum_i phi_i . d_k)/dr, checked by finite differences
+    a = far_atoms
+    h = 1e-5
+    draws = heads_model.llpr_draws
+
+    def draw_energy(atoms):
+        out = heads_model(collate([atoms]).to(dtype=torch.float64), forces=False)
+        return heads_model.y_std * out["last_layer"].sum(0) @ draws.T  # [samples]
+
+    fd = np.zeros((len(draws), len(a), 3))
+    for i in range(len(a)):
+        for d in range(3):
+            p, m = a.copy(), a.copy()
+            p.positions[i, d] += h
+            m.positions[i, d] -= h
+            fd[:, i, d] = -(draw_energy(p) - draw_energy(m)).detach().numpy() / (2 * h)
+    expected = np.sqrt((fd**2).mean(axis=(0, 2)))
+    assert np.allclose(far["forces_std"].detach().numpy(), expected, rtol=1e-5, atol=1e-9)
+    heads_model.llpr_draws.zero_()  # back to the heads' spread for the other tests
