@@ -8,6 +8,7 @@ import torch
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from tests.unit.helpers import rattled_ethanols
 from workers.model import ensemble
 from workers.model.backbone import BackboneConfig
 from workers.model.calibration import (
@@ -80,21 +81,11 @@ def test_forces_spread_on_known_members():
     assert torch.allclose(spread, torch.tensor([0.0, math.sqrt(0.09 / 3), 0.0], dtype=torch.float64), atol=1e-12)
 
 
-def _labelled(n=4):
-    out = []
-    for k in range(n):
-        a = molecule("CH3CH2OH")
-        a.rattle(0.05, seed=k)
-        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=np.zeros((9, 3)))
-        out.append(a)
-    return out
-
-
 @pytest.fixture(scope="module")
 def heads_model():
     torch.manual_seed(0)
     cfg = ModelConfig(num_bins=32, heads=3, backbone=BackboneConfig(features=16, layers=2))
-    return Potential.fit(cfg, _labelled()).double()
+    return Potential.fit(cfg, rattled_ethanols()).double()
 
 
 def test_member_forces_match_finite_differences_and_their_mean_is_the_force(heads_model):
@@ -192,7 +183,7 @@ def test_calibration_needs_two_structures():
 def test_llpr_posterior_shrinks_where_the_training_labels_are(heads_model):
     """The last-layer posterior: small variance on the structures it was fitted on, larger on
     a structure unlike them; its forces are the posterior draws' exact gradients."""
-    train = _labelled(6)
+    train = rattled_ethanols(6)
     for k, a in enumerate(train):  # forces that are not all zero: the force features count
         a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=0.1 * np.ones((9, 3)))
     heads_model.fit_llpr(train)

@@ -72,7 +72,7 @@ def test_frames_carry_model_outputs(small_model, ethanol_labels):
 
 
 def _aux(n, entropy=1.0):
-    return {"energy": torch.zeros(n, dtype=torch.float64), "entropy": torch.full((n,), entropy)}
+    return {"energy": torch.zeros(n, dtype=torch.float64), "energy_entropy": torch.full((n,), entropy)}
 
 
 DEFAULT_RULES = StopRules()

@@ -21,6 +21,15 @@ Heads (``ModelConfig.head`` x ``ModelConfig.histogram``):
 * ``categorical`` + ``absolute``: the first design, bins fixed over the training range and
   logits from mean-pooled features; its mean saturates at the support's edges and it
   trails the scalar head (docs/results.md), kept for the ablation.
+
+Uncertainty (``ModelConfig.heads``, ``llpr_samples``; workers/model/ensemble.py): ``heads``
+location + histogram heads share the backbone (their mean is the prediction; entropy of the
+mean histogram = mean entropy + mutual information). After training, ``fit_llpr`` puts a
+Gaussian posterior on the heads' last layer from the training energies and forces (LLPR,
+Bigi et al. 2024): ``energy_std`` / ``energies_std`` (eV) are its exact predictive stds and
+``forces_std`` (eV/Å per atom) the spread of the forces of ``llpr_samples`` weight draws. A
+campaign rescales them on its hold-out labels (``calculator.recalibrate``): they are error
+bars, 68% / 95% intervals as ``Calibration`` says (docs/results.md section 1).
 """
 
 from __future__ import annotations
@@ -159,7 +168,8 @@ class Potential(nn.Module):
         return ((y - self.y_mean) / self.y_std).to(batch.positions.dtype)
 
     def histogram_targets(self, batch: Batch, out: dict) -> tuple[torch.Tensor, int]:
-        """HL-Gauss target histograms ``[n_structures, heads, num_bins]`` and the count clamped.
+        """HL-Gauss target histograms ``[n_structures, heads, num_bins]`` and how many
+        structures had a target clamped (for any head).
 
         Relative histogram: the label's offset from each head's (detached) location, so the
         cross-entropy shapes the histogram and leaves the location to the regression.
@@ -167,8 +177,9 @@ class Potential(nn.Module):
         y = self.normalised_targets(batch)[:, None].expand(-1, self.cfg.heads)
         if not self.absolute:
             y = y - out["location_members"].detach()
-        hist, clamped = hlgauss.to_histogram(y.reshape(-1), self.support)
-        return hist.reshape(*y.shape, -1), clamped
+        hist, _ = hlgauss.to_histogram(y.reshape(-1), self.support)
+        outside = (y < self.support.v_min) | (y > self.support.v_max)  # [n_structures, heads]
+        return hist.reshape(*y.shape, -1), int(outside.any(-1).sum())  # structures with a clamped target
 
     @staticmethod
     def _mean(batch: Batch, per_atom: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,54 @@
+"""The uncertainty benchmark's sets are split by whole trajectories (benchmarks/data/README.md)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import uncertainty  # noqa: E402
+
+DT_FS = 0.5  # the reference MD's time step
+FIT = ("train", "calibration")  # what a model or its error bars are fitted on
+
+
+NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH"}  # sets made before frames carried info["molecule"]
+
+
+def trajectory_key(atoms) -> tuple[str, int]:
+    """(molecule, velocity seed) of the MD a frame comes from (stretched: its source)."""
+    info = atoms.info
+    molecule = str(info.get("molecule", NAMES[atoms.get_chemical_formula(mode="hill")]))
+    traj = int(info.get("source_trajectory", info.get("trajectory", 0)))
+    seed = int(info.get("velocity_seed", int(info["temperature_k"]) + 1000 * traj))
+    return molecule, seed
+
+
+def test_no_test_frame_shares_a_trajectory_with_a_fitted_frame():
+    sets = uncertainty.load_sets(quick=False)
+    fitted: dict[tuple, list[float]] = {}
+    for name in FIT:
+        for a in sets[name]:
+            fitted.setdefault(trajectory_key(a), []).append(DT_FS * int(a.info["step"]))
+    tested = 0
+    for name, frames in sets.items():
+        if name in FIT:
+            continue
+        for a in frames:
+            key = trajectory_key(a)
+            step = int(a.info["source_step"] if "source_step" in a.info else a.info["step"])
+            times = np.array(fitted.get(key, []))
+            # same seed would mean the same MD: then at least 100 fs from every fitted frame
+            assert not times.size or np.abs(times - DT_FS * step).min() >= 100.0, (name, key, step)
+            assert key not in fitted, (name, key)  # and in fact no shared trajectory at all
+            tested += 1
+    assert tested == sum(len(v) for k, v in sets.items() if k not in FIT) > 200
+
+
+def test_train_and_calibration_are_distinct_trajectories():
+    sets = uncertainty.load_sets(quick=False)
+    train = {trajectory_key(a) for a in sets["train"]}
+    calibration = {trajectory_key(a) for a in sets["calibration"]}
+    assert train == {("CH3CH2OH", 300), ("CH3CH2OH", 400), ("CH3CH2OH", 500)}
+    assert not train & calibration and len(calibration) == 3
