@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,11 +74,15 @@ def test_final_model_loads_in_the_ase_calculator(finished):
     from workers.model import CatalCalculator
 
     ckpt = torch.load(finished / "model.pt", weights_only=True)
-    assert ckpt["format"] == "catal-potential-v3"
+    assert ckpt["format"] == "catal-potential-v4"
+    assert ckpt["calibration"]["n_structures"] == 3  # rescaled on the campaign's 3 hold-out labels
     atoms = molecule("CH3CH2OH")
     atoms.calc = CatalCalculator.from_checkpoint(finished / "model.pt")
     assert atoms.get_forces().shape == (9, 3)
-    assert atoms.calc.results["energy_entropy"] > 0
+    f_std = atoms.calc.results["forces_std"]
+    assert f_std.shape == (9,) and np.isfinite(f_std).all()
+    assert atoms.calc.results["forces_std_max"] == pytest.approx(f_std.max())
+    assert atoms.calc.calibration.forces_scale == pytest.approx(ckpt["calibration"]["forces_scale"])
     for name in ("round_001.pt", "round_002.pt"):
         assert (finished / "checkpoints" / name).exists()
 

@@ -216,3 +216,41 @@ def test_llpr_posterior_shrinks_where_the_training_labels_are(heads_model):
     expected = np.sqrt((fd**2).mean(axis=(0, 2)))
     assert np.allclose(far["forces_std"].detach().numpy(), expected, rtol=1e-5, atol=1e-9)
     heads_model.llpr_draws.zero_()  # back to the heads' spread for the other tests
+
+
+@pytest.mark.slow
+def test_a_stretched_bond_is_flagged_on_its_own_atoms():
+    """A model trained on 300-500 K ethanol: on frames of an unseen trajectory with one bond
+    pulled to 1.5x, the largest per-atom uncertainty sits on that bond's atoms (chance 2/9)."""
+    import sys
+    from pathlib import Path
+
+    from ase.io import read
+
+    from workers.model.calculator import predict
+    from workers.model.training import TrainConfig, train
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    from make_stretched import bonds, stretch
+
+    torch.set_num_threads(1)
+    data = repo / "benchmarks" / "data"
+    frames = [a for a in read(data / "ethanol_aimd_hf_sto3g.extxyz", ":") if a.info["temperature_k"] <= 500]
+    cfg = ModelConfig(heads=4, backbone=BackboneConfig(features=32, layers=2))
+    model = train(TrainConfig(epochs=100, batch_size=8, lr=2e-3, seed=0), frames, model_cfg=cfg).model
+    unseen = [a for a in read(data / "ethanol_id_hf_sto3g.extxyz", ":") if a.info["trajectory"] == 4]
+    rng = np.random.default_rng(0)
+    cases = []
+    for k in range(12):
+        a = unseen[3 * k]
+        pairs = bonds(a)
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        cases.append((stretch(a, i, j, 1.5), {i, j}))
+    preds = predict(model, [c for c, _ in cases])
+    for key in ("forces_std", "energies_std"):
+        hits = sum(int(np.argmax(p[key])) in bond for p, (_, bond) in zip(preds, cases, strict=True))
+        assert hits >= 6, (key, hits)  # chance: 12 x 2/9 = 2.7 (P(>= 6) = 0.03 at chance)
+    # and the stretched structures read as far more uncertain than the unstretched ones
+    plain = predict(model, [unseen[3 * k] for k in range(12)])
+    assert np.median([p["forces_std_max"] for p in preds]) > 2 * np.median([p["forces_std_max"] for p in plain])
