@@ -86,7 +86,7 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for strategy in ("entropy", "committee", "random", "energy-std", "random-scalar"):
+    for strategy in ("forces-std", "entropy", "committee", "random", "energy-std", "random-scalar"):
         assert f"{strategy}-s0" in proc.stdout
     # every model (2 rounds + final) is scored on the hold-out and on the AIMD test split
     assert "campaign hold-out: force MAE" in proc.stdout and "test split of ethanol_aimd" in proc.stdout
@@ -99,7 +99,7 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     exp = client.get_experiment_by_name("active-learning")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`catal.kind` = 'campaign'")
     names = sorted(r.info.run_name for r in parents)
-    assert names == ["committee-s0", "energy-std-s0", "entropy-s0", "random-s0", "random-scalar-s0"]
+    assert names == ["committee-s0", "energy-std-s0", "entropy-s0", "forces-std-s0", "random-s0", "random-scalar-s0"]
     for r in parents:
         assert "score_spearman" in r.data.metrics
 

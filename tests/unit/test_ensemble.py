@@ -234,7 +234,6 @@ def test_a_stretched_bond_is_flagged_on_its_own_atoms():
     sys.path.insert(0, str(repo / "benchmarks"))
     from make_stretched import bonds, stretch
 
-    torch.set_num_threads(1)
     data = repo / "benchmarks" / "data"
     frames = [a for a in read(data / "ethanol_aimd_hf_sto3g.extxyz", ":") if a.info["temperature_k"] <= 500]
     cfg = ModelConfig(heads=4, backbone=BackboneConfig(features=32, layers=2))
