@@ -38,7 +38,7 @@ from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.console import Reporter
 from orchestrator.references import compute_references, install_references
-from workers.model.potential import load_checkpoint
+from workers.model.checkpoint import load_checkpoint
 from workers.model.training import evaluate
 from workers.structures import split_by_info
 

@@ -45,7 +45,7 @@ from orchestrator.config import load_config
 from orchestrator.console import Reporter
 from orchestrator.references import compute_references, install_references
 from orchestrator.runtime import connect
-from workers.model.potential import load_checkpoint
+from workers.model.checkpoint import load_checkpoint
 from workers.model.training import evaluate
 
 TEST = Path("benchmarks/data/ethanol_500k_hf_sto3g.extxyz")

@@ -40,7 +40,7 @@ import ray
 from ase import Atoms
 from ase.io import write
 
-from orchestrator.campaign import Campaign, _trimmed
+from orchestrator.campaign import Campaign, trimmed
 from orchestrator.exploration import ALL_ROUNDS, FRAC_KEYS, Exploration, moving_average
 from orchestrator.labelling import store_and_settle
 from orchestrator.runtime import first_line
@@ -52,7 +52,7 @@ from workers.actors import ready_now
 from workers.dft import Status
 from workers.harmonic import load_reference
 from workers.model.calculator import predict
-from workers.model.potential import load_checkpoint, model_payload
+from workers.model.checkpoint import load_checkpoint, model_payload
 from workers.normal_modes import normal_modes
 from workers.sampling import UNCERTAINTY_KEYS
 
@@ -308,7 +308,7 @@ class AsyncCampaign(Exploration):
         info = self.info
         frames = max(info.get("md_frames", 0), 1)
         info.update({k: info.get(k, 0.0) / frames for k in FRAC_KEYS})
-        picks = [_trimmed(a.copy()) for a in self.picks.get(g, [])]
+        picks = [trimmed(a.copy()) for a in self.picks.get(g, [])]
         c.picks_path(g).parent.mkdir(parents=True, exist_ok=True)
         write(c.picks_path(g), picks, format="extxyz")
         ckpt = load_checkpoint(c.checkpoint(g))[1]

@@ -40,8 +40,8 @@ from workers.dft import Status
 from workers.errors import CampaignFailed
 from workers.harmonic import load_reference
 from workers.model.calculator import predict, recalibrate
+from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.model.committee import committee_predictions
-from workers.model.potential import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.model.training import evaluate
 from workers.sampling import UNCERTAINTY_KEYS
 from workers.structures import load_seed_structures
@@ -57,7 +57,7 @@ def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
     return cfg.training.seed + 7919 * cfg.seed + 1009 * member
 
 
-def _trimmed(frame):
+def trimmed(frame):
     """An MD frame with only the ``PICK_INFO`` keys in its info (what the extxyz keeps)."""
     keep = {k: frame.info[k] for k in PICK_INFO if k in frame.info}
     frame.info.clear()
@@ -326,8 +326,8 @@ class Campaign(RoundReports):
         audit_idx, rest = draw_audits(stopped, min(cfg.selection.audit_per_round, room), rng)
         quota = min(cfg.selection.picks_per_round, room - len(audit_idx))
         sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, quota, labelled_emb, rng)
-        picks = [_trimmed(frames[int(i)]) for i in rest[np.asarray(sel.picked, dtype=int)]]
-        audits = [_trimmed(frames[int(i)]) for i in audit_idx]
+        picks = [trimmed(frames[int(i)]) for i in rest[np.asarray(sel.picked, dtype=int)]]
+        audits = [trimmed(frames[int(i)]) for i in audit_idx]
         self.picks_path(rnd).parent.mkdir(parents=True, exist_ok=True)
         write(self.audit_path(rnd), audits, format="extxyz")
         write(self.picks_path(rnd), picks, format="extxyz")

@@ -180,11 +180,9 @@ class CampaignConfig(Section):
         if strategy in ("entropy", "mutual_information", "excess_entropy") and self.model.head != "categorical":
             raise ValueError(f"selection.strategy: {strategy} needs model.head: categorical")
         m = self.model
-        absolute = m.head == "categorical" and m.histogram == "absolute"
-        posterior = m.llpr_samples > 0 and m.readout == "atomwise" and not absolute
         if strategy == "mutual_information" and m.heads < 2:
             raise ValueError("selection.strategy: mutual_information needs model.heads >= 2 (the heads' disagreement)")
-        if strategy in ("forces_std", "energy_std") and not posterior and m.heads < 2:
+        if strategy in ("forces_std", "energy_std") and not m.has_posterior and m.heads < 2:
             raise ValueError(
                 f"selection.strategy: {strategy} needs the last-layer posterior (model.llpr_samples > 0, "
                 "readout atomwise) or model.heads >= 2"

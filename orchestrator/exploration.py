@@ -8,14 +8,14 @@ import time
 import numpy as np
 import ray
 
-from orchestrator.campaign import _trimmed
+from orchestrator.campaign import trimmed
 from orchestrator.replicas import replica_starts, walkers_after
 from orchestrator.runtime import first_line
 from orchestrator.scheduler import TOP, Candidate
 from orchestrator.selection import draw_audits, frame_arrays, frame_scores, select
 from orchestrator.store import content_key
 from workers.model.calculator import predict
-from workers.model.potential import model_from_payload
+from workers.model.checkpoint import model_from_payload
 from workers.sampling import replica_shares
 
 ALL_ROUNDS = 1 << 30  # training_set(ALL_ROUNDS): every label stored so far
@@ -134,7 +134,7 @@ class Exploration:
             self.queue.drop_below(sel.window[0])  # the newest model finds these accurate now
 
     def candidate(self, frame, score: float, origin: str, source: int) -> Candidate:
-        a = _trimmed(frame.copy())  # what a round's picks.extxyz keeps
+        a = trimmed(frame.copy())  # what a round's picks.extxyz keeps
         return Candidate(content_key(a, self.c.dft_cfg), a, score, origin, self.gen, source)
 
 

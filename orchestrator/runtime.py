@@ -38,7 +38,7 @@ from workers.actors import (
     sample_with_actors,
 )
 from workers.errors import ClusterTooSmall
-from workers.model.potential import model_payload
+from workers.model.checkpoint import model_payload
 
 WAIT_REPORT_S = 30.0  # how often a phase waiting for resources says so
 PHASE_ATTEMPTS = 5  # a phase whose actor dies (node lost) is rerun on a new actor this often

@@ -31,14 +31,13 @@ SCORE_KEYS = {
     "excess_entropy": "energy_excess_entropy",
     "committee": "committee_force_dev",
 }
-# strategies scored by the model's own heads (the categorical head's, or several heads')
-MODEL_STRATEGIES = ("forces_std", "entropy", "mutual_information", "energy_std", "excess_entropy")
 
 
 class SelectionConfig(Section):
-    # what ranks candidates: forces_std (the largest per-atom force std of the model's heads,
-    # eV/Å, calibrated; DP-GEN's max_devi_f from one model), energy_std (eV), the histograms'
-    # entropy or its mutual information (the heads' disagreement, nats), the excess entropy
+    # what ranks candidates: forces_std (the largest per-atom force std, eV/Å, from the
+    # last-layer posterior, calibrated on the hold-out; DP-GEN's max_devi_f from one model),
+    # energy_std (eV), the heads' histograms' entropy or its mutual information (the heads'
+    # disagreement, nats), the excess entropy
     # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); or nothing (random
     # among the filtered frames). docs/results.md section 1
     strategy: Literal[

@@ -310,7 +310,7 @@ class TrainerActor:
 
     def _keep(self, model, row: dict) -> None:
         """After each epoch: a copy of the model the running training would return."""
-        from workers.model.potential import model_payload
+        from workers.model.checkpoint import model_payload
 
         snap = (model_payload(model, copy=True), dict(row))
         with self._snap_lock:
@@ -327,7 +327,8 @@ class TrainerActor:
         return self._torch.submit(self._train, train_cfg, model_cfg, structures, warm, opt_state).result()
 
     def _train(self, train_cfg: dict, model_cfg: dict, structures: list, warm: dict | None, opt_state):
-        from workers.model.potential import ModelConfig, model_from_payload, model_payload
+        from workers.model.checkpoint import model_from_payload, model_payload
+        from workers.model.potential import ModelConfig
         from workers.model.training import TrainConfig, train
 
         cfg = TrainConfig.from_dict(train_cfg)
@@ -371,7 +372,7 @@ class SamplerActor:
         return os.getpid()
 
     def set_model(self, payload: dict) -> bool:
-        from workers.model.potential import model_from_payload
+        from workers.model.checkpoint import model_from_payload
 
         self.model = model_from_payload(payload, self.device)
         return True

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_labels):
     from workers.actors import SamplerActor, TrainerActor, sample_with_actors
-    from workers.model.potential import model_from_payload
+    from workers.model.checkpoint import model_from_payload
     from workers.sampling import replica_shares
 
     trainer = TrainerActor.options(num_cpus=1).remote(threads=1)

@@ -18,7 +18,7 @@ from orchestrator.config import load_config
 from orchestrator.references import install_references
 from orchestrator.store import LabelStore
 from tests.integration.helpers import TINY, catal_cmd, env, run_catal
-from workers.model.potential import load_checkpoint
+from workers.model.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -130,7 +130,7 @@ def test_energy_std_adds_the_heads_spread_and_the_histograms_excess_width(heads_
 
 
 def test_calibration_scales_every_reported_std(heads_model, tmp_path):
-    from workers.model.potential import load_checkpoint, save_checkpoint
+    from workers.model.checkpoint import load_checkpoint, save_checkpoint
 
     a = collate([molecule("CH3CH2OH")]).to(dtype=torch.float64)
     raw = heads_model(a, uncertainty=True)

@@ -21,8 +21,9 @@ from orchestrator.cli import main as catal
 from workers.model import ModelConfig, TrainConfig, evaluate, train
 from workers.model import mace_backbone as mb
 from workers.model.backbone import BackboneConfig
+from workers.model.checkpoint import load_checkpoint, save_checkpoint
 from workers.model.graph import collate, edges_within_cutoff
-from workers.model.potential import Potential, load_checkpoint, save_checkpoint
+from workers.model.potential import Potential
 
 MACE_RUN_TRAIN = Path(sys.executable).parent / "mace_run_train"
 

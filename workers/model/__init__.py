@@ -1,7 +1,8 @@
 """The categorical (HL-Gauss) interatomic potential: transform, backbone, training, calculator."""
 
 from workers.model.calculator import CatalCalculator, predict
-from workers.model.potential import ModelConfig, Potential, load_checkpoint, save_checkpoint
+from workers.model.checkpoint import load_checkpoint, save_checkpoint
+from workers.model.potential import ModelConfig, Potential
 from workers.model.training import TrainConfig, evaluate, train
 
 __all__ = [

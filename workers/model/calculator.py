@@ -7,8 +7,9 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from workers.model.calibration import Calibration, fit_calibration
+from workers.model.checkpoint import load_checkpoint
 from workers.model.graph import collate
-from workers.model.potential import Potential, load_checkpoint
+from workers.model.potential import Potential
 from workers.model.training import DTYPES, resolve_device
 
 # per structure (floats) and per atom (arrays) uncertainty, named as the model names them
@@ -29,8 +30,8 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, un
     Each dict has ``energy`` (eV), ``forces`` [n_atoms, 3] (eV/Å), ``embedding`` [F], and
     the uncertainty the model has, calibrated (``Potential.forward``): ``energy_std`` (eV),
     ``energy_std_per_atom`` (eV/atom), ``forces_std`` [n_atoms] and ``forces_std_max``
-    (eV/Å; with ``uncertainty`` and several heads), ``energies_std`` [n_atoms] (eV), and
-    for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
+    (eV/Å; with ``uncertainty``: the posterior's, or the heads' spread before one is fitted),
+    ``energies_std`` [n_atoms] (eV), and for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
     ``energy_excess_entropy`` (nats).
     """
     param = next(model.parameters())
@@ -59,8 +60,7 @@ def recalibrate(model: Potential, structures: list[Atoms]) -> Calibration:
     """The model's error bars rescaled on labelled ``structures`` it did not train on
     (``workers.model.calibration``): sets and returns ``model.calibration``. With fewer than
     2 structures, or a model without a spread (one head, no fitted posterior), it is left as it is."""
-    has_spread = model.cfg.heads > 1 or (model.llpr and bool(model.llpr_draws.any()))
-    if len(structures) < 2 or not has_spread:
+    if len(structures) < 2 or not (model.cfg.heads > 1 or model.posterior_fitted):
         return model.calibration
     kept, model.calibration = model.calibration, Calibration()  # raw stds
     try:

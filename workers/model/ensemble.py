@@ -116,23 +116,3 @@ def forces_spread(forces_m: torch.Tensor) -> torch.Tensor:
         return torch.zeros(forces_m.shape[1], dtype=forces_m.dtype, device=forces_m.device)
     dev = forces_m - forces_m.mean(0, keepdim=True)
     return dev.pow(2).mean(dim=(0, 2)).sqrt()
-
-
-def llpr_covariance(precision: torch.Tensor, reg: float) -> torch.Tensor:
-    """Last-layer posterior covariance ``(P + reg * mean_eig(P) I)^-1`` ``[D, D]`` from the
-    precision ``P`` the training labels put on the last layer's weights (Bigi et al. 2024,
-    LLPR): ``sum_s phi_s phi_s^T / sigma_E^2`` over structures plus ``sum J^T J / sigma_F^2``
-    over force components, ``J = d phi / d r``. Large along directions the training set never
-    constrained. ``reg`` is relative to the mean eigenvalue, so it is scale-free."""
-    a = precision.double()
-    lam = reg * max(float(torch.trace(a)) / a.shape[0], 1e-300)
-    return torch.linalg.inv(a + lam * torch.eye(a.shape[0], dtype=a.dtype, device=a.device))
-
-
-def posterior_samples(cov: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """``k`` fixed draws ``[k, D]`` of last-layer weight perturbations from ``N(0, cov)``."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(k, cov.shape[0], generator=gen, dtype=torch.float64)
-    evals, evecs = torch.linalg.eigh(cov.double().cpu())
-    root = evecs * evals.clamp_min(0.0).sqrt()  # cov = root @ root.T
-    return (z @ root.T).to(cov.dtype)

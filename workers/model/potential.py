@@ -42,7 +42,7 @@ from ase import Atoms
 from pydantic import Field
 from torch import nn
 
-from workers.model import ensemble, hlgauss
+from workers.model import ensemble, hlgauss, posterior
 from workers.model.backbone import MAX_Z, BackboneConfig, backbone_from_metadata, build_backbone
 from workers.model.calibration import Calibration
 from workers.model.graph import Batch, edges_within_cutoff
@@ -80,6 +80,12 @@ class ModelConfig(Section):
     # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
     llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
     backbone: BackboneConfig = BackboneConfig()
+
+    @property
+    def has_posterior(self) -> bool:
+        """A last-layer posterior needs per-atom location heads (not the absolute histogram)."""
+        absolute = self.head == "categorical" and self.histogram == "absolute"
+        return self.llpr_samples > 0 and self.readout == "atomwise" and not absolute
 
 
 def per_atom_targets(structures: list[Atoms], refs: np.ndarray) -> np.ndarray:
@@ -131,14 +137,12 @@ class Potential(nn.Module):
         m = cfg.heads
         if not self.absolute:  # each head's regressed location [n_structures, heads]
             self.location = ensemble.EnsembleMLP(f, f, 1, m)
-        self.llpr = not self.absolute and cfg.readout == "atomwise" and cfg.llpr_samples > 0
+        self.llpr = cfg.has_posterior
         if self.llpr:  # fitted after training (fit_llpr); zeros until then
             self.register_buffer("llpr_cov", torch.zeros(m * f, m * f))
             self.register_buffer("llpr_draws", torch.zeros(cfg.llpr_samples, m * f))
         if cfg.head == "categorical":  # each head's logits over the bins
             self.head = ensemble.EnsembleMLP(f, f, cfg.num_bins, m)
-
-    LLPR_PROBES = 16  # random probes per batch estimating the force features' Gram matrix
 
     @classmethod
     def fit(cls, cfg: ModelConfig, structures: list[Atoms]) -> Potential:
@@ -270,7 +274,7 @@ class Potential(nn.Module):
         out["energy"] = energy_members.mean(-1)
         heads_std, heads_atoms = self._heads_energy_spread(n, y_members.detach(), hist_var, contrib)
         out["energy_std_heads"] = heads_std
-        fitted = self.llpr and bool(self.llpr_draws.any())
+        fitted = self.posterior_fitted
         raw_std, raw_atoms, draw_energy = heads_std, heads_atoms, None
         if fitted:
             raw_std, raw_atoms, draw_energy = self._llpr(batch, out["last_layer"])
@@ -307,56 +311,22 @@ class Potential(nn.Module):
                 self._forces_spread(out, batch, torch.zeros_like(out["forces"][:, 0]).detach())
         return out
 
-    def _llpr(self, batch: Batch, phi: torch.Tensor) -> tuple:
-        """LLPR (raw, eV): the energy std ``[n_structures]`` and per-atom energy std ``[n_atoms]``
-        from the last-layer covariance (exact), and the energies ``[n_structures, samples]`` of
-        the posterior's weight draws, in the graph: their forces are the force spread."""
-        total = phi.new_zeros(batch.n_structures, phi.shape[1]).index_add(0, batch.structure, phi)
-        cov = self.llpr_cov.to(phi.dtype)
-        td, pd = self.y_std * total.detach(), self.y_std * phi.detach()
-        energy_std = torch.einsum("nd,de,ne->n", td, cov, td).clamp_min(0).sqrt()
-        energies_std = torch.einsum("nd,de,ne->n", pd, cov, pd).clamp_min(0).sqrt()
-        return energy_std, energies_std, self.y_std * total @ self.llpr_draws.to(phi.dtype).T
+    @property
+    def posterior_fitted(self) -> bool:
+        """Whether ``fit_llpr`` has given the last layer a posterior (else the heads' spread serves)."""
+        return self.llpr and bool(self.llpr_draws.any())
 
-    def fit_llpr(self, structures: list[Atoms], batch_size: int = 16) -> None:
-        """The last-layer posterior from labelled ``structures`` (the training set): energy
-        and force features, each weighted by the inverse of the model's mean squared
-        residual on them (eV^2, (eV/Å)^2), so the covariance is in eV units."""
+    def _llpr(self, batch: Batch, phi: torch.Tensor) -> tuple:
+        """The posterior's raw stds and weight-draw energies (``posterior.predictive``)."""
+        return posterior.predictive(batch, self.y_std * phi, self.llpr_cov, self.llpr_draws)
+
+    def fit_llpr(self, structures: list[Atoms]) -> None:
+        """The last-layer posterior from labelled ``structures`` (the training set; ``posterior.fit``)."""
         if not self.llpr or not structures:
             return
-        from workers.model.graph import collate
-
-        param = next(self.parameters())
-        d = self.llpr_cov.shape[0]
-        p_energy = torch.zeros(d, d, dtype=torch.float64, device=param.device)
-        p_forces = torch.zeros_like(p_energy)
-        se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
-        gen = torch.Generator().manual_seed(0)
-        for start in range(0, len(structures), batch_size):
-            batch = collate(structures[start : start + batch_size], with_labels=True).to(param.device, param.dtype)
-            with torch.enable_grad():
-                out = self(batch, forces=True)  # residuals
-                pos = batch.positions.detach().requires_grad_(True)
-                batch.positions = pos
-                phi = self.y_std * self(batch, forces=False)["last_layer"]
-                total = phi.new_zeros(batch.n_structures, d).index_add(0, batch.structure, phi)  # [n, D] eV
-                # J^T J = E_v[(J v)(J v)^T] over probes v ~ N(0, I) on the force components:
-                # J v by the double-backward trick (two passes per probe, not one per feature)
-                w = torch.zeros_like(total, requires_grad=True)
-                (g,) = torch.autograd.grad(total, pos, grad_outputs=w, create_graph=True)
-                probes = torch.randn(self.LLPR_PROBES, *pos.shape, generator=gen, dtype=pos.dtype)
-                (jv,) = torch.autograd.grad(g, w, grad_outputs=probes.to(pos.device), is_grads_batched=True)
-            t = total.detach().double()
-            p_energy += t.T @ t
-            jv = jv.detach().double().reshape(-1, d)  # [probes * n_structures, D]
-            p_forces += jv.T @ jv / self.LLPR_PROBES
-            se_e += float(((out["energy"].detach() - batch.energy_ev) ** 2).sum())
-            se_f += float(((out["forces"].detach() - batch.forces_ev_a) ** 2).sum())
-            n_e, n_f = n_e + batch.n_structures, n_f + batch.forces_ev_a.numel()
-        var_e, var_f = max(se_e / n_e, 1e-8), max(se_f / n_f, 1e-8)
-        cov = ensemble.llpr_covariance(p_energy / var_e + p_forces / var_f, self.cfg.llpr_reg)
+        cov = posterior.fit(self, structures)
         self.llpr_cov.copy_(cov.to(self.llpr_cov.dtype))
-        self.llpr_draws.copy_(ensemble.posterior_samples(cov, self.cfg.llpr_samples).to(self.llpr_draws))
+        self.llpr_draws.copy_(posterior.weight_draws(cov, self.cfg.llpr_samples).to(self.llpr_draws))
 
     def _entropies(self, out: dict, logits: torch.Tensor, offset: torch.Tensor, loc: torch.Tensor | None) -> None:
         """The heads' histograms on one grid (each at its location): entropy = aleatoric + MI."""
@@ -416,49 +386,3 @@ class Potential(nn.Module):
         )
         model.load_state_dict(state_dict)
         return model
-
-
-CHECKPOINT_FORMAT = "catal-potential-v4"  # v4: heads (a shallow ensemble) + calibration
-
-
-def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
-    """Write model weights + config + refs + support (+ ``extra``, e.g. optimizer, epoch).
-
-    Written to a temporary file and renamed, so a crash never leaves a half checkpoint.
-    """
-    import os
-
-    payload = {"format": CHECKPOINT_FORMAT, **model.metadata(), "state_dict": model.state_dict()}
-    payload.update(extra or {})
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
-    """Load with ``weights_only=True``; returns the model and the raw checkpoint dict."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v1":
-        raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
-    if isinstance(ckpt, dict) and ckpt.get("format") in ("catal-potential-v2", "catal-potential-v3"):
-        raise ValueError(f"{path} is a catal checkpoint from before the ensemble heads (v2/v3); retrain it")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a catal checkpoint")
-    return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt
-
-
-def model_payload(model: Potential, copy: bool = False) -> dict:
-    """A model as plain CPU tensors + metadata, for ``ray.put`` (shipped once per round);
-    ``copy``: tensors of their own, not views of the live weights of a CPU model in training."""
-    return {
-        "meta": model.metadata(),
-        "state_dict": {k: v.detach().to("cpu", copy=copy) for k, v in model.state_dict().items()},
-    }
-
-
-def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32") -> Potential:
-    """The model ``model_payload`` shipped, on ``device`` in ``dtype``, in eval mode."""
-    from workers.model.training import DTYPES, resolve_device
-
-    model = Potential.from_metadata(payload["meta"], payload["state_dict"])
-    return model.to(device=resolve_device(device), dtype=DTYPES[dtype]).eval()

@@ -29,8 +29,9 @@ from ase import Atoms
 from pydantic import Field
 
 from workers.model import hlgauss
+from workers.model.checkpoint import load_checkpoint, save_checkpoint
 from workers.model.graph import collate
-from workers.model.potential import ModelConfig, Potential, load_checkpoint, save_checkpoint
+from workers.model.potential import ModelConfig, Potential
 from workers.schema import Section
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
