@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench results clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# every number in README and docs/results.md, on this build (about 3 h on 2 cores)
+results: $(STAMP)
+	$(PY) benchmarks/run_all.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/heads.py

@@ -25,7 +25,7 @@ from orchestrator.labelling import DFTClock, label_structures, round0_failure_su
 from orchestrator.lock import CampaignLock
 from orchestrator.references import final_figures, reference_paths, seed_normal_modes
 from orchestrator.reports import RoundReports
-from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select
+from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select, selection_rng
 from orchestrator.state import (
     CampaignState,
     async_round0,
@@ -296,11 +296,23 @@ class Campaign(RoundReports):
         return md_cfg
 
     def md_starts(self, labelled: list, n: int) -> list:
-        """MD starts: the seeds and the ``n`` most recent labelled structures (no calculator)."""
+        """MD starts: the seeds at their DFT minimum (where normal-mode sampling stored one;
+        else as given) and the ``n`` most recent labelled structures (no calculator)."""
         recent = [a.copy() for a in labelled[-n:]] if n else []
         for a in recent:
             a.calc = None
-        return self.seeds + recent
+        return self.seed_minima() + recent
+
+    def seed_minima(self) -> list:
+        """Each seed at its stored DFT minimum (``harmonic/seed_NNN.npz``), else the seed itself."""
+        paths, out = self.reference_paths(), []
+        for k, seed in enumerate(self.seeds):
+            a = seed.copy()
+            a.calc = None
+            if k < len(paths) and paths[k].exists():
+                a.positions = load_reference(paths[k]).atoms.positions  # same atoms, same order
+            out.append(a)
+        return out
 
     def sample_and_select(self, model, rnd: int) -> dict:
         cfg = self.cfg
@@ -321,7 +333,7 @@ class Campaign(RoundReports):
         labelled = self.training_set(rnd)
         labelled_emb = np.stack([r["embedding"] for r in predict(model, labelled)]) if labelled else None
         room = min(cfg.budget.max_labels_per_round, max(self.ledger.labels_left(), 0))
-        rng = np.random.default_rng(cfg.seed + rnd)
+        rng = selection_rng(cfg.seed, rnd)
         # audit frames first (served first from the round's room), then picks from the rest
         audit_idx, rest = draw_audits(stopped, min(cfg.selection.audit_per_round, room), rng)
         quota = min(cfg.selection.picks_per_round, room - len(audit_idx))

@@ -12,7 +12,7 @@ from orchestrator.campaign import trimmed
 from orchestrator.replicas import replica_starts, walkers_after
 from orchestrator.runtime import first_line
 from orchestrator.scheduler import TOP, Candidate
-from orchestrator.selection import draw_audits, frame_arrays, frame_scores, select
+from orchestrator.selection import draw_audits, frame_arrays, frame_scores, select, selection_rng
 from orchestrator.store import content_key
 from workers.model.calculator import predict
 from workers.model.checkpoint import model_from_payload
@@ -115,7 +115,7 @@ class Exploration:
             return
         scores = frame_scores(frames, cfg.selection.strategy)
         emb, stopped = frame_arrays(frames)
-        rng = np.random.default_rng(cfg.seed + 7919 * self.gen + self.runs)
+        rng = selection_rng(cfg.seed, self.gen, self.runs)
         n_audit = max(cfg.selection.audit_per_round - info["audits"], 0)
         audit_idx, rest = draw_audits(stopped, n_audit, rng)
         sel = select(scores[rest], emb[rest], stopped[rest], cfg.selection, cfg.selection.picks_per_round,

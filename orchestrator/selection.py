@@ -8,6 +8,9 @@
    sampling on embeddings (seeded with the most uncertain) so picks are not near-duplicate
    MD frames; exact duplicates are never both picked.
 3. The accurate / candidate / failed fractions are DP-GEN's convergence signal.
+
+``random`` is the baseline selection is judged against: a uniform draw among the frames no
+stop rule ended, with no window, no filter on labelled neighbours and no diversity step.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ class SelectionConfig(Section):
     # last-layer posterior, calibrated on the hold-out; DP-GEN's max_devi_f from one model),
     # energy_std (eV), the heads' histograms' entropy or its mutual information (the heads'
     # disagreement, nats), the excess entropy
-    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); or nothing (random
-    # among the filtered frames). docs/results.md section 1
+    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); or nothing (random:
+    # uniform among the physical frames, no window or diversity). docs/results.md section 1
     strategy: Literal[
         "forces_std", "entropy", "mutual_information", "energy_std", "excess_entropy", "committee", "random"
     ] = "forces_std"
@@ -135,32 +138,32 @@ def select(
     labelled_embeddings: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> Selection:
-    """Pick at most ``quota`` candidates: window, then top-k, then diversity."""
+    """Pick at most ``quota`` candidates: window, then top-k, then diversity (``random``:
+    a uniform draw among the frames no stop rule ended, nothing else)."""
     scores = np.asarray(scores, dtype=float)
     stopped = np.asarray(stopped, dtype=bool)
     n = scores.shape[0]
+    quota = max(int(quota), 0)
     if cfg.strategy == "random":
-        # uniform among filtered frames: the window does not apply, stop rules do
         window = (-math.inf, math.inf)
+        cls = classify(scores, stopped, window)
+        eligible = np.nonzero(cls == 1)[0]
+        rng = rng or np.random.default_rng(0)
+        picked = rng.choice(eligible, size=min(quota, len(eligible)), replace=False)
     else:
         ok = ~stopped & np.isfinite(scores)
         window = trust_window(scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode)
-    cls = classify(scores, stopped, window)
-    eligible = np.nonzero(cls == 1)[0]
-    if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
-        d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
-        eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
-    quota = max(int(quota), 0)
-    if cfg.strategy == "random":
-        rng = rng or np.random.default_rng(0)
-        order = rng.permutation(eligible)
-    else:
+        cls = classify(scores, stopped, window)
+        eligible = np.nonzero(cls == 1)[0]
+        if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
+            d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
+            eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
         order = eligible[np.argsort(-scores[eligible], kind="stable")]
-    if cfg.diversity:
-        pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
-        picked = pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
-    else:
-        picked = _dedupe(order, embeddings, quota)
+        if cfg.diversity:
+            pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
+            picked = pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
+        else:
+            picked = _dedupe(order, embeddings, quota)
     frac = np.bincount(cls, minlength=3) / max(n, 1)
     return Selection(
         picked=np.asarray(picked, dtype=np.int64),
@@ -180,6 +183,13 @@ def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray
         if all(np.linalg.norm(embeddings[i] - embeddings[j]) > DUPLICATE_TOL for j in out):
             out.append(int(i))
     return np.asarray(out, dtype=np.int64)
+
+
+def selection_rng(*key: int) -> np.random.Generator:
+    """The random stream of one selection (``(seed, round)``, or ``(seed, generation, run)``
+    in async): independent streams, so that no two (seed, round) pairs share draws (a sum
+    ``seed + round`` made seed s round r + 1 repeat seed s + 1 round r)."""
+    return np.random.default_rng([int(k) for k in key])
 
 
 def draw_audits(stopped: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -2,11 +2,11 @@
 
 import time
 
-import numpy as np
 import pytest
 
 from workers.model import ModelConfig, TrainConfig
 from workers.model.backbone import BackboneConfig
+from workers.model.calculator import predict
 from workers.sampling import MDConfig, StopRules
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,7 +55,13 @@ def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_l
     frames = sample_with_actors(samplers, payload_ref, ethanol_labels[:2], md_cfg)
     assert sorted({f.info["replica"] for f in frames}) == [0, 1, 2, 3, 4]
     assert len(frames) == 10
-    assert all(np.isfinite(f.info["energy_entropy"]) and f.info["energy_entropy"] > 0 for f in frames)
+    # each frame carries the model's own outputs at that frame's positions
+    model = model_from_payload(out2["payload"], "cpu")
+    again = predict(model, frames)
+    for f, r in zip(frames, again, strict=True):
+        for key in ("energy_entropy", "energy_std", "forces_std_max"):
+            assert f.info[key] == pytest.approx(r[key], rel=1e-4, abs=1e-7), key
+        assert f.info["model_energy"] == pytest.approx(r["energy"], abs=1e-4)
     assert model_from_payload(out2["payload"], "cpu").cfg.num_bins == 32
     assert replica_shares(5, 2) == [(0, 3), (3, 2)]
     for s in samplers:

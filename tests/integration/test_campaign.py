@@ -119,6 +119,28 @@ def test_normal_mode_reference_is_stored_and_charged(finished):
     assert parents[0].data.metrics["lowest_mode_cm"] > 100.0
 
 
+def test_md_starts_from_the_dft_minimum_and_the_newest_labels(finished):
+    """Replicas start at the seed's stored DFT minimum (not the ase.build geometry) and the
+    newest labelled structures."""
+    from ase.build import molecule
+
+    from orchestrator.campaign import Campaign
+    from orchestrator.config import load_config
+    from workers.harmonic import load_reference
+
+    cfg = load_config(finished / "config.yaml")
+    minimum = load_reference(finished / "harmonic" / "seed_000.npz").atoms
+    labelled = [molecule("CH3CH2OH") for _ in range(3)]
+    for k, a in enumerate(labelled):
+        a.positions += 0.01 * (k + 1)
+    starts = Campaign(cfg).md_starts(labelled, 2)
+    assert len(starts) == 3 and all(a.calc is None for a in starts)
+    np.testing.assert_allclose(starts[0].positions, minimum.positions, atol=1e-12)
+    assert np.abs(starts[0].positions - molecule("CH3CH2OH").positions).max() > 1e-3  # relaxed, not as built
+    np.testing.assert_allclose(starts[1].positions, labelled[1].positions)
+    np.testing.assert_allclose(starts[2].positions, labelled[2].positions)
+
+
 def test_status_and_export_commands(finished, tmp_path):
     proc = run_catal("status", str(finished))
     assert proc.returncode == 0, proc.stderr

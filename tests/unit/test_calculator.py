@@ -50,8 +50,24 @@ def test_calculator_properties_and_fd_forces(checkpoint):
     f = a.get_forces()
     assert a.get_potential_energy(force_consistent=True) == pytest.approx(e)
     assert f.shape == (9, 3)
-    assert calc.results["energy_entropy"] > 0
-    assert calc.results["energy_std"] > 0
+    r = calc.results
+    # entropy of the heads' mean histogram = their mean entropy (at most a flat 64-bin
+    # histogram's) + their mutual information (0 <= MI <= log(4 heads))
+    mi = r["energy_mutual_information"]
+    assert 0.0 <= mi <= np.log(4) + 1e-9
+    assert 0.0 <= r["energy_entropy"] - mi <= np.log(64) + 1e-9
+    # calibrated: the error bars are the raw stds times the calibration's scales
+    from dataclasses import replace
+
+    kept = calc.model.calibration
+    raw_e, raw_f = r["energy_std"] / kept.energy_scale, r["forces_std"] / kept.forces_scale
+    calc.model.calibration = replace(kept, energy_scale=3.0 * kept.energy_scale, forces_scale=2.0)
+    calc.reset()  # same positions: ASE would return the cached results
+    a.get_potential_energy()
+    assert calc.results["energy_std"] == pytest.approx(3.0 * kept.energy_scale * raw_e, rel=1e-9)
+    np.testing.assert_allclose(calc.results["forces_std"], 2.0 * raw_f, rtol=1e-6)
+    calc.model.calibration = kept
+    calc.reset()
     h = 1e-5
     for i, d in [(0, 0), (3, 1), (8, 2)]:
         b = a.copy()

@@ -1,4 +1,4 @@
-"""The uncertainty benchmark's sets are split by whole trajectories (benchmarks/data/README.md)."""
+"""The benchmarks' sets are split by whole trajectories (benchmarks/data/README.md)."""
 
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ DT_FS = 0.5  # the reference MD's time step
 FIT = ("train", "calibration")  # what a model or its error bars are fitted on
 
 
-NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH"}  # sets made before frames carried info["molecule"]
+NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2"}  # sets made before frames carried info["molecule"]
 
 
 def trajectory_key(atoms) -> tuple[str, int]:
@@ -51,4 +51,25 @@ def test_train_and_calibration_are_distinct_trajectories():
     train = {trajectory_key(a) for a in sets["train"]}
     calibration = {trajectory_key(a) for a in sets["calibration"]}
     assert train == {("CH3CH2OH", 300), ("CH3CH2OH", 400), ("CH3CH2OH", 500)}
-    assert not train & calibration and len(calibration) == 3
+    assert not train & calibration and len(calibration) == 6
+
+
+def test_the_final_test_set_shares_no_trajectory_with_any_other_set():
+    """The active-learning benchmark's final test set (500 K ethanol) is reported only: no
+    other set in benchmarks/data (training, development, calibration, the passive AIMD
+    pool, the uncertainty sets) comes from one of its trajectories."""
+    from ase.io import read
+
+    data = REPO / "benchmarks" / "data"
+    test = read(data / "ethanol_500k_test_hf_sto3g.extxyz", index=":")
+    test_keys = {trajectory_key(a) for a in test}
+    assert len(test) == 40 and len(test_keys) == 2
+    others = [p for p in sorted(data.glob("*.extxyz")) if p.name != "ethanol_500k_test_hf_sto3g.extxyz"]
+    assert len(others) >= 8
+    for path in others:
+        for a in read(path, index=":"):
+            assert trajectory_key(a) not in test_keys, (path.name, trajectory_key(a))
+    # and the passive pool is at the test temperature, on trajectories of its own
+    pool = {trajectory_key(a) for a in read(data / "ethanol_500k_aimd_pool_hf_sto3g.extxyz", index=":")}
+    dev = {trajectory_key(a) for a in read(data / "ethanol_500k_hf_sto3g.extxyz", index=":")}
+    assert len(pool) == 4 and not pool & dev

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.selection import SelectionConfig, farthest_point_sampling, select, trust_window
+from orchestrator.selection import SelectionConfig, farthest_point_sampling, select, selection_rng, trust_window
 
 
 def _data(n=50, d=4, seed=0):
@@ -72,16 +72,37 @@ def test_candidates_near_labelled_structures_are_dropped():
     assert len(sel.picked) == 7
 
 
-def test_random_strategy_picks_uniformly_among_filtered():
-    scores, emb, stopped = _data(40)
-    stopped[::2] = True
+def test_random_strategy_is_a_uniform_draw_among_physical_frames():
+    """Pure random: no window, no diversity step, no filter on labelled neighbours; every
+    physical frame equally likely (near-duplicates too), stopped frames never."""
+    n = 20
+    emb = np.zeros((n, 3))
+    emb[:2] = [[10.0, 0, 0], [-10.0, 0, 0]]  # two far frames: farthest-point would always take them
+    emb[2:] += np.linspace(0, 1e-3, n - 2)[:, None]  # the rest a tight cluster
+    scores = np.linspace(0.0, 1.0, n)  # ignored
+    stopped = np.zeros(n, dtype=bool)
+    stopped[-2:] = True
     cfg = SelectionConfig(strategy="random")
-    seen = set()
-    for seed in range(20):
-        sel = select(scores, emb, stopped, cfg, 3, rng=np.random.default_rng(seed))
-        assert len(sel.picked) == 3 and not stopped[sel.picked].any()
-        seen |= set(sel.picked.tolist())
-    assert len(seen) > 10  # not always the same top-scored ones
+    counts = np.zeros(n)
+    draws = 600
+    for seed in range(draws):
+        sel = select(scores, emb, stopped, cfg, 3, labelled_embeddings=emb[2:4], rng=np.random.default_rng(seed))
+        assert len(sel.picked) == 3 and len(set(sel.picked.tolist())) == 3
+        counts[sel.picked] += 1
+    assert counts[-2:].sum() == 0
+    expected = draws * 3 / (n - 2)  # 100 per physical frame
+    assert np.all(np.abs(counts[:-2] - expected) < 35), counts  # ~3.5 sd of a binomial(600, 1/6)
+    # the strategies that rank take the far frames every time instead
+    sel = select(np.ones(n), emb, stopped, SelectionConfig(strategy="energy_std", window_lo=0.0), 3)
+    assert {0, 1} <= set(sel.picked.tolist())
+
+
+def test_selection_streams_of_neighbouring_seeds_and_rounds_differ():
+    """Seed s round r + 1 and seed s + 1 round r draw differently (a summed seed made them equal)."""
+    a = selection_rng(0, 1).permutation(1000)
+    b = selection_rng(1, 0).permutation(1000)
+    assert not np.array_equal(a, b)
+    assert np.array_equal(selection_rng(3, 2).permutation(1000), selection_rng(3, 2).permutation(1000))
 
 
 def test_farthest_point_sampling_spreads_out():

@@ -1,0 +1,152 @@
+"""Every number in README and docs/results.md, regenerated on the current build: one command.
+
+    python benchmarks/run_all.py                 # `make results`: every step, about 3 h on 2 cores
+    python benchmarks/run_all.py --only demo,vacf
+    python benchmarks/run_all.py --quick         # every step tiny (CI), written under runs/results-quick
+
+Each step runs its benchmark as a subprocess and writes what it printed to
+``docs/results/<step>.txt`` under a header naming the command, the commit (and whether the
+tree had uncommitted changes), the date, the machine, the versions and the wall time; the
+tables in docs/results.md are copied from those files. A step that fails leaves its old
+file untouched and the command exits non-zero after the others ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CATAL = str(Path(PY).with_name("catal"))
+FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
+
+# step -> (full commands, quick commands); {out} is the step's run folder
+STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
+    "uncertainty": (
+        [[PY, "benchmarks/uncertainty.py", "--seeds", "3", "--epochs", "300"]],
+        [[PY, "benchmarks/uncertainty.py", "--quick"]],
+    ),
+    "active_learning": (
+        [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
+        [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
+    ),
+    "demo": (
+        [
+            [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
+            [PY, "benchmarks/potential_check.py", "{out}/campaign/model.pt", "--reference", FINAL_TEST],
+        ],
+        [
+            [CATAL, "run", "tests/data/tiny_campaign.yaml", "--set", "out_dir={out}/campaign"],
+            [
+                PY,
+                "benchmarks/potential_check.py",
+                "{out}/campaign/model.pt",
+                "--reference",
+                FINAL_TEST,
+                "--md-ps",
+                "0.05",
+            ],
+        ],  # fmt: skip
+    ),
+    "vacf": ([[PY, "benchmarks/vacf.py"]], [[PY, "benchmarks/vacf.py"]]),
+    "bad_input": ([[PY, "-m", "tests.unit.test_bad_inputs"]], [[PY, "-m", "tests.unit.test_bad_inputs"]]),
+    "engineering": (
+        [
+            [PY, "benchmarks/dft_pool.py"],
+            [PY, "benchmarks/md.py"],
+            [PY, "benchmarks/dispatch.py", "--workers", "1,8,64"],
+        ],
+        [
+            [PY, "benchmarks/dft_pool.py", "--labels", "4"],
+            [PY, "benchmarks/md.py", "--steps", "3"],
+            [PY, "benchmarks/dispatch.py", "--quick"],
+        ],
+    ),
+}
+FRESH = {"demo"}  # steps whose run folder starts empty (a campaign refuses an existing folder)
+
+
+def provenance() -> str:
+    """Commit, tree state, date, machine and versions: the header of every results file."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    # the docs' own edits do not change what a benchmark measures
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs", ":!README.md")
+    dirty = " + uncommitted changes" if changed else ""
+    import ase
+    import pyscf
+    import ray
+    import torch
+
+    versions = f"torch {torch.__version__}, PySCF {pyscf.__version__}, Ray {ray.__version__}, ASE {ase.__version__}"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"commit {git('rev-parse', '--short', 'HEAD')}{dirty}; {machine}, {gpu}; {versions}"
+
+
+def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str] | None = None) -> bool:
+    """Run one step's commands (``extra`` arguments added to its first); on success write
+    ``results/<name>.txt``. True if it passed."""
+    out_dir = runs / name
+    if name in FRESH and out_dir.exists():
+        shutil.rmtree(out_dir)
+    commands = [[part.replace("{out}", str(out_dir)) for part in cmd] for cmd in STEPS[name][1 if quick else 0]]
+    commands[0] += extra or []
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    t0 = time.perf_counter()
+    printed = []
+    for cmd in commands:
+        shown = " ".join(Path(c).name if c in (PY, CATAL) else c for c in cmd)
+        print(f"[{name}] {shown}", flush=True)
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        printed.append(f"$ {shown}\n{proc.stdout}")
+        if proc.returncode != 0:
+            print(f"[{name}] failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return False
+    wall = time.perf_counter() - t0
+    header = f"# {name}: {started}, {wall / 60:.1f} min\n# {provenance()}\n\n"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.txt").write_text(header + "\n".join(printed))
+    print(f"[{name}] {wall / 60:.1f} min -> {results / f'{name}.txt'}", flush=True)
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps from {list(STEPS)}")
+    p.add_argument("--quick", action="store_true", help="tiny runs; written under runs/results-quick")
+    p.add_argument("--runs", type=Path, default=None, help="campaign folders (default runs/results[-quick])")
+    p.add_argument(
+        "--extra", action="append", default=[], metavar="STEP:ARGS",
+        help="more arguments for a step's benchmark, e.g. 'active_learning:--strategies forces-std,random'",
+    )  # fmt: skip
+    args = p.parse_args()
+    steps = [s.strip() for s in args.only.split(",") if s.strip()]
+    if set(steps) - set(STEPS):
+        p.error(f"--only from {list(STEPS)}")
+    runs = args.runs or REPO / ("runs/results-quick" if args.quick else "runs/results")
+    results = runs / "text" if args.quick else REPO / "docs" / "results"
+    t0 = time.perf_counter()
+    extra: dict[str, list[str]] = {}
+    for item in args.extra:
+        step, _, more = item.partition(":")
+        if step not in STEPS:
+            p.error(f"--extra {item!r}: no step {step!r}")
+        extra.setdefault(step, []).extend(more.split())
+    failed = [s for s in steps if not run_step(s, args.quick, results, runs, extra.get(s))]
+    print(f"{len(steps) - len(failed)}/{len(steps)} steps in {(time.perf_counter() - t0) / 60:.1f} min")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
