@@ -50,16 +50,16 @@ JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
 DEFAULT, BASELINE = "forces-std", "random"
 
-STRATEGIES = {
+STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     DEFAULT: ["selection.strategy=forces_std", "model.head=categorical"],
-    "entropy": ["selection.strategy=entropy", "model.head=categorical"],
+    BASELINE: ["selection.strategy=random", "model.head=categorical"],
     "committee": [
         "selection.strategy=committee",
         "model.head=scalar",
         "model.heads=1",
         "selection.committee_members=4",
     ],  # fmt: skip
-    BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    "entropy": ["selection.strategy=entropy", "model.head=categorical"],
     # random picks for the one-head scalar model: separates the committee's selection from its model
     "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }

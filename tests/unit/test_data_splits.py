@@ -13,7 +13,8 @@ DT_FS = 0.5  # the reference MD's time step
 FIT = ("train", "calibration")  # what a model or its error bars are fitted on
 
 
-NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2"}  # sets made before frames carried info["molecule"]
+# sets made before frames carried info["molecule"]
+NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2"}
 
 
 def trajectory_key(atoms) -> tuple[str, int]:
