@@ -1,6 +1,7 @@
 """Does selection buy accuracy per DFT label? Strategies, random picks and AIMD, one run.
 
     python benchmarks/active_learning.py [--seeds 3] [--strategies forces-std,random,...]
+    python benchmarks/active_learning.py --scenario hot --passive-sizes ''   # MD beyond the data
     python benchmarks/active_learning.py --quick    # tiny campaigns and sets (tests)
 
 Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at 600 K) with
@@ -21,6 +22,11 @@ reported). Printed: force MAE per round (mean [min, max] over seeds), labels to 
 ``--target`` on the test set, the default's ratio to pure random, and how many AIMD frames
 the passive model needs to match each strategy's final accuracy. Plots and one MLflow
 experiment in ``--out``; campaigns already there are resumed (a rerun only re-scores them).
+
+``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
+hold-out) at 800 K, so the model meets configurations far from its data every round; its
+models are also judged on the AIMD reference's 700 and 800 K trajectories (``hot``), and each
+final model's 2 ps MD at 800 K says whether it stays physical.
 """
 
 from __future__ import annotations
@@ -49,6 +55,17 @@ DATA = Path(__file__).resolve().parent / "data"
 JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_500k_test_hf_sto3g.extxyz"}
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
 DEFAULT, BASELINE = "forces-std", "random"
+
+# scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
+SCENARIOS = {
+    "demo": ([], {}),
+    # MD far beyond the initial data: initial set at 300 K, MD (and the hold-out) at 800 K,
+    # judged also on the AIMD reference's 700 and 800 K trajectories (no campaign trains on them)
+    "hot": (
+        ["system.initial_temperature_k=300", "sampling.temperature_k=800"],
+        {"hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700)},
+    ),
+}
 
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     DEFAULT: ["selection.strategy=forces_std", "model.head=categorical"],
@@ -197,6 +214,7 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo, or hot: MD beyond the data")
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):
@@ -204,7 +222,9 @@ def main() -> None:
     config = "tests/data/tiny_campaign.yaml" if args.quick else args.config
     seeds = [0] if args.quick else list(range(args.seeds))
     cut = 6 if args.quick else None
+    scenario_sets, extra_judges = SCENARIOS[args.scenario]
     judges = {name: read(path, index=":")[:cut] for name, path in JUDGES.items()}
+    judges |= {name: [a for a in read(path, index=":") if keep(a)][:cut] for name, (path, keep) in extra_judges.items()}
     sizes = [int(s) for s in args.passive_sizes.split(",") if s.strip()]
     if args.quick:
         sizes, args.passive_epochs = [min(s, 8) for s in sizes[:2]], 5
@@ -212,16 +232,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     # the seeds' DFT minimum + Hessian: computed once, a copy in each campaign (the same DFT work)
-    refs = compute_references(load_config(config, args.set), args.out / "shared")
+    base = [*scenario_sets, *args.set]
+    refs = compute_references(load_config(config, base), args.out / "shared")
     curves: dict[str, list[list[dict]]] = {}
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
             overrides = [*overrides[:-1], "selection.committee_members=2"]
         for seed in seeds:
-            name = f"{strategy}-s{seed}"
+            name = f"{strategy}-s{seed}" if args.scenario == "demo" else f"{strategy}-{args.scenario}-s{seed}"
             sets = [
-                *overrides, *args.set, f"name={name}", f"seed={seed}", f"out_dir={args.out / name}",
+                *overrides, *base, f"name={name}", f"seed={seed}", f"out_dir={args.out / name}",
                 f"tracking.uri={uri}", "tracking.experiment=active-learning",
             ]  # fmt: skip
             cfg = load_config(config, sets)
@@ -234,16 +255,20 @@ def main() -> None:
             curves.setdefault(strategy, []).append(points)
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
+            others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in extra_judges)
+            md = state.round_info  # the final model's own check: MD at the sampling temperature
+            stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
             print(
                 f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE hold-out "
                 f"{final['holdout_force_mae']:.3f}, dev {final['dev_force_mae']:.3f}, "
-                f"test {final['test_force_mae']:.3f} eV/Å; rounds' phases {wall:.0f} s",
+                f"test {final['test_force_mae']:.3f}{others} eV/Å; {md.get('final_md_ps_run', 0):.1f} ps MD at "
+                f"{cfg.sampling.temperature_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
                 flush=True,
             )
     pool = read(POOL, index=":") if sizes else []  # read when needed (a campaign's hours may come first)
     if sizes:
         curves["passive"] = [
-            passive_points(load_config(config, [*args.set, f"seed={s}"]), pool, sizes, args.passive_epochs, judges,
+            passive_points(load_config(config, [*base, f"seed={s}"]), pool, sizes, args.passive_epochs, judges,
                            args.out)
             for s in seeds
         ]  # fmt: skip
@@ -251,9 +276,11 @@ def main() -> None:
     campaigns = {k: v for k, v in curves.items() if k != "passive"}
     summarise(campaigns, "holdout", [], args.out)
     summarise(curves, "dev", [], args.out)
+    for judge in extra_judges:
+        summarise(curves, judge, args.target, args.out)
     plot = summarise(curves, "test", args.target, args.out)
-    verdict(curves, "dev", args.target, stride)
-    verdict(curves, "test", args.target, stride)
+    for judge in ["dev", *extra_judges, "test"]:
+        verdict(curves, judge, args.target, stride)
     print(f"\nplot: {plot}\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
 
 

@@ -54,7 +54,7 @@ FAMILIES = {  # name -> (file, frame filter)
 }
 SETS = {
     "train": (REFERENCE, lambda a: a.info["temperature_k"] <= 500),
-    "calibration": (ID_FILE, lambda a: a.info["trajectory"] in (3, 5)),
+    "calibration": (ID_FILE, lambda a: a.info["trajectory"] == 3),
     "id": (ID_FILE, lambda a: a.info["trajectory"] == 4),
     **FAMILIES,
 }
