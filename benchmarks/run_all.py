@@ -38,6 +38,10 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
+    "active_learning_hot": (
+        [[PY, "benchmarks/active_learning.py", "--scenario", "hot", "--passive-sizes", "", "--out", "{out}"]],
+        [],
+    ),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
