@@ -119,7 +119,7 @@ def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str]
         print(f"[{name}] no quick version: skipped", flush=True)
         return True
     commands[0] += extra or []
-    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started, build = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), provenance()  # the build it ran on
     t0 = time.perf_counter()
     printed = []
     for cmd in commands:
@@ -131,7 +131,7 @@ def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str]
             print(f"[{name}] failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)
             return False
     wall = time.perf_counter() - t0
-    header = f"# {name}: {started}, {wall / 60:.1f} min\n# {provenance()}\n\n"
+    header = f"# {name}: {started}, {wall / 60:.1f} min\n# {build}\n\n"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.txt").write_text(header + "\n".join(printed))
     print(f"[{name}] {wall / 60:.1f} min -> {results / f'{name}.txt'}", flush=True)
