@@ -52,7 +52,7 @@ def test_train_and_calibration_are_distinct_trajectories():
     train = {trajectory_key(a) for a in sets["train"]}
     calibration = {trajectory_key(a) for a in sets["calibration"]}
     assert train == {("CH3CH2OH", 300), ("CH3CH2OH", 400), ("CH3CH2OH", 500)}
-    assert not train & calibration and len(calibration) == 3
+    assert not train & calibration and len(calibration) == 6
 
 
 def test_the_final_test_set_shares_no_trajectory_with_any_other_set():
