@@ -12,7 +12,7 @@ trainer and the sampler get one core each in both modes. The default latency (5 
 about as long as its training + MD, where overlapping them can halve the wall time; the
 campaign line says how the two compare in rounds mode. Where labelling is much faster than
 training, an asynchronous campaign spends its budget on picks of models several generations
-old (docs/results.md section 8: 500 K force MAE 2.5x that of rounds at 2 s on the demo); much
+old (on an earlier build its 500 K force MAE was 2.5x that of rounds at 2 s a label); much
 slower, and there is little to overlap. ``rounds`` trains -> samples ->
 labels one phase at a time; ``async`` overlaps them (``campaign.retrain_every`` = the rounds'
 ``budget.max_labels_per_round``, so both retrain about as often). Both spend the same label

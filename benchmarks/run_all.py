@@ -70,6 +70,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/async.py", "--out", "{out}"]],
         [[PY, "benchmarks/async.py", "--quick", "--out", "{out}"]],
     ),
+    # PaiNN vs MACE under the same heads at equal CPU time
+    "backbones": (
+        [[PY, "benchmarks/heads.py", "--backbone", "painn,mace", "--minutes", "5", "--seeds", "3"]],
+        [[PY, "benchmarks/heads.py", "--quick", "--data", "tests/data/ethanol_hf_sto3g.extxyz"]],
+    ),
     "vacf": ([[PY, "benchmarks/vacf.py"]], [[PY, "benchmarks/vacf.py"]]),
     "bad_input": ([[PY, "-m", "tests.unit.test_bad_inputs"]], [[PY, "-m", "tests.unit.test_bad_inputs"]]),
     "engineering": (

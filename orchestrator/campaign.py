@@ -52,8 +52,8 @@ PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica"
 def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
     """Committee ``member``'s training seed (initialisation, shuffling, validation split):
     ``training.seed`` moved by the campaign ``seed``, so campaigns that differ only in seed
-    share their initial labels but not their models (the demo's first model with training
-    seeds 0-3, then 150 epochs on 94 labels: 500 K force MAE 0.068-0.084, docs/results.md section 8)."""
+    share their initial labels but not their models (training seeds alone move a model's
+    accuracy as much as selection does: docs/results.md section 2)."""
     return cfg.training.seed + 7919 * cfg.seed + 1009 * member
 
 

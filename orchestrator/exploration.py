@@ -59,8 +59,7 @@ class Exploration:
         offset, count = shares[index]
         # from the seeds and the MD picks this model trained on, not those that arrived since
         # (its own: MD from them compounds its errors), the older of its newest picks first
-        # (from the very newest: 500 K force MAE 0.057 -> 0.071); see adopt and
-        # docs/results.md section 8
+        # (MD from the very newest was measured less accurate on an earlier build); see adopt
         starts = c.md_starts(self.md_from, md_cfg.replicas)
         starts = replica_starts(self.walkers, starts, md_cfg.replicas, self.cfg.campaign.persistent_replicas)
         payload, running = self.payload, self.running_model()

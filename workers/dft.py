@@ -145,7 +145,9 @@ def build_molecule(atoms: Atoms, cfg: DFTConfig) -> gto.Mole:
     return mol
 
 
-def _mean_field(mol: gto.Mole, cfg: DFTConfig, backend: str):
+def mean_field(mol: gto.Mole, cfg: DFTConfig, backend: str):
+    """The unconverged SCF object for ``mol`` at ``cfg``'s level (HF or KS with its functional,
+    density fitting and tolerances) on ``backend``; ``label`` and ``harmonic_reference`` run it."""
     if cfg.method == "hf":
         mf = scf.HF(mol)
     else:
@@ -185,7 +187,7 @@ def label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
     cycles, dm, mf = 0, None, None
     with lib.with_omp_threads(cfg.threads):
         for rung in rungs:
-            mf = _apply_rung(_mean_field(mol, cfg, backend), rung, cfg)
+            mf = _apply_rung(mean_field(mol, cfg, backend), rung, cfg)
             mf.kernel(dm0=dm)
             cycles += int(getattr(mf, "cycles", 0) or 0)
             if mf.converged:

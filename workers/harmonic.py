@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.units import Bohr, Hartree
 from pyscf import lib
 
-from workers.dft import DFTConfig, PySCFCalculator, Status, _mean_field, build_molecule, label, resolve_backend
+from workers.dft import DFTConfig, PySCFCalculator, Status, build_molecule, label, mean_field, resolve_backend
 from workers.errors import CalculationFailed, SCFError
 from workers.normal_modes import finite_difference_hessian as fd_hessian
 
@@ -62,7 +62,7 @@ def analytic_hessian(atoms: Atoms, cfg: DFTConfig) -> np.ndarray:
     """PySCF's analytic Hessian ``[3N, 3N]`` (eV/Å²); raises NotImplementedError (or the
     AttributeError/TypeError PySCF gives) where the method has none, SCFError if unconverged."""
     mol = build_molecule(atoms, cfg)
-    mf = _mean_field(mol, cfg, resolve_backend(cfg))
+    mf = mean_field(mol, cfg, resolve_backend(cfg))
     mf.kernel()
     if not mf.converged:
         raise SCFError(f"SCF not converged at the minimum ({cfg.method}/{cfg.basis})")

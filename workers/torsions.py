@@ -4,7 +4,7 @@ Normal modes at a minimum displace atoms along straight lines: a hindered rotor 
 a methyl group) stays in the conformer the minimum is in. A model trained only there has no
 data on the other conformers and, in ethanol, put a spurious 0.6 eV wall in the HOCC
 torsion where DFT has 0.1 eV, so MD at 600 K with it never reached the gauche conformers a
-500 K trajectory spends half its time in (docs/results.md section 8). Turning rotatable
+500 K trajectory spends half its time in (measured on an earlier build). Turning rotatable
 bonds to random angles before labelling gives the model those conformers from round 0.
 
 A bond is rotatable when it lies outside any ring, its two atoms each have another

@@ -20,7 +20,7 @@ Heads (``ModelConfig.head`` x ``ModelConfig.histogram``):
   ``mu + sum_k p_k delta_k``; the offset's mean adds noise to energies (ablation only).
 * ``categorical`` + ``absolute``: the first design, bins fixed over the training range and
   logits from mean-pooled features; its mean saturates at the support's edges and it
-  trails the scalar head (docs/results.md), kept for the ablation.
+  trailed the scalar head on earlier builds, kept for the ablation (benchmarks/heads.py).
 
 Uncertainty (``ModelConfig.heads``, ``llpr_samples``; workers/model/ensemble.py): ``heads``
 location + histogram heads share the backbone (their mean is the prediction; entropy of the

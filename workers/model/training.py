@@ -49,7 +49,7 @@ class TrainConfig(Section):
     # weight of the MSE on the normalised energy (the histogram's mean, or the scalar)
     w_energy: float = Field(0.1, ge=0.0)
     # weight of the HL-Gauss cross-entropy (categorical head). 0.1: sharp histograms whose
-    # spread ranks errors, at scalar-level accuracy; 1.0 costs ~10% in forces (docs/results.md)
+    # spread ranks errors, at scalar-level accuracy; 1.0 cost ~10% in forces (benchmarks/heads.py)
     w_ce: float = Field(0.1, ge=0.0)
     # weight of the force MSE (normalised by the training force RMS)
     w_forces: float = Field(10.0, ge=0.0)
