@@ -74,7 +74,7 @@ def test_final_model_loads_in_the_ase_calculator(finished):
     from workers.model import CatalCalculator
 
     ckpt = torch.load(finished / "model.pt", weights_only=True)
-    assert ckpt["format"] == "catal-potential-v4"
+    assert ckpt["format"] == "catal-potential-v5"
     assert ckpt["calibration"]["n_structures"] == 3  # rescaled on the campaign's 3 hold-out labels
     atoms = molecule("CH3CH2OH")
     atoms.calc = CatalCalculator.from_checkpoint(finished / "model.pt")

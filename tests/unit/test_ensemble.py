@@ -187,7 +187,7 @@ def test_llpr_posterior_shrinks_where_the_training_labels_are(heads_model):
     for k, a in enumerate(train):  # forces that are not all zero: the force features count
         a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.1 * k, forces=0.1 * np.ones((9, 3)))
     heads_model.fit_llpr(train)
-    cov = heads_model.llpr_cov
+    cov = heads_model.llpr_root @ heads_model.llpr_root.T
     assert torch.allclose(cov, cov.T) and torch.linalg.eigvalsh(cov).min() > 0
     near = heads_model(collate(train[:2]).to(dtype=torch.float64), uncertainty=True)
     stds = []
@@ -253,3 +253,26 @@ def test_a_stretched_bond_is_flagged_on_its_own_atoms():
     # and the stretched structures read as far more uncertain than the unstretched ones
     plain = predict(model, [unseen[3 * k] for k in range(12)])
     assert np.median([p["forces_std_max"] for p in preds]) > 2 * np.median([p["forces_std_max"] for p in plain])
+
+
+def test_posterior_stds_do_not_depend_on_the_batch_in_float32():
+    """The posterior's stds are |phi @ root| (sums of squares): in float32 a structure's
+    energy_std is the same alone or batched with others, and never 0 (a float32 quadratic
+    form with the covariance cancelled to 0 or moved 2x with the batch)."""
+    from workers.model import TrainConfig, train
+    from workers.model.calculator import predict
+
+    structures = rattled_ethanols(12)
+    for k, a in enumerate(structures):
+        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.05 * k, forces=0.2 * np.sin(a.positions + k))
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2))
+    model = train(TrainConfig(epochs=5, batch_size=4), structures[:8], model_cfg=cfg).model.float()
+    assert model.posterior_fitted and next(model.parameters()).dtype == torch.float32
+    probe = rattled_ethanols(20)[14:]  # rattled with other seeds than the training ones
+    together = np.array([r["energy_std"] for r in predict(model, probe)])
+    alone = np.array([predict(model, [a])[0]["energy_std"] for a in probe])
+    assert together.min() > 0
+    np.testing.assert_allclose(together, alone, rtol=1e-3)
+    e_atoms = np.concatenate([r["energies_std"] for r in predict(model, probe)])
+    assert e_atoms.min() > 0

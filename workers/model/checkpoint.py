@@ -13,7 +13,7 @@ import torch
 
 from workers.model.potential import Potential
 
-CHECKPOINT_FORMAT = "catal-potential-v4"  # v4: heads (a shallow ensemble) + calibration
+CHECKPOINT_FORMAT = "catal-potential-v5"  # v5: the posterior stored as a covariance root
 
 
 def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
@@ -35,6 +35,8 @@ def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
         raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
     if isinstance(ckpt, dict) and ckpt.get("format") in ("catal-potential-v2", "catal-potential-v3"):
         raise ValueError(f"{path} is a catal checkpoint from before the ensemble heads (v2/v3); retrain it")
+    if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v4":
+        raise ValueError(f"{path} is a catal checkpoint with a float32-unstable posterior (v4); retrain it")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a catal checkpoint")
     return Potential.from_metadata(ckpt, ckpt["state_dict"]), ckpt

@@ -28,24 +28,31 @@ def covariance(precision: torch.Tensor, reg: float) -> torch.Tensor:
     return torch.linalg.inv(a + lam * torch.eye(a.shape[0], dtype=a.dtype, device=a.device))
 
 
-def weight_draws(cov: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """``k`` fixed draws ``[k, D]`` of last-layer weight perturbations from ``N(0, cov)``."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(k, cov.shape[0], generator=gen, dtype=torch.float64)
+def covariance_root(cov: torch.Tensor) -> torch.Tensor:
+    """``R [D, D]`` with ``cov = R @ R.T`` (float64 eigendecomposition, negative rounding
+    clipped). Variances are then ``|phi @ R|^2``, sums of squares: a quadratic form
+    ``phi^T cov phi`` in float32 cancels catastrophically for an ill-conditioned ``cov``
+    (stds that moved with the batch they were computed in, or read 0)."""
     evals, evecs = torch.linalg.eigh(cov.double().cpu())
-    root = evecs * evals.clamp_min(0.0).sqrt()  # cov = root @ root.T
-    return (z @ root.T).to(cov.dtype)
+    return evecs * evals.clamp_min(0.0).sqrt()
 
 
-def predictive(batch: Batch, phi_ev: torch.Tensor, cov: torch.Tensor, draws: torch.Tensor) -> tuple:
+def weight_draws(root: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """``k`` fixed draws ``[k, D]`` of last-layer weight perturbations from ``N(0, R R^T)``."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(k, root.shape[0], generator=gen, dtype=torch.float64)
+    return z @ root.double().T
+
+
+def predictive(batch: Batch, phi_ev: torch.Tensor, root: torch.Tensor, draws: torch.Tensor) -> tuple:
     """Raw stds (eV) of the energy ``[n_structures]`` and of each atom's energy ``[n_atoms]``
-    (exact), and the energies ``[n_structures, samples]`` of the weight draws, in the graph
-    (their forces are the force spread). ``phi_ev [n_atoms, D]``: features in eV units."""
+    (exact: ``|phi @ R|``, ``cov = R R^T``), and the energies ``[n_structures, samples]`` of
+    the weight draws, in the graph (their forces are the force spread). ``phi_ev [n_atoms, D]``:
+    features in eV units."""
     total = phi_ev.new_zeros(batch.n_structures, phi_ev.shape[1]).index_add(0, batch.structure, phi_ev)
-    c = cov.to(phi_ev.dtype)
-    td, pd = total.detach(), phi_ev.detach()
-    energy_std = torch.einsum("nd,de,ne->n", td, c, td).clamp_min(0).sqrt()
-    energies_std = torch.einsum("nd,de,ne->n", pd, c, pd).clamp_min(0).sqrt()
+    r = root.to(phi_ev.dtype)
+    energy_std = (total.detach() @ r).norm(dim=-1)
+    energies_std = (phi_ev.detach() @ r).norm(dim=-1)
     return energy_std, energies_std, total @ draws.to(phi_ev.dtype).T
 
 
@@ -55,7 +62,7 @@ def fit(model, structures: list[Atoms], batch_size: int = 16) -> torch.Tensor:
     inverse of the model's mean squared residual on them (eV^2, (eV/Å)^2), so the
     covariance is in eV units."""
     param = next(model.parameters())
-    d = model.llpr_cov.shape[0]
+    d = model.llpr_root.shape[0]
     p_energy = torch.zeros(d, d, dtype=torch.float64, device=param.device)
     p_forces = torch.zeros_like(p_energy)
     se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0

@@ -139,7 +139,7 @@ class Potential(nn.Module):
             self.location = ensemble.EnsembleMLP(f, f, 1, m)
         self.llpr = cfg.has_posterior
         if self.llpr:  # fitted after training (fit_llpr); zeros until then
-            self.register_buffer("llpr_cov", torch.zeros(m * f, m * f))
+            self.register_buffer("llpr_root", torch.zeros(m * f, m * f))  # covariance = root @ root.T
             self.register_buffer("llpr_draws", torch.zeros(cfg.llpr_samples, m * f))
         if cfg.head == "categorical":  # each head's logits over the bins
             self.head = ensemble.EnsembleMLP(f, f, cfg.num_bins, m)
@@ -318,15 +318,16 @@ class Potential(nn.Module):
 
     def _llpr(self, batch: Batch, phi: torch.Tensor) -> tuple:
         """The posterior's raw stds and weight-draw energies (``posterior.predictive``)."""
-        return posterior.predictive(batch, self.y_std * phi, self.llpr_cov, self.llpr_draws)
+        return posterior.predictive(batch, self.y_std * phi, self.llpr_root, self.llpr_draws)
 
     def fit_llpr(self, structures: list[Atoms]) -> None:
         """The last-layer posterior from labelled ``structures`` (the training set; ``posterior.fit``)."""
         if not self.llpr or not structures:
             return
         cov = posterior.fit(self, structures)
-        self.llpr_cov.copy_(cov.to(self.llpr_cov.dtype))
-        self.llpr_draws.copy_(posterior.weight_draws(cov, self.cfg.llpr_samples).to(self.llpr_draws))
+        root = posterior.covariance_root(cov)
+        self.llpr_root.copy_(root.to(self.llpr_root))
+        self.llpr_draws.copy_(posterior.weight_draws(root, self.cfg.llpr_samples).to(self.llpr_draws))
 
     def _entropies(self, out: dict, logits: torch.Tensor, offset: torch.Tensor, loc: torch.Tensor | None) -> None:
         """The heads' histograms on one grid (each at its location): entropy = aleatoric + MI."""
