@@ -55,12 +55,13 @@ def test_trainer_then_samplers_return_frames_with_entropies(ray_local, ethanol_l
     frames = sample_with_actors(samplers, payload_ref, ethanol_labels[:2], md_cfg)
     assert sorted({f.info["replica"] for f in frames}) == [0, 1, 2, 3, 4]
     assert len(frames) == 10
-    # each frame carries the model's own outputs at that frame's positions
+    # each frame carries the model's own outputs at that frame's positions (float32: the
+    # sampler's batch of replicas sums in another order than this batch of frames)
     model = model_from_payload(out2["payload"], "cpu")
     again = predict(model, frames)
     for f, r in zip(frames, again, strict=True):
         for key in ("energy_entropy", "energy_std", "forces_std_max"):
-            assert f.info[key] == pytest.approx(r[key], rel=1e-4, abs=1e-7), key
+            assert f.info[key] == pytest.approx(r[key], rel=2e-3, abs=1e-6), key
         assert f.info["model_energy"] == pytest.approx(r["energy"], abs=1e-4)
     assert model_from_payload(out2["payload"], "cpu").cfg.num_bins == 32
     assert replica_shares(5, 2) == [(0, 3), (3, 2)]
