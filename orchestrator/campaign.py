@@ -23,7 +23,7 @@ from orchestrator.config import CampaignConfig, flatten
 from orchestrator.console import Reporter
 from orchestrator.labelling import DFTClock, label_structures, round0_failure_summary
 from orchestrator.lock import CampaignLock
-from orchestrator.references import final_figures, reference_paths, seed_normal_modes
+from orchestrator.references import final_figures, reference_paths, seed_minima, seed_normal_modes
 from orchestrator.reports import RoundReports
 from orchestrator.selection import SCORE_KEYS, draw_audits, frame_arrays, frame_scores, select, selection_rng
 from orchestrator.state import (
@@ -301,18 +301,7 @@ class Campaign(RoundReports):
         recent = [a.copy() for a in labelled[-n:]] if n else []
         for a in recent:
             a.calc = None
-        return self.seed_minima() + recent
-
-    def seed_minima(self) -> list:
-        """Each seed at its stored DFT minimum (``harmonic/seed_NNN.npz``), else the seed itself."""
-        paths, out = self.reference_paths(), []
-        for k, seed in enumerate(self.seeds):
-            a = seed.copy()
-            a.calc = None
-            if k < len(paths) and paths[k].exists():
-                a.positions = load_reference(paths[k]).atoms.positions  # same atoms, same order
-            out.append(a)
-        return out
+        return seed_minima(self.seeds, self.reference_paths()) + recent
 
     def sample_and_select(self, model, rnd: int) -> dict:
         cfg = self.cfg

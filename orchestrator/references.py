@@ -28,6 +28,19 @@ def reference_paths(cfg: CampaignConfig, out: Path, n_seeds: int) -> list[Path]:
     return [out / "harmonic" / f"seed_{k:03d}.npz" for k in range(min(n_seeds, cfg.system.initial_labels))]
 
 
+def seed_minima(seeds: list, paths: list[Path]) -> list:
+    """Each seed at its stored DFT minimum (``paths[k]``, where it exists), else as given; no
+    calculator. Same atoms in the same order: only the positions change."""
+    out = []
+    for k, seed in enumerate(seeds):
+        a = seed.copy()
+        a.calc = None
+        if k < len(paths) and paths[k].exists():
+            a.positions = load_reference(paths[k]).atoms.positions
+        out.append(a)
+    return out
+
+
 def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
     """The seeds' DFT minima + Hessians for ``cfg``, computed in this process into ``folder``
     (``folder/harmonic/seed_NNN.npz``) unless already there; raises if one fails."""
