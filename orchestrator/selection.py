@@ -144,17 +144,18 @@ def select(
     stopped = np.asarray(stopped, dtype=bool)
     n = scores.shape[0]
     quota = max(int(quota), 0)
+    ok = ~stopped & np.isfinite(scores)
+    window = (
+        (-math.inf, math.inf)  # random: every physical frame is a candidate
+        if cfg.strategy == "random"
+        else trust_window(scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode)
+    )
+    cls = classify(scores, stopped, window)
+    eligible = np.nonzero(cls == 1)[0]
     if cfg.strategy == "random":
-        window = (-math.inf, math.inf)
-        cls = classify(scores, stopped, window)
-        eligible = np.nonzero(cls == 1)[0]
         rng = rng or np.random.default_rng(0)
         picked = rng.choice(eligible, size=min(quota, len(eligible)), replace=False)
     else:
-        ok = ~stopped & np.isfinite(scores)
-        window = trust_window(scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode)
-        cls = classify(scores, stopped, window)
-        eligible = np.nonzero(cls == 1)[0]
         if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
             d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
             eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
