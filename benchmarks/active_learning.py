@@ -43,11 +43,12 @@ import numpy as np
 from ase.io import read
 from rich.console import Console
 
-from orchestrator import plots
-from orchestrator.campaign import Campaign, training_seed
+from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
-from orchestrator.console import Reporter
+from orchestrator.outputs import plots
+from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
+from orchestrator.seeds import training_seed
 from workers.model.checkpoint import load_checkpoint
 from workers.model.training import evaluate
 
@@ -85,9 +86,10 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
 def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dict]:
     """Every model a finished campaign trained (one per round, then the final ``model.pt``)
     scored on each judge set: ``train_labels`` and ``<judge>_force_mae`` / ``_energy_mae``."""
-    models = [(h["round"], campaign.checkpoint(h["round"])) for h in state.history]
-    models.append((state.round + 1, campaign.out / "model.pt"))  # the final model sees every label
-    return [score(load_checkpoint(path)[0].eval(), len(campaign.training_set(rnd)), judges) for rnd, path in models]
+    s = campaign.session
+    models = [(h["round"], s.run.checkpoint(h["round"])) for h in state.history]
+    models.append((state.round + 1, s.run.final_model))  # the final model sees every label
+    return [score(load_checkpoint(path)[0].eval(), len(s.training_set(rnd)), judges) for rnd, path in models]
 
 
 def score(model, train_labels: int, judges: dict[str, list]) -> dict:
@@ -251,7 +253,7 @@ def main() -> None:
                 install_references(refs, cfg.output_dir)
             campaign = Campaign(cfg, Reporter(Console(file=io.StringIO())))
             state = campaign.run(resume=resume)  # a finished campaign just reports
-            points = model_points(campaign, state, {"holdout": campaign.store.holdout_structures(), **judges})
+            points = model_points(campaign, state, {"holdout": campaign.session.store.holdout_structures(), **judges})
             curves.setdefault(strategy, []).append(points)
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))

@@ -41,10 +41,10 @@ from ase.io import read
 from rich.console import Console
 
 from orchestrator.campaign import Campaign
+from orchestrator.cluster.connect import connect
 from orchestrator.config import load_config
-from orchestrator.console import Reporter
+from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
-from orchestrator.runtime import connect
 from workers.model.checkpoint import load_checkpoint
 from workers.model.training import evaluate
 

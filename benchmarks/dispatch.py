@@ -22,9 +22,9 @@ import numpy as np
 import ray
 from ase.build import molecule
 
-from orchestrator.budget import BudgetLimits, Ledger
-from orchestrator.labelling import label_structures
-from orchestrator.store import LabelStore
+from orchestrator.records.budget import BudgetLimits, Ledger
+from orchestrator.records.labelling import label_structures
+from orchestrator.records.store import LabelStore
 from workers.actors import DFTPool
 from workers.dft import DFTConfig
 from workers.labels import LabelResult, Status

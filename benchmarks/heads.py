@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from ase.io import read
 
-from orchestrator.metrics import auroc, spearman, worst_fraction
+from orchestrator.outputs.metrics import auroc, spearman, worst_fraction
 
 REFERENCE = Path("benchmarks/data/ethanol_aimd_hf_sto3g.extxyz")
 FALLBACK = Path("tests/data/ethanol_hf_sto3g.extxyz")

@@ -40,7 +40,7 @@ import numpy as np
 from ase.io import read
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from orchestrator.metrics import auroc, spearman  # noqa: E402
+from orchestrator.outputs.metrics import auroc, spearman  # noqa: E402
 from workers.model.calibration import coverage, fit_calibration, gaussian_nll, miscalibration_area  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -142,7 +142,8 @@ def run_one(job: dict) -> dict:
     reps = 2 if job["quick"] else 20
     out["s_per_structure"] = time_per_structure(model, sets["id"], False, reps)
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
-    out["s_per_structure_md"] = time_per_structure(model, sets["id"], MD_STRIDE, 2 * MD_STRIDE if job["quick"] else 5 * MD_STRIDE)
+    md_calls = 2 * MD_STRIDE if job["quick"] else 5 * MD_STRIDE
+    out["s_per_structure_md"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
     return out
 
 
@@ -289,8 +290,10 @@ def main(argv: list[str] | None = None) -> None:
                 ratio.append(float(np.median(b) / max(np.median(a), 1e-12)))
             print(f"   {sig:<32} AUROC {mean_sd(au):>10}   ratio {mean_sd(ratio, 1):>10}x")
 
-    print("\n3. ranking: Spearman of each signal vs per-structure force MAE (ID and every family pooled; "
-          "committee's signal vs its own errors)")
+    print(
+        "\n3. ranking: Spearman of each signal vs per-structure force MAE (ID and every family pooled; "
+        "committee's signal vs its own errors)"
+    )
     for sig in names:
         rho = []
         for r in per_seed:
@@ -300,8 +303,10 @@ def main(argv: list[str] | None = None) -> None:
             rho.append(spearman(x, y))
         print(f"   {sig:<32} {mean_sd(rho):>10}")
 
-    print("\n4. calibration (scaled on the calibration trajectories): coverage of the 68% / 95% intervals, "
-          "miscalibration area, NLL")
+    print(
+        "\n4. calibration (scaled on the calibration trajectories): coverage of the 68% / 95% intervals, "
+        "miscalibration area, NLL"
+    )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
     rows = (("default (forces_std, energy_std)", "heads"), ("one head, LLPR", "one"),
             (f"committee x{COMMITTEE}", "committee"))  # fmt: skip

@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.lock import CampaignBusy
+from orchestrator.records.lock import CampaignBusy
 from workers.errors import CampaignFailed, ConfigError
 
 EXIT_CONFIG = 2
@@ -114,24 +114,25 @@ def _run(cfg, resume: bool) -> int:
 
 def cmd_run(args) -> int:
     from orchestrator.config import load_config
-    from orchestrator.state import state_path
+    from orchestrator.records.rundir import RunDir
 
     cfg = load_config(args.config, args.set)
     out = cfg.output_dir
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir: {out} exists and is not a directory")
-    if state_path(out).exists():
+    if RunDir(out).state.exists():
         raise ConfigError(f"{out} already holds a campaign; continue it with: catal resume {out}")
     return _run(cfg, resume=False)
 
 
 def _load_out_dir(out_dir: str):
     from orchestrator.config import load_config
+    from orchestrator.records.rundir import RunDir
 
-    out = Path(out_dir)
-    if not (out / "config.yaml").is_file() or not (out / "state.json").is_file():
-        raise ConfigError(f"{out} is not a catal campaign directory (no config.yaml / state.json)")
-    return load_config(out / "config.yaml", [f"out_dir={out.resolve()}"])
+    run = RunDir(Path(out_dir))
+    if not run.config.is_file() or not run.state.is_file():
+        raise ConfigError(f"{run.root} is not a catal campaign directory (no config.yaml / state.json)")
+    return load_config(run.config, [f"out_dir={run.root.resolve()}"])
 
 
 def cmd_resume(args) -> int:
@@ -139,8 +140,8 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from orchestrator.state import load_state
-    from orchestrator.tracking import Tracker
+    from orchestrator.outputs.tracking import Tracker
+    from orchestrator.records.state import load_state
 
     cfg = _load_out_dir(args.out_dir)
     state = load_state(cfg.output_dir)
@@ -197,7 +198,9 @@ def cmd_status(args) -> int:
 
 def cmd_export(args) -> int:
     cfg = _load_out_dir(args.out_dir)
-    dest = Path(args.output or cfg.output_dir / "labels.extxyz")
+    from orchestrator.records.rundir import RunDir
+
+    dest = Path(args.output or RunDir(cfg.output_dir).labels_extxyz)
     n = cfg.label_store().export_extxyz(dest)
     print(f"wrote {n} labelled structures to {dest}")
     return 0

@@ -8,12 +8,12 @@ the code that uses it and receives only its own section. A bad config raises
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from orchestrator.budget import BudgetLimits
+from orchestrator.records.budget import BudgetLimits
+from orchestrator.sections import RayConfig, ScheduleConfig, StopConfig, StoreConfig, SystemConfig, TrackingConfig
 from orchestrator.selection import SelectionConfig
 from workers.dft import DFTConfig
 from workers.errors import ConfigError
@@ -22,122 +22,6 @@ from workers.model.training import TrainConfig
 from workers.sampling import MDConfig
 from workers.schema import Section
 from workers.structures import load_seed_structures, read_frames
-
-
-class SystemConfig(Section):
-    # an ase.build.molecule name (CH3CH2OH) or an ASE-readable file of seed structures
-    structures: str = "CH3CH2OH"
-    # total charge and 2S of the system; the DFT section inherits them
-    charge: int = 0
-    spin: int = Field(0, ge=0)
-    # how round 0's initial set and the hold-out are drawn. normal_modes: relax each seed at
-    # the campaign's DFT level, compute its Hessian once (PySCF, stored, charged to the DFT
-    # hours) and displace along the normal modes with Boltzmann amplitudes (what MD at that
-    # temperature visits); rattle: Gaussian displacements (rattle_a); file: initial_file
-    initial: Literal["normal_modes", "rattle", "file"] = "normal_modes"
-    # round 0 labels the seeds (their minima, for normal_modes) plus copies, up to this many
-    initial_labels: int = Field(16, ge=1)
-    # K, normal-mode temperature of the initial set; None = sampling.temperature_k
-    initial_temperature_k: float | None = Field(None, gt=0.0, le=5000.0)
-    # K, normal-mode temperature of the hold-out; None = sampling.temperature_k (where the
-    # campaign's model will run)
-    holdout_temperature_k: float | None = Field(None, gt=0.0, le=5000.0)
-    # initial: file: ASE-readable frames for the initial set (the first initial_labels)
-    initial_file: str | None = None
-    # ASE-readable frames for the hold-out (the first budget.holdout_labels), any initial mode
-    holdout_file: str | None = None
-    # Gaussian displacement stdev range (Å) for initial: rattle
-    rattle_a: tuple[float, float] = (0.02, 0.1)
-    # initial: normal_modes: share of the normal-mode draws (initial set, hold-out, async
-    # fillers) whose rotatable bonds (single, outside rings, between non-terminal atoms: OH,
-    # CH3, ...) are also turned to random angles, so the first model has seen the other
-    # conformers (normal modes at the minimum never leave its own; 0 = off)
-    torsions: float = Field(0.5, ge=0.0, le=1.0)
-    # seeds the initial and hold-out draws, apart from the campaign seed: campaigns that
-    # differ only in seed or strategy start from the same labels and share one hold-out
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _rattle(self):
-        lo, hi = self.rattle_a
-        if not 0.0 <= lo <= hi:
-            raise ValueError(f"rattle_a must be 0 <= low <= high, got {self.rattle_a}")
-        if self.initial == "file" and not self.initial_file:
-            raise ValueError("initial: file needs system.initial_file")
-        return self
-
-
-class StopConfig(Section):
-    # active-learning rounds after the initial labelling
-    max_rounds: int = Field(5, ge=1)
-    # stop once the hold-out force MAE (eV/Å) is at or below this
-    target_force_mae: float | None = Field(None, gt=0.0)
-    # DP-GEN's convergence signal: stop once at most this fraction of MD frames are candidates
-    # (inside the trust window); needs an absolute window (quantile windows fix the fraction)
-    converged_candidate_fraction: float | None = Field(None, ge=0.0, lt=1.0)
-
-
-class ScheduleConfig(Section):
-    # rounds: train -> MD -> select -> label, one phase at a time (reproducible; what the
-    # benchmarks use). async: DFT workers pull from a priority queue that samplers keep
-    # filling with the newest model, the trainer retrains as labels arrive, and each new model
-    # (a "generation", an MLflow child run) re-scores the queue; stop.max_rounds counts
-    # generations, budget.max_labels_per_round does not apply
-    mode: Literal["rounds", "async"] = "rounds"
-    # async: retrain (warm start) once this many new labels have arrived
-    retrain_every: int = Field(12, ge=1)
-    # async: model-ranked candidates kept queued (the best by the newest model); 0 = 4 per DFT worker
-    queue_size: int = Field(0, ge=0)
-    # async: MD started while a generation trains runs on that training's model as of its
-    # last epoch (fresher than the last finished generation); false = the last generation
-    md_on_running_model: bool = True
-    # async: share of MD replicas that continue their own trajectory (the last frame of their
-    # previous run, unless a stop rule ended it) with each new model, so exploration moves on
-    # between generations (slow motions such as torsions); the rest start from the MD picks
-    # the model trained on
-    persistent_replicas: float = Field(0.5, ge=0.0, le=1.0)
-    # async: before the first model exists, at most this many structures drawn like the
-    # initial set keep DFT busy once the hold-out is labelled; each is a label no model
-    # chose (None = system.initial_labels; 0: DFT waits for the first model)
-    pre_model_fillers: int | None = Field(None, ge=0)
-    # async: a warm generation ends early (after its current epoch) once retrain_every new
-    # labels have arrived since it started and it has run this share of its epochs, so the
-    # next generation starts on them: where training is slow against labelling, a model that
-    # keeps up with the labels picks better than one trained longer on fewer (1 = never cut)
-    min_epoch_share: float = Field(0.5, gt=0.0, le=1.0)
-
-
-class StoreConfig(Section):
-    # where labels are written as they arrive: None = <out_dir>/labels.db (SQLite); or an
-    # ase.db URL such as postgresql://user:password@host:5432/db (rows tagged with the campaign
-    # name, so campaigns can share a server; needs `pip install catal[postgres]`)
-    url: str | None = None
-
-
-class TrackingConfig(Section):
-    # MLflow tracking URI; None = sqlite:///<out_dir>/mlflow.db with artifacts beside it
-    uri: str | None = None
-    # MLflow experiment; None = the campaign name
-    experiment: str | None = None
-
-
-class RayConfig(Section):
-    # None = start a local Ray; "auto" = join the running cluster; or "ray://host:port".
-    # On a cluster the counts below are upper bounds: each phase holds its actors only while
-    # it runs, capped to what one node holds; the DFT pool is sized to the free CPUs
-    address: str | None = None
-    # DFT actors (each reserves dft.threads CPUs)
-    dft_workers: int = Field(2, ge=1)
-    # MD sampler actors; replicas are split among them
-    samplers: int = Field(1, ge=1)
-    # CPUs (= torch threads) reserved by the trainer and by each sampler
-    trainer_cpus: int = Field(1, ge=1)
-    sampler_cpus: int = Field(1, ge=1)
-    # GPUs for trainer and samplers: "auto" uses one when the cluster has any
-    gpus: Literal["auto", "never"] = "auto"
-    # on a cluster, seconds a phase waits for its actors to be placed (free resources, or a
-    # node an autoscaler adds) before the campaign fails; the wait is reported every 30 s
-    placement_timeout_s: float = Field(900.0, gt=0.0)
 
 
 class CampaignConfig(Section):
@@ -211,14 +95,17 @@ class CampaignConfig(Section):
 
     def label_store(self):
         """The campaign's ``LabelStore`` (its SQLite file, or its rows on a shared server)."""
-        from orchestrator.store import LabelStore
+        from orchestrator.records.rundir import RunDir
+        from orchestrator.records.store import LabelStore
 
         if self.store.url is None:
-            return LabelStore(self.output_dir / "labels.db")
+            return LabelStore(RunDir(self.output_dir).label_db)
         return LabelStore(self.store.url, campaign=self.name)
 
     def tracking_uri(self) -> str:
-        return self.tracking.uri or f"sqlite:///{self.output_dir.resolve() / 'mlflow.db'}"
+        from orchestrator.records.rundir import RunDir
+
+        return self.tracking.uri or f"sqlite:///{RunDir(self.output_dir.resolve()).mlflow_db}"
 
 
 def _set_dotted(d: dict, dotted: str, value) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from orchestrator.budget import Ledger
 from orchestrator.config import CampaignConfig
-from orchestrator.console import Reporter
+from orchestrator.outputs.console import Reporter
+from orchestrator.records.budget import Ledger
+from orchestrator.records.rundir import RunDir
 from workers.dft import Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.model.checks import potential_figures
@@ -25,7 +26,8 @@ def reference_paths(cfg: CampaignConfig, out: Path, n_seeds: int) -> list[Path]:
     """Where each seed's DFT minimum + Hessian lives (normal-mode sampling only)."""
     if cfg.system.initial != "normal_modes":
         return []
-    return [out / "harmonic" / f"seed_{k:03d}.npz" for k in range(min(n_seeds, cfg.system.initial_labels))]
+    run = RunDir(out)
+    return [run.harmonic(k) for k in range(min(n_seeds, cfg.system.initial_labels))]
 
 
 def seed_minima(seeds: list, paths: list[Path]) -> list:
@@ -61,10 +63,10 @@ def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
 def install_references(paths: list[Path], out: Path) -> None:
     """Copies of ``compute_references``' files in campaign directory ``out``, where the
     campaign stores its own: it reads them back (and charges them) instead of computing them."""
-    if paths:
-        (out / "harmonic").mkdir(parents=True, exist_ok=True)
     for path in paths:
-        shutil.copy(path, out / "harmonic" / path.name)
+        dest = RunDir(out).root / "harmonic" / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
 
 
 def seed_normal_modes(

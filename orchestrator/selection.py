@@ -216,3 +216,29 @@ def frame_arrays(frames) -> tuple[np.ndarray, np.ndarray]:
     emb = np.stack([f.info["embedding"] for f in frames])
     stopped = np.array([bool(f.info.get("stop_reason")) for f in frames])
     return emb, stopped
+
+
+@dataclass
+class Ranking:
+    """One MD run's (or round's) frames ranked for DFT (``rank_frames``)."""
+
+    audits: np.ndarray  # frame indices drawn at random (audit), first in line
+    picks: np.ndarray  # frame indices picked, in pick order
+    selection: Selection  # the window and the accurate / candidate / failed fractions among the rest
+    scores: np.ndarray  # [n_frames] the strategy's score
+    stopped: np.ndarray  # [n_frames] frames a stop rule ended
+    n_rest: int  # frames the picks were chosen among (all but the audits)
+
+
+def rank_frames(frames: list, cfg: SelectionConfig, n_audit: int, room: int | None, labelled_emb, rng) -> Ranking:
+    """Audit frames first (``n_audit`` uniform among the physical ones), then picks from the
+    rest (``select``; ``picks_per_round``, or what ``room`` leaves after the audits), against
+    ``labelled_emb`` (the labelled set's embeddings by the model that scored the frames).
+    Rounds and the asynchronous loop rank alike."""
+    scores = frame_scores(frames, cfg.strategy)
+    emb, stopped = frame_arrays(frames)
+    audit_idx, rest = draw_audits(stopped, n_audit, rng)
+    quota = cfg.picks_per_round if room is None else min(cfg.picks_per_round, room - len(audit_idx))
+    sel = select(scores[rest], emb[rest], stopped[rest], cfg, quota, labelled_emb, rng)
+    picks = rest[np.asarray(sel.picked, dtype=int)]
+    return Ranking(audit_idx, picks, sel, scores, stopped, len(rest))

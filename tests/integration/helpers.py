@@ -29,7 +29,7 @@ def run_catal(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def label_keys(out_dir: Path) -> list[str]:
-    from orchestrator.store import LabelStore
+    from orchestrator.records.store import LabelStore
 
     return [s.key for s in LabelStore(out_dir / "labels.db").labels()]
 

@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.config import load_config
+from orchestrator.records.store import LabelStore
 from orchestrator.references import install_references
-from orchestrator.store import LabelStore
 from tests.integration.helpers import TINY, catal_cmd, env, run_catal
 from workers.model.checkpoint import load_checkpoint
 

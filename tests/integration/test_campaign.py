@@ -52,7 +52,7 @@ def test_two_rounds_tracked_in_mlflow(finished):
 
 
 def test_store_holds_exactly_the_charged_labels_within_budget(finished):
-    from orchestrator.store import LabelStore
+    from orchestrator.records.store import LabelStore
 
     rows = LabelStore(finished / "labels.db").labels()
     keys = [r.key for r in rows]
@@ -89,7 +89,7 @@ def test_final_model_loads_in_the_ase_calculator(finished):
 
 def test_audit_frames_are_scored_by_the_model_that_has_not_trained_on_them(finished):
     """Round r's random MD frames are scored with round r's model; round r+1 trains on them."""
-    from orchestrator.store import LabelStore
+    from orchestrator.records.store import LabelStore
     from workers.model import evaluate, load_checkpoint
 
     store = LabelStore(finished / "labels.db")
@@ -124,16 +124,19 @@ def test_md_starts_from_the_dft_minimum_and_the_newest_labels(finished):
     newest labelled structures."""
     from ase.build import molecule
 
-    from orchestrator.campaign import Campaign
     from orchestrator.config import load_config
+    from orchestrator.references import reference_paths
+    from orchestrator.steps import md_starts
     from workers.harmonic import load_reference
+    from workers.structures import load_seed_structures
 
     cfg = load_config(finished / "config.yaml")
     minimum = load_reference(finished / "harmonic" / "seed_000.npz").atoms
     labelled = [molecule("CH3CH2OH") for _ in range(3)]
     for k, a in enumerate(labelled):
         a.positions += 0.01 * (k + 1)
-    starts = Campaign(cfg).md_starts(labelled, 2)
+    seeds = load_seed_structures(cfg.system.structures)
+    starts = md_starts(seeds, reference_paths(cfg, finished, len(seeds)), labelled, 2)
     assert len(starts) == 3 and all(a.calc is None for a in starts)
     np.testing.assert_allclose(starts[0].positions, minimum.positions, atol=1e-12)
     assert np.abs(starts[0].positions - molecule("CH3CH2OH").positions).max() > 1e-3  # relaxed, not as built

@@ -74,7 +74,7 @@ def _ray(env: dict, *args: str) -> list:
 
 
 def _labels(out: Path) -> list:
-    from orchestrator.store import LabelStore
+    from orchestrator.records.store import LabelStore
 
     return LabelStore(out / "labels.db").labels() if (out / "labels.db").exists() else []
 

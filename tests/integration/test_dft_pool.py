@@ -3,9 +3,9 @@
 import pytest
 from ase.build import molecule
 
-from orchestrator.budget import BudgetLimits, Ledger
-from orchestrator.labelling import label_structures
-from orchestrator.store import LabelStore
+from orchestrator.records.budget import BudgetLimits, Ledger
+from orchestrator.records.labelling import label_structures
+from orchestrator.records.store import LabelStore
 from workers.dft import DFTConfig, Status
 from workers.structures import rattled_copies
 

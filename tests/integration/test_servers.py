@@ -39,8 +39,8 @@ def finished(tmp_path_factory, tiny_references):
 
 
 def test_labels_live_on_postgresql(finished):
-    from orchestrator.state import load_state
-    from orchestrator.store import LabelStore
+    from orchestrator.records.state import load_state
+    from orchestrator.records.store import LabelStore
 
     assert not (finished["out"] / "labels.db").exists()
     labels = LabelStore(finished["pg"], campaign="tiny").labels()

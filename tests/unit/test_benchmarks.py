@@ -121,7 +121,7 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
 
 
 def test_learning_curve_plot_with_seed_bands_and_gaps(tmp_path):
-    from orchestrator.plots import learning_curve
+    from orchestrator.outputs.plots import learning_curve
 
     curves = {"entropy": ([16, 24, 32], [1.2, float("nan"), 0.9]), "random": ([16, 24, 32], [1.1, 1.0, 0.95])}
     bands = {"entropy": ([1.0, float("nan"), 0.8], [1.4, float("nan"), 1.0])}

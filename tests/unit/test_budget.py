@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orchestrator.budget import BudgetLimits, Ledger
+from orchestrator.records.budget import BudgetLimits, Ledger
 
 limits_st = st.builds(
     lambda total, per_round, hours, charge_failures, est: BudgetLimits(

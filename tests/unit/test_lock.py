@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lock import LOCK_NAME, CampaignBusy, CampaignLock
+from orchestrator.records.lock import LOCK_NAME, CampaignBusy, CampaignLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from orchestrator.lock import CampaignLock
+from orchestrator.records.lock import CampaignLock
 CampaignLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(600)

@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import rankdata as scipy_rankdata
 from scipy.stats import spearmanr
 
-from orchestrator.metrics import auroc, calibration, rankdata, spearman, worst_fraction
+from orchestrator.outputs.metrics import auroc, calibration, rankdata, spearman, worst_fraction
 
 
 def test_rankdata_matches_scipy_with_ties():

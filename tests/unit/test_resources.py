@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from orchestrator.resources import ClusterView, Demand, check_plan, dft_workers_now, plan_phases
+from orchestrator.cluster.resources import ClusterView, Demand, check_plan, dft_workers_now, plan_phases
 
 TWO_CPU = ClusterView(({"CPU": 2.0},), ({"CPU": 2.0},))
 THREE_NODES = ClusterView(
@@ -75,8 +75,8 @@ def test_fits_now_reads_free_resources_not_totals():
 
 
 def test_async_campaign_threads_fit_the_cores(monkeypatch):
+    from orchestrator.cluster.connect import fit_async_threads
     from orchestrator.config import load_config
-    from orchestrator.runtime import fit_async_threads
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     path = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"

@@ -6,8 +6,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.budget import BudgetLimits, Ledger
-from orchestrator.scheduler import FILLER, TOP, Candidate, LabelQueue, stale
+from orchestrator.loop.queue import FILLER, TOP, Candidate, LabelQueue, stale
+from orchestrator.records.budget import BudgetLimits, Ledger
 
 KEYS = [f"k{i}" for i in range(30)]  # a small alphabet: the same structure is offered often
 IN_FLIGHT_PER_WORKER = 2

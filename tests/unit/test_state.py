@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.state import CampaignState, initial_items, load_state, save_state
+from orchestrator.initial import initial_items
+from orchestrator.records.state import CampaignState, load_state, save_state
 from workers.structures import load_seed_structures
 
 
@@ -49,7 +50,7 @@ def test_initial_items_are_deterministic_and_sized(initial, water_modes):
 
 def test_stop_reasons_in_order():
     from orchestrator.config import StopConfig
-    from orchestrator.state import stop_reason
+    from orchestrator.steps import stop_reason
 
     last = {"round": 2, "holdout_force_mae": 0.2, "frac_candidate": 0.3, "budget_refused": 0.0}
     stop = StopConfig(max_rounds=5, target_force_mae=0.1, converged_candidate_fraction=0.1)
@@ -112,8 +113,7 @@ def test_training_set_does_not_depend_on_label_arrival_order(tmp_path):
     import numpy as np
     from ase.build import molecule
 
-    from orchestrator.campaign import Campaign
-    from orchestrator.store import LabelStore, content_key
+    from orchestrator.records.store import LabelStore, content_key
     from workers.dft import LabelResult, Status
     from workers.structures import rattled_copies
 
@@ -129,10 +129,8 @@ def test_training_set_does_not_depend_on_label_arrival_order(tmp_path):
             a, rnd, origin = items[i]
             ok = LabelResult(Status.OK, energy_ev=-1.0, forces_ev_a=np.zeros((3, 3)))
             store.put(content_key(a, dft), a, ok, rnd, origin, charged=True)
-        campaign = Campaign(cfg)
-        campaign.store = store
-        orders.append([a.positions.tobytes() for a in campaign.training_set(2)])
-        assert len(campaign.training_set(1)) == 4  # round 0 only, hold-out excluded
+        orders.append([a.positions.tobytes() for a in store.training_structures(2)])
+        assert len(store.training_structures(1)) == 4  # round 0 only, hold-out excluded
     assert len(orders[0]) == 8 and orders[0] == orders[1]
 
 
@@ -163,8 +161,8 @@ def test_a_share_of_normal_mode_draws_has_its_rotors_turned():
 
 
 def test_the_campaign_seed_seeds_training_but_seed_0_keeps_training_seed():
-    from orchestrator.campaign import training_seed
     from orchestrator.config import parse_config
+    from orchestrator.seeds import training_seed
 
     def seeds(**raw):
         cfg = parse_config({"name": "t", **raw})

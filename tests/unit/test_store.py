@@ -4,9 +4,9 @@ import pytest
 from ase.build import molecule
 from ase.io import read
 
-from orchestrator.budget import BudgetLimits, Ledger
-from orchestrator.labelling import SerialPool, label_structures
-from orchestrator.store import LabelStore, content_key
+from orchestrator.records.budget import BudgetLimits, Ledger
+from orchestrator.records.labelling import SerialPool, label_structures
+from orchestrator.records.store import LabelStore, content_key
 from workers.dft import DFTConfig, Status
 from workers.structures import rattled_copies
 

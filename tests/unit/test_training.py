@@ -68,7 +68,7 @@ def test_warm_start_keeps_support_and_counts_clamped(ethanol_labels, histogram):
 def test_categorical_head_matches_scalar_and_its_histograms_are_trained(ethanol_labels):
     """Same data, seed and budget: the centred categorical head is as accurate as the scalar
     head, its histograms are far from flat, and its spread says which structures it gets wrong."""
-    from orchestrator.metrics import spearman
+    from orchestrator.outputs.metrics import spearman
     from workers.model import predict
 
     pool, test = ethanol_labels[:48], ethanol_labels[48:]

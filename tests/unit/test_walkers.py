@@ -3,7 +3,7 @@
 import numpy as np
 from ase import Atoms
 
-from orchestrator.replicas import replica_starts, walkers_after
+from orchestrator.loop.replicas import replica_starts, walkers_after
 
 
 def _frame(replica: int, step: int, x: float, reason: str = "") -> Atoms:
@@ -34,7 +34,7 @@ def test_a_share_of_replicas_persists_and_the_rest_take_every_start_in_turn():
 
 
 def test_persistent_replicas_are_spread_evenly():
-    from orchestrator.replicas import persistent
+    from orchestrator.loop.replicas import persistent
 
     assert [r for r in range(8) if persistent(r, 0.5)] == [1, 3, 5, 7]
     assert [r for r in range(6) if persistent(r, 1 / 3)] == [2, 5]

@@ -8,9 +8,9 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from workers.model.calibration import Calibration, fit_calibration
 from workers.model.checkpoint import load_checkpoint
+from workers.model.device import DTYPES, resolve_device
 from workers.model.graph import collate
 from workers.model.potential import Potential
-from workers.model.training import DTYPES, resolve_device
 
 # per structure (floats) and per atom (arrays) uncertainty, named as the model names them
 STRUCTURE_KEYS = (

@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from workers.model.device import DTYPES, resolve_device
 from workers.model.potential import Potential
 
 CHECKPOINT_FORMAT = "catal-potential-v5"  # v5: the posterior stored as a covariance root
@@ -53,7 +54,5 @@ def model_payload(model: Potential, copy: bool = False) -> dict:
 
 def model_from_payload(payload: dict, device: str = "auto", dtype: str = "float32") -> Potential:
     """The model ``model_payload`` shipped, on ``device`` in ``dtype``, in eval mode."""
-    from workers.model.training import DTYPES, resolve_device
-
     model = Potential.from_metadata(payload["meta"], payload["state_dict"])
     return model.to(device=resolve_device(device), dtype=DTYPES[dtype]).eval()

@@ -15,6 +15,8 @@ from workers.model.calculator import predict
 from workers.model.potential import ModelConfig, Potential
 from workers.model.training import TrainConfig, train
 
+MEMBER_SEED_STRIDE = 1009  # member k trains with seed + 1009 k (catal's committee members too)
+
 
 def train_committee(
     cfg: TrainConfig, structures: list[Atoms], model_cfg: ModelConfig, members: int = 4
@@ -23,7 +25,7 @@ def train_committee(
     if members < 2:
         raise ValueError(f"a committee needs at least 2 members, got {members}")
     return [
-        train(cfg.model_copy(update={"seed": cfg.seed + 1009 * k}), structures, model_cfg=model_cfg).model
+        train(cfg.model_copy(update={"seed": cfg.seed + MEMBER_SEED_STRIDE * k}), structures, model_cfg=model_cfg).model
         for k in range(members)
     ]
 

@@ -30,11 +30,10 @@ from pydantic import Field
 
 from workers.model import hlgauss
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
+from workers.model.device import DTYPES, resolve_device
 from workers.model.graph import collate
 from workers.model.potential import ModelConfig, Potential
 from workers.schema import Section
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class TrainConfig(Section):
@@ -90,12 +89,6 @@ class TrainResult:
     structures_per_s: float = 0.0
     optimizer_state: dict | None = None
     val_metrics: dict = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def split(structures: list[Atoms], val_fraction: float, seed: int) -> tuple[list, list]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from orchestrator.budget import Ledger
-from orchestrator.store import LabelStore, StoredLabel, content_key
+from orchestrator.records.budget import Ledger
+from orchestrator.records.store import LabelStore, StoredLabel, content_key
 from workers import dft
 from workers.dft import DFTConfig, LabelResult, Status
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ase import Atoms
 
-from orchestrator.budget import Ledger
+from orchestrator.records.budget import Ledger
 
 TOP = math.inf  # score of candidates served before any model-ranked pick (hold-out, audit frames)
 FILLER = -math.inf  # score of candidates served only when nothing else waits

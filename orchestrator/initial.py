@@ -1,52 +1,21 @@
-"""Durable campaign state (``state.json``, rewritten atomically) and the round-0 structures."""
+"""Round 0's structures: the initial set, the hold-out, and an asynchronous campaign's fillers,
+drawn as ``system.initial`` says (normal modes of the seeds' DFT minima, rattled seeds, or a
+file), each with a random stream of its own (``orchestrator.seeds``)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from orchestrator.config import CampaignConfig, StopConfig
+from orchestrator.config import CampaignConfig
+from orchestrator.seeds import filler_seed, holdout_seed, initial_seed
 from workers.normal_modes import NormalModes, sample_structures
 from workers.structures import rattled_copies, read_frames
 from workers.torsions import rotatable_bonds, turn_torsions
 
 
-@dataclass
-class CampaignState:
-    round: int = 0  # the round in progress (0 = initial labelling)
-    phase: str = "start"  # within the round: start -> trained -> selected -> labelled
-    parent_run_id: str | None = None
-    round_run_id: str | None = None
-    round_info: dict = field(default_factory=dict)  # selection stats and phase times so far
-    history: list[dict] = field(default_factory=list)  # logged metrics of finished rounds
-    stop_reason: str = ""  # set when a stop rule fires; the final model comes next
-    finished: bool = False  # the final model is trained and logged
-    # DFT utilisation over the campaign: label wall seconds, and worker-seconds on offer
-    # (from each session's first DFT dispatch to its last label, x the pool's workers)
-    dft_busy_s: float = 0.0
-    dft_capacity_s: float = 0.0
-
-
-def state_path(out_dir: Path) -> Path:
-    return out_dir / "state.json"
-
-
-def save_state(out_dir: Path, state: CampaignState) -> None:
-    tmp = state_path(out_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=1))
-    os.replace(tmp, state_path(out_dir))
-
-
-def load_state(out_dir: Path) -> CampaignState:
-    return CampaignState(**json.loads(state_path(out_dir).read_text()))
-
-
-def _read_frames(path: str, first: int, count: int) -> list:
+def read_initial_frames(path: str, first: int, count: int) -> list:
     frames = read_frames(path)
     out = [a.copy() for a in frames[first : first + count]]
     for a in out:
@@ -54,7 +23,7 @@ def _read_frames(path: str, first: int, count: int) -> list:
     return out
 
 
-def _normal_mode_draws(
+def normal_mode_draws(
     modes: list[NormalModes], n: int, temperature_k: float, seed: int, torsions: float = 0.0, start: int = 0
 ) -> list:
     """``n`` structures, round-robin over the seeds' minima, displaced along their modes; a
@@ -88,23 +57,23 @@ def initial_items(cfg: CampaignConfig, seeds: list, modes: list[NormalModes] | N
         minima = [m.atoms.copy() for m in modes][: sys_cfg.initial_labels]
         t_init = sys_cfg.initial_temperature_k or t_md
         n_draws = max(sys_cfg.initial_labels - len(minima), 0)
-        initial = minima + _normal_mode_draws(modes, n_draws, t_init, sys_cfg.seed * 7919, sys_cfg.torsions)
+        initial = minima + normal_mode_draws(modes, n_draws, t_init, initial_seed(cfg), sys_cfg.torsions)
     elif sys_cfg.initial == "file":
-        initial = _read_frames(sys_cfg.initial_file, 0, sys_cfg.initial_labels)
+        initial = read_initial_frames(sys_cfg.initial_file, 0, sys_cfg.initial_labels)
     else:
         n_rattled = max(sys_cfg.initial_labels - len(seeds), 0)
-        initial = seeds[: sys_cfg.initial_labels] + [rattled(k, sys_cfg.seed * 7919 + k) for k in range(n_rattled)]
+        initial = seeds[: sys_cfg.initial_labels] + [rattled(k, initial_seed(cfg) + k) for k in range(n_rattled)]
 
-    holdout_seed = 10_000_019 + sys_cfg.seed * 7919
+    h_seed = holdout_seed(cfg)
     if sys_cfg.holdout_file:
-        holdout = _read_frames(sys_cfg.holdout_file, 0, n_holdout)
+        holdout = read_initial_frames(sys_cfg.holdout_file, 0, n_holdout)
     elif modes:
         t_holdout = sys_cfg.holdout_temperature_k or t_md
-        holdout = _normal_mode_draws(modes, n_holdout, t_holdout, holdout_seed, sys_cfg.torsions)
+        holdout = normal_mode_draws(modes, n_holdout, t_holdout, h_seed, sys_cfg.torsions)
     elif sys_cfg.initial == "file":  # the file's frames after the initial set
-        holdout = _read_frames(sys_cfg.initial_file, sys_cfg.initial_labels, n_holdout)
+        holdout = read_initial_frames(sys_cfg.initial_file, sys_cfg.initial_labels, n_holdout)
     else:
-        holdout = [rattled(k, holdout_seed + k) for k in range(n_holdout)]
+        holdout = [rattled(k, h_seed + k) for k in range(n_holdout)]
     return [(a, "seed") for a in initial] + [(a, "holdout") for a in holdout]
 
 
@@ -121,24 +90,11 @@ def filler_structures(cfg: CampaignConfig, seeds: list, modes: list[NormalModes]
     rattled seeds), numbered from ``start`` with seeds of their own; [] for ``initial: file``.
     An asynchronous campaign labels these while its first model trains."""
     sys_cfg = cfg.system
-    seed = 20_000_003 + sys_cfg.seed * 7919 + start
+    seed = filler_seed(cfg) + start
     if modes:
         t_init = sys_cfg.initial_temperature_k or cfg.sampling.temperature_k
-        return _normal_mode_draws(modes, n, t_init, 20_000_003 + sys_cfg.seed * 7919, sys_cfg.torsions, start)
+        return normal_mode_draws(modes, n, t_init, filler_seed(cfg), sys_cfg.torsions, start)
     if sys_cfg.initial == "rattle":
         lo, hi = sys_cfg.rattle_a
         return [rattled_copies(seeds[(start + k) % len(seeds)], 1, (lo, hi), seed=seed + k)[0] for k in range(n)]
     return []
-
-
-def stop_reason(last: dict, stop: StopConfig, labels_left: int) -> str:
-    """Why the campaign stops after a round with metrics ``last`` ("" = go on)."""
-    if labels_left <= 0 or last.get("budget_refused"):
-        return "budget exhausted"
-    if stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
-        return f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
-    if stop.converged_candidate_fraction is not None and last["frac_candidate"] <= stop.converged_candidate_fraction:
-        return f"converged: {last['frac_candidate']:.3f} of frames are candidates"
-    if last["round"] >= stop.max_rounds:
-        return f"max rounds ({stop.max_rounds}) reached"
-    return ""

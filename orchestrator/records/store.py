@@ -163,9 +163,15 @@ class LabelStore:
         """All stored labels (matching ase.db key filters, e.g. ``origin="holdout"``), by id."""
         return [self._from_row(r) for r in self.db.select(sort="id", **self.scope, **filters)]
 
-    def training_structures(self) -> list[Atoms]:
-        """Successfully labelled structures that are not hold-out, as labelled ``Atoms``."""
-        return [s.atoms for s in self.labels(status="ok") if s.origin != "holdout"]
+    def training_structures(self, before_round: int | None = None) -> list[Atoms]:
+        """OK labels that are not hold-out (from rounds before ``before_round``; None: all),
+        as labelled ``Atoms`` ordered by (round, content key): the same list whatever order
+        the DFT pool finished them in, so an interrupted and an uninterrupted run, or two
+        runs of one config, train alike."""
+        labels = [s for s in self.labels(status="ok") if s.origin != "holdout"]
+        if before_round is not None:
+            labels = [s for s in labels if s.round < before_round]
+        return [s.atoms for s in sorted(labels, key=lambda s: (s.round, s.key))]
 
     def holdout_structures(self) -> list[Atoms]:
         return [s.atoms for s in self.labels(status="ok", origin="holdout")]

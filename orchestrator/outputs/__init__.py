@@ -1,0 +1,1 @@
+"""What a campaign shows: round reports, MLflow tracking, plots, the console, metrics."""

@@ -1,0 +1,113 @@
+"""One campaign session: what every step of a driver run reads, opened once.
+
+``open_session`` is the set-up (run directory, label store, budget ledger, DFT clock, MLflow
+campaign run); the loops (``orchestrator.loop``) take the ``Session`` and the durable
+``CampaignState`` and change nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from ase import Atoms
+
+from orchestrator.config import CampaignConfig, flatten
+from orchestrator.outputs.console import Reporter
+from orchestrator.outputs.tracking import Tracker
+from orchestrator.records.budget import Ledger
+from orchestrator.records.labelling import DFTClock
+from orchestrator.records.rundir import RunDir
+from orchestrator.records.state import CampaignState, load_state, save_state
+from orchestrator.records.store import LabelStore
+from orchestrator.references import reference_paths
+from orchestrator.steps import TrainingJob, save_trained, score_key, stop_reason, training_job
+from workers.dft import DFTConfig
+from workers.harmonic import load_reference
+
+
+@dataclass
+class Session:
+    cfg: CampaignConfig
+    run: RunDir  # every path under out_dir
+    say: Reporter
+    dft_cfg: DFTConfig
+    seeds: list[Atoms]  # the user's structures
+    store: LabelStore
+    ledger: Ledger
+    clock: DFTClock
+    tracker: Tracker
+    rt: object | None = None  # the Ray runtime (orchestrator.cluster.runtime.Runtime), once started
+
+    @property
+    def members(self) -> int:
+        """Models trained per round: the committee's members, else one."""
+        committee = self.cfg.selection.strategy == "committee"
+        return self.cfg.selection.committee_members if committee else 1
+
+    @property
+    def score_key(self) -> str:
+        return score_key(self.cfg)
+
+    def save(self, state: CampaignState) -> None:
+        state.dft_busy_s, state.dft_capacity_s = self.clock.totals()
+        save_state(self.run.root, state)
+
+    def reference_paths(self) -> list[Path]:
+        return reference_paths(self.cfg, self.run.root, len(self.seeds))
+
+    def training_set(self, before_round: int | None = None) -> list[Atoms]:
+        """The labels a model of round ``before_round`` trains on (None: every label so far)."""
+        return self.store.training_structures(before_round)
+
+    def training_job(self, rnd: int, final: bool = False, member: int = 0) -> TrainingJob:
+        return training_job(self.cfg, self.run, self.store, rnd, final, member)
+
+    def train(self, rnd: int, final: bool = False, member: int = 0) -> Path:
+        """Round ``rnd``'s model (``final``: ``model.pt`` on every label) trained and saved."""
+        path = self.run.final_model if final else self.run.checkpoint(rnd, member)
+        return self.save_trained(path, self.rt.train(self.training_job(rnd, final, member)), rnd)
+
+    def save_trained(self, path: Path, out: dict, rnd: int) -> Path:
+        return save_trained(path, out, rnd, self.store.holdout_structures())
+
+    def stop_rule(self, last: dict) -> str:
+        """Why the campaign stops after a round (or generation) with metrics ``last``."""
+        return stop_reason(last, self.cfg.stop, self.ledger.labels_left())
+
+    def timed(self, tick):
+        """``tick`` (progress) that also clocks each label's DFT time."""
+
+        def on_label(stored) -> None:
+            self.clock.labelled(stored.wall_s)
+            tick(stored)
+
+        return on_label
+
+    def say_moved(self, report) -> None:
+        if report.resubmitted:
+            self.say.say(f"  [yellow]{report.resubmitted} DFT jobs moved[/] off lost workers (each labelled once)")
+
+
+def open_session(cfg: CampaignConfig, seeds: list[Atoms], say: Reporter, resume: bool) -> tuple[Session, CampaignState]:
+    """The run directory made (and ``config.yaml`` written, unless resuming), the state read
+    back, the ledger rebuilt from the store's charges, the MLflow campaign run (re)opened."""
+    run = RunDir(cfg.output_dir)
+    run.make()
+    if not resume:
+        resolved = cfg.model_copy(update={"out_dir": str(run.root.resolve())})
+        run.config.write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
+    state = load_state(run.root) if run.state.exists() else CampaignState()
+    store = cfg.label_store()
+    other_s = sum(load_reference(p).cost_s for p in reference_paths(cfg, run.root, len(seeds)) if p.exists())
+    ledger = Ledger.from_charges(cfg.budget, store.charges(), other_s)
+    clock = DFTClock(cfg.ray.dft_workers, state.dft_busy_s, state.dft_capacity_s)
+    # artifacts beside the default SQLite store; a tracking server stores (serves) its own
+    tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name,
+                      run.mlartifacts if cfg.tracking.uri is None else None)  # fmt: skip
+    s = Session(cfg, run, say, cfg.dft_config(), seeds, store, ledger, clock, tracker)
+    if not state.finished:  # a finished campaign's MLflow run stays closed
+        state.parent_run_id = tracker.start_campaign(cfg.name, flatten(cfg.to_dict()), state.parent_run_id)
+        s.save(state)
+    return s, state

@@ -1,0 +1,113 @@
+"""The steps both campaign loops share, as functions of what they read: a
+training job and its warm start, a trained model's checkpoint, MD's config and starts, the
+labelled set's embeddings, what a pick keeps, and when to stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from orchestrator.config import CampaignConfig, StopConfig
+from orchestrator.records.rundir import RunDir
+from orchestrator.records.store import LabelStore
+from orchestrator.references import seed_minima
+from orchestrator.seeds import training_seed
+from orchestrator.selection import SCORE_KEYS
+from workers.model.calculator import predict, recalibrate
+from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
+from workers.sampling import UNCERTAINTY_KEYS, MDConfig
+
+# what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
+PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica", "step")
+TRAINED_KEYS = ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
+
+
+@dataclass
+class TrainingJob:
+    """What a trainer needs for one model (``Runtime.train`` / ``start_training``)."""
+
+    structures: list[Atoms]  # labelled, hold-out excluded, in a fixed order
+    warm_payload: dict | None  # the model to continue from (None: a cold start)
+    optimizer_state: dict | None
+    epochs: int
+    seed: int
+
+
+def score_key(cfg: CampaignConfig) -> str:
+    """The frame info key holding the selection strategy's score."""
+    return SCORE_KEYS.get(cfg.selection.strategy, "energy_entropy")
+
+
+def trimmed(frame: Atoms) -> Atoms:
+    """An MD frame with only the ``PICK_INFO`` keys in its info (what the extxyz keeps)."""
+    keep = {k: frame.info[k] for k in PICK_INFO if k in frame.info}
+    frame.info.clear()
+    frame.info.update(keep)
+    return frame
+
+
+def warm_start(cfg: CampaignConfig, prev: Path) -> tuple[dict | None, dict | None, int]:
+    """``(model payload, optimizer state, epochs)`` to continue from checkpoint ``prev``, or
+    a cold start (``training.epochs``) when it does not exist."""
+    if not prev.exists():
+        return None, None, cfg.training.epochs
+    model, ckpt = load_checkpoint(prev)
+    return model_payload(model), ckpt.get("optimizer"), cfg.warm_start_epochs or cfg.training.epochs
+
+
+def training_job(cfg: CampaignConfig, run: RunDir, store: LabelStore, rnd: int, final: bool = False,
+                 member: int = 0) -> TrainingJob:  # fmt: skip
+    """Round ``rnd``'s model (``final``: on every label), warm-started from the round before."""
+    warm, opt_state, epochs = warm_start(cfg, run.checkpoint(rnd - 1, member))
+    data = store.training_structures(rnd + 1 if final else rnd)
+    return TrainingJob(data, warm, opt_state, epochs, training_seed(cfg, member))
+
+
+def save_trained(path: Path, out: dict, rnd: int, holdout: list[Atoms]) -> Path:
+    """A trainer's result (``Runtime.train``) written as a checkpoint, its error bars
+    recalibrated on the hold-out labels (never trained on; ``recalibrate``)."""
+    model = model_from_payload(out["payload"], "cpu")
+    recalibrate(model, holdout)
+    extra = {k: out[k] for k in TRAINED_KEYS}
+    save_checkpoint(path, model, {**extra, "round": rnd, "epoch": len(out["history"])})
+    return path
+
+
+def md_config(cfg: CampaignConfig, seed: int) -> MDConfig:
+    """The sampling section with this run's seed (and the trust window as an MD stop)."""
+    md_cfg = cfg.sampling.model_copy(update={"seed": seed})
+    if cfg.selection.window_mode == "absolute" and cfg.selection.strategy == "entropy":
+        stops = md_cfg.stops.model_copy(update={"max_entropy": cfg.selection.window_hi})
+        md_cfg = md_cfg.model_copy(update={"stops": stops})
+    return md_cfg
+
+
+def md_starts(seeds: list[Atoms], reference_paths: list[Path], labelled: list[Atoms], n: int) -> list[Atoms]:
+    """MD starts: the seeds at their DFT minimum (where normal-mode sampling stored one;
+    else as given) and the ``n`` most recent labelled structures (no calculator)."""
+    recent = [a.copy() for a in labelled[-n:]] if n else []
+    for a in recent:
+        a.calc = None
+    return seed_minima(seeds, reference_paths) + recent
+
+
+def labelled_embeddings(model, structures: list[Atoms]) -> np.ndarray | None:
+    """``[n, F]`` pooled features of the labelled set by ``model`` (None when empty): what
+    selection keeps new picks away from."""
+    return np.stack([r["embedding"] for r in predict(model, structures)]) if structures else None
+
+
+def stop_reason(last: dict, stop: StopConfig, labels_left: int) -> str:
+    """Why the campaign stops after a round with metrics ``last`` ("" = go on)."""
+    if labels_left <= 0 or last.get("budget_refused"):
+        return "budget exhausted"
+    if stop.target_force_mae is not None and last["holdout_force_mae"] <= stop.target_force_mae:
+        return f"hold-out force MAE {last['holdout_force_mae']:.4f} <= target {stop.target_force_mae}"
+    if stop.converged_candidate_fraction is not None and last["frac_candidate"] <= stop.converged_candidate_fraction:
+        return f"converged: {last['frac_candidate']:.3f} of frames are candidates"
+    if last["round"] >= stop.max_rounds:
+        return f"max rounds ({stop.max_rounds}) reached"
+    return ""
