@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from ase import Atoms
@@ -26,6 +27,9 @@ from orchestrator.steps import TrainingJob, save_trained, score_key, stop_reason
 from workers.dft import DFTConfig
 from workers.harmonic import load_reference
 
+if TYPE_CHECKING:
+    from orchestrator.cluster.runtime import Runtime
+
 
 @dataclass
 class Session:
@@ -38,7 +42,7 @@ class Session:
     ledger: Ledger
     clock: DFTClock
     tracker: Tracker
-    rt: object | None = None  # the Ray runtime (orchestrator.cluster.runtime.Runtime), once started
+    rt: Runtime | None = None  # the Ray side, once started
 
     @property
     def members(self) -> int:

@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
 from orchestrator.loop.queue import LabelQueue
 from orchestrator.records.state import CampaignState
 from orchestrator.session import Session
+
+if TYPE_CHECKING:
+    from orchestrator.cluster.held import HeldActors
+    from workers.actors import DFTPool
 
 FRAC_KEYS = ("frac_accurate", "frac_candidate", "frac_failed")  # selection stats summed over MD runs
 
@@ -22,8 +26,8 @@ class AsyncRun:
     queue: LabelQueue
     modes: list  # the seeds' normal modes (round 0's draws and the fillers), [] without
     gen: int  # the newest model (0: none yet)
-    pool: Any = None  # the held DFT pool (workers.actors.DFTPool)
-    held: Any = None  # the held trainer and samplers (orchestrator.cluster.held.HeldActors)
+    pool: DFTPool | None = None  # the held DFT pool
+    held: HeldActors | None = None  # the held trainer and samplers
     model: Any = None  # the newest generation's Potential
     payload: Any = None  # ... shared in the object store for the samplers
     labelled_emb: Any = None  # [n, F] the labelled set's embeddings by the newest model

@@ -172,3 +172,17 @@ def test_the_campaign_seed_seeds_training_but_seed_0_keeps_training_seed():
     assert seeds(training={"seed": 5}) == [5, 1014, 2023]
     one, two = seeds(seed=1), seeds(seed=2)
     assert len(set(one + two + seeds())) == 9  # no two campaigns' members share a training seed
+
+
+def test_seed_formulas_are_those_old_campaigns_resume_on():
+    """Every stream's seed, pinned: a changed formula would make a resumed campaign draw
+    other structures, MD or models than it started with."""
+    from orchestrator.config import parse_config
+    from orchestrator.seeds import async_md_seed, filler_seed, holdout_seed, initial_seed, round_md_seed, training_seed
+
+    cfg = parse_config({"name": "t", "seed": 3, "system": {"seed": 2}, "training": {"seed": 5}})
+    assert round_md_seed(cfg, 4) == 3004
+    assert async_md_seed(cfg, 2, 7) == 3000 + 7919 * 2 + 7
+    assert training_seed(cfg, 1) == 5 + 7919 * 3 + 1009
+    assert initial_seed(cfg) == 2 * 7919
+    assert (holdout_seed(cfg), filler_seed(cfg)) == (10_000_019 + 2 * 7919, 20_000_003 + 2 * 7919)
