@@ -23,6 +23,10 @@ reported). Printed: force MAE per round (mean [min, max] over seeds), labels to 
 the passive model needs to match each strategy's final accuracy. Plots and one MLflow
 experiment in ``--out``; campaigns already there are resumed (a rerun only re-scores them).
 
+``--scenario ramp``: the initial set at 300 K, each MD run ramped 300 -> 1000 K (a pool of
+familiar and unfamiliar frames), the hold-out at 800 K, judged as ``hot`` and by a 2 ps MD at
+800 K of each final model.
+
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; its
 models are also judged on the AIMD reference's 700 and 800 K trajectories (``hot``), and each
@@ -49,7 +53,9 @@ from orchestrator.outputs import plots
 from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
 from orchestrator.seeds import training_seed
+from workers.harmonic import load_reference
 from workers.model.checkpoint import load_checkpoint
+from workers.model.checks import potential_figures
 from workers.model.training import evaluate
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -57,16 +63,25 @@ JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
 DEFAULT, BASELINE = "forces-std", "random"
 
+HOT = {"hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700)}
 # scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
 SCENARIOS = {
     "demo": ([], {}),
     # MD far beyond the initial data: initial set at 300 K, MD (and the hold-out) at 800 K,
     # judged also on the AIMD reference's 700 and 800 K trajectories (no campaign trains on them)
-    "hot": (
-        ["system.initial_temperature_k=300", "sampling.temperature_k=800"],
-        {"hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700)},
-    ),
+    "hot": (["system.initial_temperature_k=300", "sampling.temperature_k=800"], HOT),
+    # a heterogeneous pool: each MD run ramps 300 -> 1000 K, so its early frames are what the
+    # 300 K initial set already knows and its late ones are not; random picks spend half the
+    # labels on the familiar end, a selection that works spends them where the model is wrong
+    "ramp": (
+        ["system.initial_temperature_k=300", "system.holdout_temperature_k=800", "sampling.temperature_k=300",
+         "sampling.temperature_end_k=1000"],
+        HOT,
+    ),  # fmt: skip
 }
+# scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
+# check runs at sampling.temperature_k, which a ramp does not stay at)
+STABILITY_K = {"ramp": 800.0}
 
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     DEFAULT: ["selection.strategy=forces_std", "model.head=categorical"],
@@ -81,6 +96,13 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     # random picks for the one-head scalar model: separates the committee's selection from its model
     "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }
+
+
+def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: float = 2.0) -> dict:
+    """The final model's frequencies and ``md_ps`` of Langevin MD at ``temperature_k`` from
+    the seed's DFT minimum (what a campaign logs as ``final_*`` at its sampling temperature)."""
+    ref = load_reference(reference)
+    return potential_figures(load_checkpoint(model_path)[0].eval(), ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps)
 
 
 def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dict]:
@@ -258,13 +280,16 @@ def main() -> None:
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in extra_judges)
-            md = state.round_info  # the final model's own check: MD at the sampling temperature
+            md, md_k = state.round_info, cfg.sampling.temperature_k  # the final model's own check
+            if args.scenario in STABILITY_K and not args.quick:
+                md_k = STABILITY_K[args.scenario]
+                md = stability(campaign.session.run.final_model, refs[0], md_k)
             stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
             print(
                 f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE hold-out "
                 f"{final['holdout_force_mae']:.3f}, dev {final['dev_force_mae']:.3f}, "
                 f"test {final['test_force_mae']:.3f}{others} eV/Å; {md.get('final_md_ps_run', 0):.1f} ps MD at "
-                f"{cfg.sampling.temperature_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
+                f"{md_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
                 flush=True,
             )
     pool = read(POOL, index=":") if sizes else []  # read when needed (a campaign's hours may come first)

@@ -42,6 +42,10 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--scenario", "hot", "--passive-sizes", "", "--out", "{out}"]],
         [],
     ),
+    "active_learning_ramp": (
+        [[PY, "benchmarks/active_learning.py", "--scenario", "ramp", "--passive-sizes", "", "--out", "{out}"]],
+        [],
+    ),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],

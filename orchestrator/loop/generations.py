@@ -14,6 +14,7 @@ from orchestrator.loop.async_state import FRAC_KEYS, AsyncRun
 from orchestrator.loop.exploration import idle_samplers, score, start_md
 from orchestrator.loop.queue import FILLER, TOP, stale
 from orchestrator.outputs import reports
+from orchestrator.records.labelling import utilisation
 from orchestrator.steps import labelled_embeddings, trimmed
 from workers.model.checkpoint import load_checkpoint, model_payload
 
@@ -126,7 +127,7 @@ def close_generation(r: AsyncRun) -> None:
     ckpt = load_checkpoint(s.run.checkpoint(g))[1]
     t0, busy0 = info.pop("since")
     capacity = (time.perf_counter() - t0) * s.clock.workers
-    info["dft_utilisation"] = (r.pool.stats.busy_s - busy0) / capacity if capacity > 0 else math.nan
+    info["dft_utilisation"] = utilisation(r.pool.stats.busy_s - busy0, capacity)
     info["time_label_s"] = time.perf_counter() - t0  # the generation's wall time
     metrics = reports.round_metrics(s.cfg, s.store, s.ledger, s.dft_cfg, s.score_key, g, r.model, ckpt, picks, info)
     state.round_run_id = state.round_run_id or s.tracker.start_round(state.parent_run_id, g, kind="generation")

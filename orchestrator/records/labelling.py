@@ -70,8 +70,13 @@ class DFTClock:
 
     @property
     def utilisation(self) -> float:
-        busy, capacity = self.totals()
-        return busy / capacity if capacity > 0 else float("nan")
+        return utilisation(*self.totals())
+
+
+def utilisation(busy_s: float, capacity_s: float) -> float:
+    """DFT busy seconds / worker-seconds on offer (wall x workers); nan when none was on
+    offer. The pool's own per-phase figure is ``workers.actors.PoolStats.utilisation``."""
+    return busy_s / capacity_s if capacity_s > 0 else float("nan")
 
 
 # a label back from DFT, to be stored: (ledger token, content key, structure, result, round, origin)
