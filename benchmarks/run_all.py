@@ -39,11 +39,13 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
     "active_learning_hot": (
-        [[PY, "benchmarks/active_learning.py", "--scenario", "hot", "--passive-sizes", "", "--out", "{out}"]],
+        [[PY, "benchmarks/active_learning.py", "--scenario", "hot", "--passive-sizes", "", "--strategies",
+          "forces-std,random", "--out", "{out}"]],  # fmt: skip
         [],
     ),
     "active_learning_ramp": (
-        [[PY, "benchmarks/active_learning.py", "--scenario", "ramp", "--passive-sizes", "", "--out", "{out}"]],
+        [[PY, "benchmarks/active_learning.py", "--scenario", "ramp", "--passive-sizes", "", "--strategies",
+          "forces-std,random", "--out", "{out}"]],  # fmt: skip
         [],
     ),
     "demo": (
