@@ -63,10 +63,10 @@ def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
 def install_references(paths: list[Path], out: Path) -> None:
     """Copies of ``compute_references``' files in campaign directory ``out``, where the
     campaign stores its own: it reads them back (and charges them) instead of computing them."""
+    folder = RunDir(out).harmonic_dir
     for path in paths:
-        dest = RunDir(out).root / "harmonic" / path.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, dest)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
 
 
 def seed_normal_modes(

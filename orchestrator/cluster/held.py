@@ -73,7 +73,7 @@ class HeldActors:
         try:
             out = self.outcome(ref)
             if isinstance(out, Lost):  # said here, replaced where it is trained again
-                self.rt.say.say(f"  [yellow]the trainer lost[/] ({out.reason}); training again")
+                self._say_lost(out)
                 self._drop_trainer()
                 return None
             return out
@@ -100,14 +100,17 @@ class HeldActors:
     def replace_lost(self, lost: Lost, sampler: int | None = None) -> None:
         """The trainer (or sampler ``sampler``) died with its node: said, and a new one put
         in its place (the caller redoes the work)."""
-        who, again = ("the trainer", "training again") if sampler is None else ("a sampler", "MD again")
-        self.rt.say.say(f"  [yellow]{who} lost[/] ({lost.reason}); {again}")
+        self._say_lost(lost, sampler)
         if sampler is None:
             kill_actors(self.trainer)
             self.rt.trainer.actors = self.rt.new_trainer()
         else:
             kill_actors(self.rt.samplers.actors[sampler])
             self.rt.samplers.actors[sampler] = self.rt.new_samplers(1)[0]
+
+    def _say_lost(self, lost: Lost, sampler: int | None = None) -> None:
+        who, again = ("the trainer", "training again") if sampler is None else ("a sampler", "MD again")
+        self.rt.say.say(f"  [yellow]{who} lost[/] ({lost.reason}); {again}")
 
     def _drop_trainer(self) -> None:
         kill_actors(self.rt.trainer.actors)

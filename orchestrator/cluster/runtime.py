@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import ray
@@ -198,7 +199,7 @@ class Runtime:
 
     def sample(self, model, starts: list, md_cfg) -> list:
         ref = ray.put(model_payload(model))  # shipped once per round via the object store
-        acquire = lambda: self.new_samplers(self.plan.samplers)  # noqa: E731
+        acquire = partial(self.new_samplers, self.plan.samplers)
         return self._phase("a sampler", acquire, lambda s: sample_with_actors(s, ref, starts, md_cfg), self.samplers)
 
     def final_training(self) -> dict | None:

@@ -66,8 +66,12 @@ class RunDir:
     def audit(self, rnd: int) -> Path:
         return self.round_dir(rnd) / "audit.extxyz"
 
+    @property
+    def harmonic_dir(self) -> Path:
+        return self.root / "harmonic"
+
     def harmonic(self, seed_index: int) -> Path:
-        return self.root / "harmonic" / f"seed_{seed_index:03d}.npz"
+        return self.harmonic_dir / f"seed_{seed_index:03d}.npz"
 
     def make(self) -> None:
         """The folders a campaign writes into."""
