@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from orchestrator.config import CampaignConfig
 from orchestrator.loop.final import finalise
+from orchestrator.loop.repairs import restore_references
 from orchestrator.loop.rounds import active_round, check_stop, initial_round
 from orchestrator.outputs.console import Reporter
 from orchestrator.records.lock import CampaignLock
 from orchestrator.records.state import CampaignState
 from orchestrator.session import Session, open_session
-from workers.errors import CampaignFailed
 from workers.structures import load_seed_structures
 
 
@@ -35,6 +35,7 @@ class Campaign:
             self.session = s
             if state.finished:
                 s.say.say(f"campaign already finished ({state.stop_reason})")
+                s.say_tracking()  # the records an away server did not take, sent now if it answers
                 return state
             s.say.say(f"[bold]catal[/] campaign [cyan]{self.cfg.name}[/] -> {s.run.root}")
             try:
@@ -42,14 +43,17 @@ class Campaign:
                     s.rt = Runtime(self.cfg, s.say)
                 if state.round == 0:
                     initial_round(s, state)
+                else:
+                    restore_references(s)  # any set aside as damaged
                 if self.cfg.campaign.mode == "async" and not state.stop_reason:
                     run_async(s, state)
                 while not state.stop_reason:
                     active_round(s, state)
                     check_stop(s, state)
                 finalise(s, state)
+                s.say_tracking()
             except BaseException as err:  # stored labels and the saved state stay for `catal resume`
-                status = "FAILED" if isinstance(err, CampaignFailed) else "KILLED"
+                status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
                 if state.round_run_id:
                     s.tracker.end(state.round_run_id, status)
                 s.tracker.end(state.parent_run_id, status)

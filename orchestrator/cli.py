@@ -27,10 +27,10 @@ import traceback
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from orchestrator.records.lock import CampaignBusy
-from workers.errors import CampaignFailed, ConfigError
+from workers.errors import CampaignFailed, ConfigError, OutOfSpace
+from workers.files import NO_SPACE
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -99,8 +99,17 @@ def _run(cfg, resume: bool) -> int:
         why = "stopped" if terminated else "\ninterrupted"
         console.print(f"{why}; state saved, labels kept; continue with: catal resume {cfg.output_dir}", soft_wrap=True)
         return 143 if terminated else 130
+    except OutOfSpace as err:
+        print(f"catal: campaign failed: {_space_line(err, cfg.output_dir)}", file=sys.stderr)
+        return EXIT_FAILED
     except CampaignFailed as err:
         print(f"catal: campaign failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        space = OutOfSpace(err.filename or cfg.output_dir)
+        print(f"catal: campaign failed: {_space_line(space, cfg.output_dir)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -112,6 +121,20 @@ def _run(cfg, resume: bool) -> int:
     return 0
 
 
+def _space_line(err: OutOfSpace, out_dir: Path) -> str:
+    """The full disk in one line: the file, what it needed, what is free, how to go on."""
+    import shutil
+
+    where = Path(err.path).parent if Path(err.path).parent.exists() else out_dir
+    free = shutil.disk_usage(where).free
+    used = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file()) if out_dir.is_dir() else 0
+    return (
+        f"{err} ({free / 1e6:.1f} MB free there; the campaign has written {used / 1e6:.1f} MB so far). "
+        f"Every stored label is kept: free some space (or copy {out_dir} to a disk with room) and run "
+        f"catal resume on it"
+    )
+
+
 def cmd_run(args) -> int:
     from orchestrator.config import load_config
     from orchestrator.records.rundir import RunDir
@@ -120,19 +143,19 @@ def cmd_run(args) -> int:
     out = cfg.output_dir
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir: {out} exists and is not a directory")
-    if RunDir(out).state.exists():
+    if RunDir(out).has_state():
         raise ConfigError(f"{out} already holds a campaign; continue it with: catal resume {out}")
     return _run(cfg, resume=False)
 
 
 def _load_out_dir(out_dir: str):
-    from orchestrator.config import load_config
+    from orchestrator.config import load_campaign_config
     from orchestrator.records.rundir import RunDir
 
     run = RunDir(Path(out_dir))
-    if not run.config.is_file() or not run.state.is_file():
+    if not run.config.is_file() or not run.has_state():
         raise ConfigError(f"{run.root} is not a catal campaign directory (no config.yaml / state.json)")
-    return load_config(run.config, [f"out_dir={run.root.resolve()}"])
+    return load_campaign_config(run.config, run.root)
 
 
 def cmd_resume(args) -> int:
@@ -140,54 +163,17 @@ def cmd_resume(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from orchestrator.outputs.tracking import Tracker
+    from orchestrator.outputs.status import TABLE_NOTE, round_table
     from orchestrator.records.state import load_state
 
     cfg = _load_out_dir(args.out_dir)
-    state = load_state(cfg.output_dir)
+    state = load_state(cfg.output_dir, print)
     store = cfg.label_store()
     rows = store.labels()
-    table = Table(title=f"{cfg.name} ({cfg.output_dir})")
-    for col in (
-        "round",
-        "labels",
-        "failed",
-        "DFT s",
-        "hold-out E",
-        "hold-out F",
-        "audit E",
-        "audit F",
-        "Spearman",
-        "cand.",
-    ):
-        table.add_column(col, justify="right")
-    metrics = {}
-    if state.parent_run_id:
-        tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name)
-        metrics = {int(r.data.tags["catal.round"]): r.data.metrics for r in tracker.rounds(state.parent_run_id)}
-    for rnd in sorted({s.round for s in rows} | set(metrics)):
-        in_round = [s for s in rows if s.round == rnd]
-        m = metrics.get(rnd, {})
-        table.add_row(
-            str(rnd),
-            str(sum(s.charged for s in in_round)),
-            str(sum(s.status.value != "ok" for s in in_round)),
-            f"{sum(s.wall_s for s in in_round):.1f}",
-            *(
-                f"{m[k]:.4f}" if k in m else "-"
-                for k in ("holdout_energy_mae", "holdout_force_mae", "audit_energy_mae", "audit_force_mae")
-            ),
-            *(f"{m[k]:.2f}" if k in m else "-" for k in ("score_spearman", "frac_candidate")),
-        )
     # a terminal gets its own width; a pipe or a file 120 columns, so the table is not truncated
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    console.print(table)
-    console.print(
-        "E / F: energy MAE (eV) / force MAE (eV/Å) of each round's model; audit = the round's random MD "
-        "frames, scored before any model trained on them; Spearman: selection score vs error; cand.: "
-        "candidate fraction",
-        soft_wrap=True,
-    )
+    console.print(round_table(cfg.name, cfg.output_dir, state, rows))
+    console.print(TABLE_NOTE, soft_wrap=True)
     where = "finished" if state.finished else f"round {state.round}, phase {state.phase}"
     console.print(f"{where}; {sum(s.charged for s in rows)}/{cfg.budget.max_labels} labels charged")
     if state.stop_reason:
@@ -240,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
     for name, fn, help_ in (
         ("resume", cmd_resume, "continue an interrupted campaign"),
-        ("status", cmd_status, "table of rounds from the store and MLflow"),
+        ("status", cmd_status, "table of rounds (labels from the store, metrics from state.json: no server needed)"),
     ):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("out_dir")

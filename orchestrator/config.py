@@ -16,7 +16,7 @@ from orchestrator.records.budget import BudgetLimits
 from orchestrator.sections import RayConfig, ScheduleConfig, StopConfig, StoreConfig, SystemConfig, TrackingConfig
 from orchestrator.selection import SelectionConfig
 from workers.dft import DFTConfig
-from workers.errors import ConfigError
+from workers.errors import ConfigError, DamagedFile
 from workers.model.potential import ModelConfig
 from workers.model.training import TrainConfig
 from workers.sampling import MDConfig
@@ -100,7 +100,8 @@ class CampaignConfig(Section):
 
         if self.store.url is None:
             return LabelStore(RunDir(self.output_dir).label_db)
-        return LabelStore(self.store.url, campaign=self.name)
+        run = RunDir(self.output_dir)
+        return LabelStore(self.store.url, campaign=self.name, spool=run.label_spool, reconnect_s=self.store.reconnect_s)
 
     def tracking_uri(self) -> str:
         from orchestrator.records.rundir import RunDir
@@ -220,6 +221,33 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Campaig
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return parse_config(apply_overrides(raw, overrides or []))
+
+
+# a campaign directory's config.yaml begins and ends with these lines: a file with the first
+# and not the last was cut short (edits in between are the user's own and stay allowed)
+CONFIG_HEAD = "# catal: this campaign's config as run, every field resolved (catal resume reads it)"
+CONFIG_END = "# catal: end of config"
+
+
+def campaign_config_text(cfg: CampaignConfig) -> str:
+    """``cfg`` as a campaign directory's ``config.yaml``."""
+    return f"{CONFIG_HEAD}\n{yaml.safe_dump(cfg.to_dict(), sort_keys=False)}{CONFIG_END}\n"
+
+
+def load_campaign_config(path: Path, out_dir: Path) -> CampaignConfig:
+    """A campaign directory's own ``config.yaml``, at ``out_dir``: one cut short or that does
+    not parse is a ``DamagedFile``; a field that does not validate is a ``ConfigError``."""
+    fix = "restore it from a copy (the MLflow campaign run keeps it as an artifact, its fields as params)"
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DamagedFile(path, (str(err).splitlines() or ["unreadable"])[0][:160], fix) from None
+    if text.startswith(CONFIG_HEAD) and CONFIG_END not in text.splitlines()[-3:]:
+        raise DamagedFile(path, f"it does not end with {CONFIG_END!r}: cut short", fix)
+    if not isinstance(raw, dict):
+        raise DamagedFile(path, "not a mapping of sections", fix)
+    return parse_config(apply_overrides(raw, [f"out_dir={out_dir.resolve()}"]))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -99,6 +99,10 @@ class StoreConfig(Section):
     # ase.db URL such as postgresql://user:password@host:5432/db (rows tagged with the campaign
     # name, so campaigns can share a server; needs `pip install catal[postgres]`)
     url: str | None = None
+    # a database server that stops answering (restart, network blip) is reconnected to for
+    # this long; labels computed meanwhile wait in memory, then in <out_dir>/labels_spool.db,
+    # and are written when it answers (by `catal resume` if it stays away): never recomputed
+    reconnect_s: float = Field(120.0, ge=0)
 
 
 class TrackingConfig(Section):

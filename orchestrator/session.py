@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from ase import Atoms
 
-from orchestrator.config import CampaignConfig, flatten
+from orchestrator.config import CampaignConfig, campaign_config_text, flatten
 from orchestrator.outputs.console import Reporter
 from orchestrator.outputs.tracking import Tracker
 from orchestrator.records.budget import Ledger
@@ -25,6 +24,8 @@ from orchestrator.records.store import LabelStore
 from orchestrator.references import reference_paths
 from orchestrator.steps import TrainingJob, save_trained, score_key, stop_reason, training_job
 from workers.dft import DFTConfig
+from workers.errors import DamagedFile
+from workers.files import write_atomic
 from workers.harmonic import load_reference
 
 if TYPE_CHECKING:
@@ -89,9 +90,31 @@ class Session:
 
         return on_label
 
+    def say_tracking(self) -> None:
+        """One line if MLflow records still wait for the tracking server (after a last try)."""
+        if not self.tracker.flush(now=True):
+            self.say.say(
+                f"[yellow]{self.tracker.queued} MLflow records[/] wait in {self.run.tracking_outbox}: "
+                f"`catal resume {self.run.root}` sends them once {self.tracker.uri} answers"
+            )
+
     def say_moved(self, report) -> None:
         if report.resubmitted:
             self.say.say(f"  [yellow]{report.resubmitted} DFT jobs moved[/] off lost workers (each labelled once)")
+
+
+def good_references(run: RunDir, paths: list[Path], say: Reporter) -> list[Path]:
+    """The stored references that read back; a damaged one is set aside (``<name>.damaged``)
+    and computed again, charged again (``loop.repairs.restore_references``, or round 0)."""
+    good = []
+    for path in filter(Path.exists, paths):
+        try:
+            load_reference(path)
+            good.append(path)
+        except DamagedFile as err:
+            aside = run.set_aside(path)
+            say.say(f"[yellow]{path.name} is damaged[/] ({err.reason}): kept as {aside.name}, computed again")
+    return good
 
 
 def open_session(cfg: CampaignConfig, seeds: list[Atoms], say: Reporter, resume: bool) -> tuple[Session, CampaignState]:
@@ -101,15 +124,16 @@ def open_session(cfg: CampaignConfig, seeds: list[Atoms], say: Reporter, resume:
     run.make()
     if not resume:
         resolved = cfg.model_copy(update={"out_dir": str(run.root.resolve())})
-        run.config.write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
-    state = load_state(run.root) if run.state.exists() else CampaignState()
+        write_atomic(run.config, campaign_config_text(resolved))
+    state = load_state(run.root, say.say) if run.has_state() else CampaignState()
     store = cfg.label_store()
-    other_s = sum(load_reference(p).cost_s for p in reference_paths(cfg, run.root, len(seeds)) if p.exists())
+    refs = good_references(run, reference_paths(cfg, run.root, len(seeds)), say)
+    other_s = sum(load_reference(p).cost_s for p in refs)
     ledger = Ledger.from_charges(cfg.budget, store.charges(), other_s)
     clock = DFTClock(cfg.ray.dft_workers, state.dft_busy_s, state.dft_capacity_s)
     # artifacts beside the default SQLite store; a tracking server stores (serves) its own
     tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name,
-                      run.mlartifacts if cfg.tracking.uri is None else None)  # fmt: skip
+                      run.mlartifacts if cfg.tracking.uri is None else None, run.tracking_outbox, say.say)  # fmt: skip
     s = Session(cfg, run, say, cfg.dft_config(), seeds, store, ledger, clock, tracker)
     if not state.finished:  # a finished campaign's MLflow run stays closed
         state.parent_run_id = tracker.start_campaign(cfg.name, flatten(cfg.to_dict()), state.parent_run_id)

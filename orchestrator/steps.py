@@ -4,6 +4,7 @@ labelled set's embeddings, what a pick keeps, and when to stop."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
 from orchestrator.seeds import training_seed
 from orchestrator.selection import SCORE_KEYS
+from workers.errors import DamagedFile
 from workers.model.calculator import predict, recalibrate
 from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.sampling import UNCERTAINTY_KEYS, MDConfig
@@ -51,10 +53,14 @@ def trimmed(frame: Atoms) -> Atoms:
 
 def warm_start(cfg: CampaignConfig, prev: Path) -> tuple[dict | None, dict | None, int]:
     """``(model payload, optimizer state, epochs)`` to continue from checkpoint ``prev``, or
-    a cold start (``training.epochs``) when it does not exist."""
+    a cold start (``training.epochs``) when it does not exist or is damaged (said on stderr)."""
     if not prev.exists():
         return None, None, cfg.training.epochs
-    model, ckpt = load_checkpoint(prev)
+    try:
+        model, ckpt = load_checkpoint(prev)
+    except DamagedFile as err:
+        print(f"catal: {err}: this round starts cold instead", file=sys.stderr)
+        return None, None, cfg.training.epochs
     return model_payload(model), ckpt.get("optimizer"), cfg.warm_start_epochs or cfg.training.epochs
 
 

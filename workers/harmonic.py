@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,8 @@ from ase.units import Bohr, Hartree
 from pyscf import lib
 
 from workers.dft import DFTConfig, PySCFCalculator, Status, build_molecule, label, mean_field, resolve_backend
-from workers.errors import CalculationFailed, SCFError
+from workers.errors import CalculationFailed, DamagedFile, SCFError, first_line
+from workers.files import write_atomic
 from workers.normal_modes import finite_difference_hessian as fd_hessian
 
 HESSIAN_AU_TO_EV_A2 = Hartree / Bohr**2
@@ -121,15 +123,11 @@ def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) ->
 
 def save_reference(path, ref: HarmonicReference) -> None:
     """An OK reference as ``.npz`` (no pickles), written to a temporary file and renamed."""
-    import os
-    from pathlib import Path
-
     if ref.status is not Status.OK:
         raise ValueError(f"only an OK reference is stored, got {ref.status.value}: {ref.reason}")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    buf = io.BytesIO()
     np.savez(
-        tmp,
+        buf,
         numbers=ref.atoms.numbers,
         positions_a=ref.atoms.positions,
         energy_ev=ref.energy_ev,
@@ -141,10 +139,20 @@ def save_reference(path, ref: HarmonicReference) -> None:
         wall_s=ref.wall_s,
         threads=ref.threads,
     )
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
 def load_reference(path) -> HarmonicReference:
+    """A stored reference; one that does not read back is a ``DamagedFile``."""
+    try:
+        return _read_reference(path)
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        reason = first_line(err)
+        fix = "delete it and run `catal resume`: the seed's DFT minimum and Hessian are computed again"
+        raise DamagedFile(path, reason, fix) from None
+
+
+def _read_reference(path) -> HarmonicReference:
     with np.load(path, allow_pickle=False) as z:
         return HarmonicReference(
             Status.OK,

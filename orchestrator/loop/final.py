@@ -49,7 +49,7 @@ def finalise(s: Session, state: CampaignState) -> None:
     )
     s.store.export_extxyz(run.labels_extxyz)
     s.tracker.log_artifacts(state.parent_run_id, [curve, run.config, run.labels_extxyz])
-    s.tracker.log_model(state.parent_run_id, model, path)
+    s.tracker.log_model(state.parent_run_id, path)
     s.tracker.end(state.parent_run_id)
     state.round_info, state.finished = final, True
     s.save(state)

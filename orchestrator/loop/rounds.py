@@ -15,6 +15,7 @@ import time
 from ase.io import read, write
 
 from orchestrator.initial import async_round0, initial_items
+from orchestrator.loop.repairs import round_model
 from orchestrator.outputs import reports
 from orchestrator.records.labelling import label_structures, round0_failure_summary
 from orchestrator.records.state import CampaignState
@@ -84,7 +85,7 @@ def active_round(s: Session, state: CampaignState) -> None:
         info["time_train_s"] = time.perf_counter() - t0
         state.phase = "trained"
         s.save(state)
-    model, ckpt = load_checkpoint(run.checkpoint(rnd))
+    model, ckpt = round_model(s, rnd)
     model = model.eval()
     if state.phase == "trained":
         info.update(sample_and_select(s, model, rnd))

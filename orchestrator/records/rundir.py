@@ -3,6 +3,8 @@
 ```
 out_dir/
   config.yaml   state.json   labels.db   labels.extxyz   model.pt   learning_curve.png   mlflow.db
+  tracking_outbox.db (MLflow records waiting for the tracking server)
+  labels_spool.db (labels waiting for a PostgreSQL store that stopped answering)
   checkpoints/round_001.pt (committee members: round_001_m1.pt ...)
   rounds/round_001/picks.extxyz  audit.extxyz  parity_holdout.png  entropy_vs_error.png
   harmonic/seed_000.npz (normal-mode sampling: each seed's DFT minimum + Hessian)
@@ -33,6 +35,11 @@ class RunDir:
         return self.root / "labels.db"
 
     @property
+    def label_spool(self) -> Path:
+        """Labels a database server did not take in time (a PostgreSQL store only)."""
+        return self.root / "labels_spool.db"
+
+    @property
     def labels_extxyz(self) -> Path:
         return self.root / "labels.extxyz"
 
@@ -47,6 +54,11 @@ class RunDir:
     @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
+
+    @property
+    def tracking_outbox(self) -> Path:
+        """MLflow records not yet taken by the tracking server (``outputs.outbox``)."""
+        return self.root / "tracking_outbox.db"
 
     @property
     def mlartifacts(self) -> Path:
@@ -72,6 +84,20 @@ class RunDir:
 
     def harmonic(self, seed_index: int) -> Path:
         return self.harmonic_dir / f"seed_{seed_index:03d}.npz"
+
+    @property
+    def state_backup(self) -> Path:
+        return self.root / "state.json.bak"
+
+    def has_state(self) -> bool:
+        """Whether a campaign's state is here (its ``state.json``, or the one saved before)."""
+        return self.state.is_file() or self.state_backup.is_file()
+
+    def set_aside(self, path: Path) -> Path:
+        """A damaged file moved out of the way (``<name>.damaged``) to be rebuilt."""
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        return aside
 
     def make(self) -> None:
         """The folders a campaign writes into."""

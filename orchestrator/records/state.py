@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchestrator.records.rundir import RunDir
+from workers.errors import DamagedFile, first_line
+from workers.files import write_atomic
 
 
 @dataclass
@@ -30,11 +33,46 @@ def state_path(out_dir: Path) -> Path:
     return RunDir(out_dir).state
 
 
+def backup_path(out_dir: Path) -> Path:
+    """The state before the last save: a valid place to resume from (as after a crash just
+    before that save), kept for a ``state.json`` damaged outside catal."""
+    return RunDir(out_dir).state_backup
+
+
 def save_state(out_dir: Path, state: CampaignState) -> None:
-    tmp = state_path(out_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=1))
-    os.replace(tmp, state_path(out_dir))
+    """Written whole (``write_atomic``); the state it replaces kept as ``state.json.bak``."""
+    path = state_path(out_dir)
+    text = json.dumps(asdict(state), indent=1)
+    if path.exists():
+        os.replace(path, backup_path(out_dir))
+    write_atomic(path, text)
 
 
-def load_state(out_dir: Path) -> CampaignState:
-    return CampaignState(**json.loads(state_path(out_dir).read_text()))
+def read_state(path: Path) -> CampaignState:
+    """One state file; ``DamagedFile`` when it does not read back as a campaign's state."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return CampaignState(**data)
+    except (ValueError, TypeError) as err:  # JSON / UTF-8 errors are ValueErrors; unknown or missing keys
+        fix = "restore it from a copy (catal keeps the one before as state.json.bak)"
+        raise DamagedFile(path, first_line(err), fix) from None
+
+
+def load_state(out_dir: Path, say: Callable[[str], None] | None = None) -> CampaignState:
+    """The campaign's state; a damaged ``state.json`` falls back to the one saved before it
+    (said through ``say``), which a resume goes on from as after a crash."""
+    path, backup = state_path(out_dir), backup_path(out_dir)
+    try:
+        if path.exists() or not backup.exists():
+            return read_state(path)
+        err = None  # a crash between the two renames of ``save_state``
+    except DamagedFile as damaged:
+        if not backup.exists():
+            raise
+        err = damaged
+    state = read_state(backup)
+    if say is not None and err is not None:
+        say(f"[yellow]{path.name} is damaged[/] ({err.reason}): going on from {backup.name}, the state saved before it")
+    return state

@@ -19,6 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from orchestrator.records.connection import Link
 from workers.dft import DFTConfig, LabelResult, Status
 
 
@@ -35,7 +36,7 @@ def content_key(atoms: Atoms, dft: DFTConfig) -> str:
 
 @dataclass
 class StoredLabel:
-    id: int
+    id: int  # the row's id (0 in what ``put`` returns: a row a reconnect rewrote has another)
     key: str
     atoms: Atoms  # carries energy/forces as a SinglePointCalculator when status is ok
     status: Status
@@ -52,33 +53,33 @@ class StoredLabel:
 class LabelStore:
     """Durable labels in ``ase.db``; ``url`` is a file path or ``postgresql://...``."""
 
-    def __init__(self, url: str | Path, campaign: str | None = None):
+    def __init__(self, url: str | Path, campaign: str | None = None, spool: Path | None = None,
+                 reconnect_s: float = 120.0):  # fmt: skip
         """``campaign``: tag every row with it and see only its rows (a database server that
-        several campaigns share); None for a campaign's own SQLite file."""
+        several campaigns share); None for a campaign's own SQLite file. A server store
+        reconnects for ``reconnect_s`` when it stops answering; labels it has not taken by
+        then are kept in ``spool`` (a local SQLite file) and written on the next open."""
         url = str(url)
         if "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.scope = {"campaign": campaign} if campaign else {}
         self.db = ase.db.connect(url, append=True)
+        self.link = Link(self.db, url, self.scope, spool, reconnect_s)
         self._keys: set[str] | None = None  # content keys stored, read once (see ``has``)
-
-    def _connection(self):
-        """One connection for the store's life (ase.db's ``with db:``), so a write does not
-        open, check the schema of and close a database each time; ``put`` commits at once."""
-        if self.db.connection is None:
-            self.db.__enter__()
-        return self.db.connection
+        if self.link.drain(self.keys):
+            self._keys = None  # read again, with them
 
     def close(self) -> None:
-        if self.db.connection is not None:
-            self.db.__exit__(None, None, None)
+        self.link.close()
 
     def has(self, key: str) -> bool:
         """Whether ``key`` is stored: a set read once (keys only), then kept by ``put`` (one
         driver writes a campaign's labels: the campaign lock)."""
         if self._keys is None:
-            rows = self.db.select(columns=["id", "key_value_pairs"], include_data=False, **self.scope)
+            rows = self.link.retry(
+                lambda: list(self.db.select(columns=["id", "key_value_pairs"], include_data=False, **self.scope))
+            )
             self._keys = {r.key_value_pairs["content_key"] for r in rows}
         return key in self._keys
 
@@ -88,10 +89,10 @@ class LabelStore:
         return set(self._keys)
 
     def __len__(self) -> int:
-        return self.db.count(**self.scope)
+        return self.link.retry(lambda: self.db.count(**self.scope))
 
     def get(self, key: str) -> StoredLabel | None:
-        rows = list(self.db.select(content_key=key, limit=1, **self.scope))
+        rows = self.link.retry(lambda: list(self.db.select(content_key=key, limit=1, **self.scope)))
         return self._from_row(rows[0]) if rows else None
 
     def put(
@@ -126,18 +127,14 @@ class LabelStore:
             "host": result.host or "-",
             **self.scope,
         }
-        con = self._connection()
-        row_id = self.db.write(a, key_value_pairs=kvp)
-        if commit:
-            con.commit()  # durable now (ase.db would commit every 5000 writes)
+        self.link.write(a, kvp, commit)
         if self._keys is not None:
             self._keys.add(key)
-        return self._from_kvp(row_id, a, kvp)
+        return self._from_kvp(0, a, kvp)
 
     def commit(self) -> None:
         """Make every ``put(..., commit=False)`` so far durable (one fsync)."""
-        if self.db.connection is not None:
-            self.db.connection.commit()
+        self.link.commit()
 
     def _from_row(self, row) -> StoredLabel:
         return self._from_kvp(row.id, row.toatoms(), row.key_value_pairs)
@@ -161,7 +158,8 @@ class LabelStore:
 
     def labels(self, **filters) -> list[StoredLabel]:
         """All stored labels (matching ase.db key filters, e.g. ``origin="holdout"``), by id."""
-        return [self._from_row(r) for r in self.db.select(sort="id", **self.scope, **filters)]
+        rows = self.link.retry(lambda: list(self.db.select(sort="id", **self.scope, **filters)))
+        return [self._from_row(r) for r in rows]
 
     def training_structures(self, before_round: int | None = None) -> list[Atoms]:
         """OK labels that are not hold-out (from rounds before ``before_round``; None: all),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +28,22 @@ def env() -> dict:
 
 def run_catal(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(catal_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=REPO)
+
+
+def wait_for_state(proc, out_dir: Path, ready, timeout: float = 300) -> dict:
+    """Poll ``out_dir/state.json`` until ``ready(state)`` (a dict); fails if the campaign
+    ``proc`` ends first."""
+    state_file = out_dir / "state.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            state = {}
+        if state and ready(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError("campaign ended before it could be interrupted")
 
 
 def label_keys(out_dir: Path) -> list[str]:

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,9 +32,16 @@ def _as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120, **kw)
 
 
-def start_postgres():
-    """``(url, stop)`` of a fresh PostgreSQL server on 127.0.0.1 with a database ``labels``, in
-    a directory of its own that the ``postgres`` user owns (removed by ``stop``)."""
+@dataclass
+class Postgres:
+    url: str  # postgresql://catal@127.0.0.1:PORT/labels
+    stop: Callable[[], None]  # stopped, its directory removed
+    restart: Callable[[], None]  # stopped (every connection cut) and started again on the same port
+
+
+def start_postgres() -> Postgres:
+    """A fresh PostgreSQL server on 127.0.0.1 with a database ``labels``, in a directory of
+    its own that the ``postgres`` user owns."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
         pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql; .ci/run does this)")
@@ -57,15 +66,22 @@ def start_postgres():
         _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
-    return f"postgresql://catal@127.0.0.1:{port}/labels", stop
+    def restart():
+        pg_ctl = str(bindir / "pg_ctl")
+        again = _as_postgres(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-m", "fast", "-w", "restart")
+        if again.returncode:
+            pytest.fail(f"PostgreSQL did not restart: {again.stderr[-2000:]}")
+
+    return Postgres(f"postgresql://catal@127.0.0.1:{port}/labels", stop, restart)
 
 
-def start_mlflow_server(root: Path):
-    """``(url, process)`` of ``mlflow server`` on 127.0.0.1: SQLite backend, served artifacts."""
+def start_mlflow_server(root: Path, port: int | None = None):
+    """``(url, process)`` of ``mlflow server`` on 127.0.0.1: SQLite backend, served artifacts
+    (``port``: a given one, e.g. to start a stopped server again where its clients look)."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
-    with open(root / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
+    with open(root / "server.log", "a") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [
                 mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

@@ -3,14 +3,13 @@
 import json
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from orchestrator.references import install_references
-from tests.integration.helpers import TINY, catal_cmd, env, label_keys, mlflow_runs, run_catal
+from tests.integration.helpers import TINY, catal_cmd, env, label_keys, mlflow_runs, run_catal, wait_for_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -209,19 +208,8 @@ def _references(finished) -> list:
     return sorted((finished / "harmonic").glob("seed_*.npz"))
 
 
-def _wait_for_round_1_labelling(proc, out, timeout=300):
-    state_file = out / "state.json"
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if state_file.exists():
-            try:
-                state = json.loads(state_file.read_text())
-            except json.JSONDecodeError:
-                state = {}
-            if state.get("round") == 1 and state.get("phase") in ("selected", "labelled"):
-                return
-        time.sleep(0.05)
-    raise AssertionError("campaign ended before it could be interrupted")
+def _wait_for_round_1_labelling(proc, out):
+    wait_for_state(proc, out, lambda st: st.get("round") == 1 and st.get("phase") in ("selected", "labelled"))
 
 
 def test_one_driver_per_directory_and_sigterm_stops_cleanly(finished, tmp_path):

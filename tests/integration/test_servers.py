@@ -21,21 +21,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def finished(tmp_path_factory, tiny_references):
     """A tiny campaign with its labels on PostgreSQL and its runs on an MLflow server."""
     root = tmp_path_factory.mktemp("servers")
-    pg_url, stop_pg = start_postgres()
+    pg = start_postgres()
     mlflow_url, server = start_mlflow_server(root / "mlflow")
     out = root / "tiny"
     install_references(tiny_references, out)
     try:
         run = run_catal(
-            "run", str(TINY), "--set", f"out_dir={out}", "--set", f"store.url={pg_url}",
+            "run", str(TINY), "--set", f"out_dir={out}", "--set", f"store.url={pg.url}",
             "--set", f"tracking.uri={mlflow_url}",
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        yield {"pg": pg_url, "mlflow": mlflow_url, "out": out, "stdout": run.stdout, "root": root}
+        yield {"pg": pg.url, "mlflow": mlflow_url, "out": out, "stdout": run.stdout, "root": root}
     finally:
         server.terminate()
         server.wait(timeout=30)
-        stop_pg()
+        pg.stop()
 
 
 def test_labels_live_on_postgresql(finished):

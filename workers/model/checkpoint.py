@@ -7,10 +7,13 @@ backbone metadata, calibration and last-layer posterior (buffers), plus what the
 
 from __future__ import annotations
 
-import os
+import pickle
+import zipfile
 
 import torch
 
+from workers.errors import DamagedFile, first_line
+from workers.files import torch_bytes, write_atomic
 from workers.model.device import DTYPES, resolve_device
 from workers.model.potential import Potential
 
@@ -24,14 +27,17 @@ def save_checkpoint(path, model: Potential, extra: dict | None = None) -> None:
     """
     payload = {"format": CHECKPOINT_FORMAT, **model.metadata(), "state_dict": model.state_dict()}
     payload.update(extra or {})
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, torch_bytes(payload))
 
 
 def load_checkpoint(path, map_location="cpu") -> tuple[Potential, dict]:
-    """Load with ``weights_only=True``; returns the model and the raw checkpoint dict."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """Load with ``weights_only=True``; returns the model and the raw checkpoint dict. A file
+    that does not read back (truncated, overwritten) is a ``DamagedFile``."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        reason = first_line(err)
+        raise DamagedFile(path, reason, "delete it and run `catal resume`: the model is trained again") from None
     if isinstance(ckpt, dict) and ckpt.get("format") == "catal-potential-v1":
         raise ValueError(f"{path} is a catal checkpoint from before the centred-histogram head (v1); retrain it")
     if isinstance(ckpt, dict) and ckpt.get("format") in ("catal-potential-v2", "catal-potential-v3"):

@@ -28,6 +28,7 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from workers.files import torch_bytes, write_atomic
 from workers.model.painn import MAX_Z
 
 BACKBONE_FORMAT = "catal-mace-backbone-v1"
@@ -311,9 +312,7 @@ def import_model(source: str | Path, dest: str | Path) -> dict:
         "state_dict": backbone.mace.state_dict(),
         "summary": summary,
     }
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(dest)
+    write_atomic(dest, torch_bytes(payload))
     return summary
 
 
