@@ -40,3 +40,19 @@ def torch_bytes(payload) -> bytes:
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
+
+
+def write_frames(path: str | Path, frames: list) -> None:
+    """``frames`` (ASE ``Atoms``) as one extxyz file, written whole."""
+    from ase.io import write
+
+    text = io.StringIO()
+    write(text, frames, format="extxyz")
+    write_atomic(path, text.getvalue())
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG, written whole."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    write_atomic(path, buf.getvalue())

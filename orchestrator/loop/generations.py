@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import time
 
-from ase.io import write
-
 from orchestrator.cluster.held import Lost
 from orchestrator.loop.async_state import FRAC_KEYS, AsyncRun
 from orchestrator.loop.exploration import idle_samplers, score, start_md
@@ -16,6 +14,7 @@ from orchestrator.loop.queue import FILLER, TOP, stale
 from orchestrator.outputs import reports
 from orchestrator.records.labelling import utilisation
 from orchestrator.steps import labelled_embeddings, trimmed
+from workers.files import write_frames
 from workers.model.checkpoint import load_checkpoint, model_payload
 
 
@@ -123,7 +122,7 @@ def close_generation(r: AsyncRun) -> None:
     info.update({k: info.get(k, 0.0) / frames for k in FRAC_KEYS})
     picks = [trimmed(a.copy()) for a in r.picks.get(g, [])]
     s.run.round_dir(g).mkdir(parents=True, exist_ok=True)
-    write(s.run.picks(g), picks, format="extxyz")
+    write_frames(s.run.picks(g), picks)
     ckpt = load_checkpoint(s.run.checkpoint(g))[1]
     t0, busy0 = info.pop("since")
     capacity = (time.perf_counter() - t0) * s.clock.workers

@@ -1,13 +1,15 @@
 """What a resumed campaign rebuilds when a file it needs was damaged outside catal (a failing
 disk, a stray edit; catal writes every file whole): set aside as ``<name>.damaged`` and made
-again from what is stored, a round's model trained again on its labels, a seed's DFT minimum
-and Hessian computed again (and charged)."""
+again from what is stored, a round's model trained again on its labels, its picks selected
+again, a seed's DFT minimum and Hessian computed again (and charged)."""
 
 from __future__ import annotations
 
+from ase.io import read
+
 from orchestrator.references import seed_normal_modes
 from orchestrator.session import Session
-from workers.errors import DamagedFile
+from workers.errors import DamagedFile, first_line
 from workers.model.checkpoint import load_checkpoint
 
 
@@ -21,6 +23,28 @@ def round_model(s: Session, rnd: int):
         s.say.say(f"[yellow]{path.name} is damaged[/] ({err.reason}): kept as {aside.name}; training it again")
         s.train(rnd)
         return load_checkpoint(path)
+
+
+def frames_intact(s: Session, rnd: int, info: dict) -> bool:
+    """Whether round ``rnd``'s picks and audit files read back whole (as many frames as were
+    written, where the state says); if not, they are set aside for the selection to be redone."""
+    for path, key in ((s.run.picks(rnd), "n_picks"), (s.run.audit(rnd), "n_audits")):
+        if not path.exists():
+            if key == "n_audits" and not info.get(key):  # older campaigns wrote no audit file
+                continue
+            s.say.say(f"[yellow]{path.name} of round {rnd} is missing[/]: selecting again")
+            return False
+        try:
+            n = len(read(path, index=":")) if path.stat().st_size else 0
+            reason = f"{n} frames where {info[key]} were written" if key in info and n != info[key] else ""
+        except (OSError, ValueError, IndexError, KeyError) as err:  # ase's XYZError is an OSError
+            reason = first_line(err)
+        if reason:
+            aside = s.run.set_aside(path)
+            what = f"[yellow]{path.name} of round {rnd} is damaged[/] ({reason})"
+            s.say.say(f"{what}: kept as {aside.name}; selecting again")
+            return False
+    return True
 
 
 def restore_references(s: Session) -> None:

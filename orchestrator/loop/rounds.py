@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 
-from ase.io import read, write
+from ase.io import read
 
 from orchestrator.initial import async_round0, initial_items
-from orchestrator.loop.repairs import round_model
+from orchestrator.loop.repairs import frames_intact, round_model
 from orchestrator.outputs import reports
 from orchestrator.records.labelling import label_structures, round0_failure_summary
 from orchestrator.records.state import CampaignState
@@ -26,6 +26,7 @@ from orchestrator.session import Session
 from orchestrator.steps import labelled_embeddings, md_config, md_starts, trimmed
 from workers.dft import Status
 from workers.errors import CampaignFailed
+from workers.files import write_frames
 from workers.harmonic import load_reference
 from workers.model.checkpoint import load_checkpoint
 from workers.model.committee import committee_predictions
@@ -87,6 +88,8 @@ def active_round(s: Session, state: CampaignState) -> None:
         s.save(state)
     model, ckpt = round_model(s, rnd)
     model = model.eval()
+    if state.phase in ("selected", "labelled") and not frames_intact(s, rnd, info):
+        state.phase = "trained"  # the selection made again (the same MD seeds)
     if state.phase == "trained":
         info.update(sample_and_select(s, model, rnd))
         state.phase = "selected"
@@ -138,13 +141,15 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     picks = [trimmed(frames[int(i)]) for i in ranked.picks]
     audits = [trimmed(frames[int(i)]) for i in ranked.audits]
     s.run.round_dir(rnd).mkdir(parents=True, exist_ok=True)
-    write(s.run.audit(rnd), audits, format="extxyz")
-    write(s.run.picks(rnd), picks, format="extxyz")
+    write_frames(s.run.audit(rnd), audits)
+    write_frames(s.run.picks(rnd), picks)
     sel = ranked.selection
     lo, hi, n_in = *sel.window, sel.counts["eligible"]
     audit_note = f" + {len(audits)} at random (audit)" if audits else ""
     s.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked{audit_note}")
     return {
+        "n_picks": len(picks),
+        "n_audits": len(audits),
         "time_sample_s": t_sample,
         "time_select_s": time.perf_counter() - t0,
         "md_frames": len(frames),

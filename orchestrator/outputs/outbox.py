@@ -29,12 +29,26 @@ class Outbox:
 
     def __init__(self, path: Path | None):
         self.path = path
+        self.damaged = ""  # why a damaged file was set aside (a new outbox began)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as err:  # not a database, malformed: observer data, set aside
+            if type(err) is not sqlite3.DatabaseError or path is None:
+                raise
+            aside = path.with_name(path.name + ".damaged")
+            path.replace(aside)
+            self.damaged = f"{path.name} was damaged ({err}): kept as {aside.name}, its unsent records lost"
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
         # autocommit: each record is durable the moment ``put`` returns
-        self.db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
-        self.db.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, op TEXT, args TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS names (handle TEXT PRIMARY KEY, value TEXT)")
+        db = sqlite3.connect(str(self.path) if self.path else ":memory:", isolation_level=None)
+        db.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, op TEXT, args TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS names (handle TEXT PRIMARY KEY, value TEXT)")
+        db.execute("SELECT COUNT(*) FROM records").fetchone()
+        return db
 
     def _write(self, sql: str, values: tuple) -> None:
         try:

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from workers.files import save_figure  # noqa: E402
+
 
 def parity(path: Path, e_dft, e_model, f_dft, f_model, title: str) -> Path:
     """Energy (eV/atom, shifted to the DFT mean) and force-component parity plots."""
@@ -29,7 +31,7 @@ def parity(path: Path, e_dft, e_model, f_dft, f_model, title: str) -> Path:
         ax.set_ylabel(f"model {label}")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -41,7 +43,7 @@ def entropy_vs_error(path: Path, entropy, error, title: str) -> Path:
     ax.set_ylabel("|E_model - E_DFT| (eV/atom)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -73,6 +75,6 @@ def learning_curve(
     if len(curves) > 1:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -23,6 +23,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
 from orchestrator.outputs.outbox import Outbox, new_handle
 from workers.errors import OutOfSpace, first_line
@@ -76,6 +77,8 @@ class Tracker:
         self.outbox = Outbox(outbox)
         self.writer = Writer(self.client, uri, experiment, artifact_dir, self.outbox)
         self.warn = warn
+        if self.outbox.damaged:
+            warn(self.outbox.damaged)
         self.away_since: float | None = None  # when the server stopped answering
         self.tried_at = 0.0  # when the last try while away ended
         self.retry_s = RETRY_S[0]
@@ -197,9 +200,15 @@ class Writer:
         self.artifact_dir, self.outbox = artifact_dir, outbox
 
     def run(self, handle: str) -> str:
+        """The server's run id for ``handle``: from the outbox's names, else from the run's
+        ``catal.handle`` tag (an outbox lost after the run was created)."""
         run_id = self.outbox.resolve(handle)
-        if run_id is None:  # its create_run record was skipped: nothing can be logged to it
-            raise MlflowException(f"run {handle} was never created", error_code="RESOURCE_DOES_NOT_EXIST")
+        if run_id is None:
+            found = self.client.search_runs([self.experiment_id()], filter_string=f"tags.`catal.handle` = '{handle}'")
+            if not found:  # its create_run record was skipped: nothing can be logged to it
+                raise MlflowException(f"run {handle} was never created", error_code=RESOURCE_DOES_NOT_EXIST)
+            run_id = found[0].info.run_id
+            self.outbox.name(handle, run_id)
         return run_id
 
     def send(self, op: str, args: dict) -> None:
@@ -242,9 +251,11 @@ class Writer:
     def _create_run(self, args: dict) -> str:
         """The run, once: a create whose answer was lost left a run tagged with the handle."""
         exp_id, handle = self.experiment_id(), args["handle"]
-        found = self.client.search_runs([exp_id], filter_string=f"tags.`catal.handle` = '{handle}'")
-        if found:
-            return found[0].info.run_id
+        try:
+            return self.run(handle)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # anything but "not created yet"
+                raise
         tags = dict(args["tags"], **{"catal.handle": handle})
         if "mlflow.parentRunId" in tags:
             tags["mlflow.parentRunId"] = self.run(tags["mlflow.parentRunId"])

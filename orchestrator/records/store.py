@@ -21,6 +21,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from orchestrator.records.connection import Link
 from workers.dft import DFTConfig, LabelResult, Status
+from workers.files import write_frames
 
 
 def content_key(atoms: Atoms, dft: DFTConfig) -> str:
@@ -180,8 +181,6 @@ class LabelStore:
 
     def export_extxyz(self, path: str | Path, **filters) -> int:
         """Write labelled structures (energy, forces, metadata in ``info``) to extxyz."""
-        from ase.io import write
-
         frames = []
         for s in self.labels(**filters):
             if s.status is not Status.OK:
@@ -189,5 +188,5 @@ class LabelStore:
             a = s.atoms
             a.info.update({"content_key": s.key, "al_round": s.round, "origin": s.origin, "dft_wall_s": s.wall_s})
             frames.append(a)
-        write(str(path), frames, format="extxyz")
+        write_frames(path, frames)
         return len(frames)

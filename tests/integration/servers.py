@@ -36,7 +36,12 @@ def _as_postgres(*cmd: str, **kw) -> subprocess.CompletedProcess:
 class Postgres:
     url: str  # postgresql://catal@127.0.0.1:PORT/labels
     stop: Callable[[], None]  # stopped, its directory removed
-    restart: Callable[[], None]  # stopped (every connection cut) and started again on the same port
+    down: Callable[[], None]  # stopped (every connection cut), its data kept
+    up: Callable[[], None]  # started again on the same port
+
+    def restart(self) -> None:
+        self.down()
+        self.up()
 
 
 def start_postgres() -> Postgres:
@@ -54,25 +59,27 @@ def start_postgres() -> Postgres:
     init = _as_postgres(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "catal")
     if init.returncode:
         pytest.fail(f"initdb failed: {init.stderr[-2000:]}")
+    pg_ctl = str(bindir / "pg_ctl")
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    start = _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
-    if start.returncode:
-        pytest.fail(f"PostgreSQL did not start: {start.stderr[-2000:]} {(root / 'log').read_text()[-2000:]}")
+
+    def up():
+        start = _as_postgres(pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
+        if start.returncode:
+            pytest.fail(f"PostgreSQL did not start: {start.stderr[-2000:]} {(root / 'log').read_text()[-2000:]}")
+
+    def down():
+        _as_postgres(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
+
+    up()
     made = _as_postgres(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "catal", "labels")
     if made.returncode:
         pytest.fail(f"createdb failed: {made.stderr[-2000:]}")
 
     def stop():
-        _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        down()
         shutil.rmtree(root, ignore_errors=True)
 
-    def restart():
-        pg_ctl = str(bindir / "pg_ctl")
-        again = _as_postgres(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-m", "fast", "-w", "restart")
-        if again.returncode:
-            pytest.fail(f"PostgreSQL did not restart: {again.stderr[-2000:]}")
-
-    return Postgres(f"postgresql://catal@127.0.0.1:{port}/labels", stop, restart)
+    return Postgres(f"postgresql://catal@127.0.0.1:{port}/labels", stop, down, up)
 
 
 def start_mlflow_server(root: Path, port: int | None = None):

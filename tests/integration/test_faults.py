@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -18,6 +19,7 @@ from orchestrator.records.store import LabelStore
 from orchestrator.references import install_references
 from tests.integration.helpers import TINY, catal_cmd, env, label_keys, run_catal, wait_for_state
 from tests.integration.servers import start_mlflow_server, start_postgres
+from workers.errors import CampaignFailed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,6 +121,7 @@ def test_sigterm_while_tracking_is_away_stops_at_once_and_resume_finishes(tmp_pa
     finally:
         proc.kill()
     assert proc.returncode == 143, stderr[-3000:]
+    print(f"SIGTERM to exit with the tracking server away: {took:.1f} s")
     assert took < 15, f"{took:.0f} s from SIGTERM to exit"  # was: minutes in MLflow's HTTP retries
     _no_traceback(stdout, stderr)
 
@@ -164,17 +167,52 @@ def test_postgresql_restarted_while_labels_arrive(tmp_path, tiny_references):
         pg.stop()
 
 
-def test_a_full_disk_stops_with_one_line_and_resume_elsewhere_finishes(tmp_path, tiny_references):
+def test_labels_a_store_away_too_long_did_not_take_are_written_when_it_returns(tmp_path):
+    """Beyond ``store.reconnect_s``: one line, the label kept in the local spool, written on
+    the store's next open (once), never lost and never to be recomputed."""
+    from ase.build import molecule
+
+    from workers.dft import LabelResult, Status
+
+    pg = start_postgres()
+    spool = tmp_path / "labels_spool.db"
+    try:
+        store = LabelStore(pg.url, campaign="c", spool=spool, reconnect_s=1.0)
+        ok = LabelResult(Status.OK, energy_ev=-1.0, forces_ev_a=np.zeros((3, 3)))
+        water = molecule("H2O")
+        store.put("k1", water, ok, 0, "seed", charged=True)
+        pg.down()
+        moved = water.copy()
+        moved.positions[0, 0] += 0.1
+        with pytest.raises(CampaignFailed, match="did not answer for 1 s.*1 labels it did not take wait in"):
+            store.put("k2", moved, ok, 0, "seed", charged=True)
+        assert spool.exists()
+        pg.up()
+        back = LabelStore(pg.url, campaign="c", spool=spool)
+        assert [s.key for s in back.labels()] == ["k1", "k2"] and not spool.exists()
+        assert [s.charged for s in back.labels()] == [True, True]
+        assert len(LabelStore(pg.url, campaign="c", spool=spool)) == 2  # written once
+    finally:
+        pg.stop()
+
+
+@pytest.mark.parametrize(
+    "tracking, size",
+    [("local", "1800k"), ("server", "700k")],  # MLflow's SQLite file on the full disk too, or on a server
+)
+def test_a_full_disk_stops_with_one_line_and_resume_elsewhere_finishes(tmp_path, tiny_references, tracking, size):
     small = tmp_path / "small"
     small.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1800k", "tmpfs", str(small)],
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(small)],
                            capture_output=True, text=True)  # fmt: skip
     if mount.returncode:
         pytest.fail(f"cannot mount a small tmpfs for the disk-full case (needs root): {mount.stderr.strip()}")
+    url, server = start_mlflow_server(tmp_path / "mlflow") if tracking == "server" else (None, None)
+    sets = ["--set", f"tracking.uri={url}"] if url else []
     try:
         out = small / "tiny"
         install_references(tiny_references, out)
-        run = run_catal("run", str(TINY), "--set", f"out_dir={out}")
+        run = run_catal("run", str(TINY), "--set", f"out_dir={out}", *sets)
         assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
         lines = _catal_lines(run.stderr)
         assert len(lines) == 1 and "no space left" in lines[0] and "catal resume" in lines[0], lines
@@ -183,25 +221,33 @@ def test_a_full_disk_stops_with_one_line_and_resume_elsewhere_finishes(tmp_path,
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         db.close()
         assert not list(out.rglob("*.tmp")), "a half-written file was left"
+        if url:
+            assert _tracked(url)[1].info.status == "FAILED"  # the server was reachable
         before = label_keys(out)
         elsewhere = tmp_path / "elsewhere"
         shutil.copytree(out, elsewhere)
+        subprocess.run(["umount", "--lazy", str(small)], check=True)  # a Ray process may still hold it
+        resumed = run_catal("resume", str(elsewhere))
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        after = label_keys(elsewhere)
+        assert len(after) == len(set(after)) == TINY_LABELS and set(before) <= set(after)
+        if url:
+            assert _tracked(url)[1].info.status == "FINISHED"
     finally:
-        subprocess.run(["umount", "--lazy", str(small)], check=False)  # a Ray process may still hold it
-    resumed = run_catal("resume", str(elsewhere))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = label_keys(elsewhere)
-    assert len(after) == len(set(after)) == TINY_LABELS and set(before) <= set(after)
+        subprocess.run(["umount", "--lazy", str(small)], capture_output=True, check=False)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, tiny_references):
-    """A tiny campaign killed (SIGKILL) in round 2, after its model was trained."""
+    """A tiny campaign killed (SIGKILL) in round 2, its picks chosen, their DFT under way."""
     out = tmp_path_factory.mktemp("interrupted") / "tiny"
     install_references(tiny_references, out)
     proc = _start(out)
     try:
-        wait_for_state(proc, out, lambda st: st.get("round") == 2 and st.get("phase") in ("trained", "selected"))
+        wait_for_state(proc, out, lambda st: st.get("round") == 2 and st.get("phase") == "selected")
     finally:
         proc.kill()
         proc.wait()
@@ -226,6 +272,7 @@ def _cut(path, keep: float = 0.5) -> None:
         ("state.json", "state.json is damaged"),
         ("checkpoints/round_002.pt", "round_002.pt is damaged"),
         ("harmonic/seed_000.npz", "seed_000.npz is damaged"),
+        ("rounds/round_002/picks.extxyz", "picks.extxyz of round 2 is damaged"),
     ],
 )
 def test_a_damaged_file_is_rebuilt_and_the_resume_completes(interrupted, tmp_path, damage, says):

@@ -101,3 +101,20 @@ def test_a_refused_record_is_skipped_and_the_rest_still_go(tmp_path):
     client = MlflowClient(uri)
     run = client.get_run(tracker.outbox.resolve(parent))
     assert run.data.params == {"a": "1"} and run.data.metrics == {"m": 3.0}
+
+
+def test_a_damaged_outbox_is_set_aside_and_runs_resolve_from_their_tags(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    said: list[str] = []
+    first = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    parent = first.start_campaign("c", {"a": 1})
+    first.outbox.close()
+    (tmp_path / "outbox.db").write_bytes(b"garbage" * 200)
+    again = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    assert said and "outbox.db was damaged" in said[0] and (tmp_path / "outbox.db.damaged").exists()
+    again.log_metrics(parent, {"m": 1.0})
+    again.end(parent)
+    assert again.queued == 0
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.metrics == {"m": 1.0}
