@@ -23,10 +23,11 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
 from orchestrator.outputs.outbox import Outbox, new_handle
-from workers.errors import OutOfSpace, first_line
+from workers.errors import DamagedFile, OutOfSpace, first_line
+from workers.model.checkpoint import load_checkpoint
 
 PARAM_BATCH = 100  # MLflow's per-request limit on params
 # MLflow 3's UI opens an experiment by its kind: without this tag it may offer the GenAI
@@ -262,10 +263,11 @@ class Writer:
         return self.client.create_run(exp_id, run_name=args["name"], tags=tags).info.run_id
 
     def _log_model(self, run_id: str, checkpoint: Path) -> None:
-        from workers.model.checkpoint import load_checkpoint
-
+        try:
+            model, _ = load_checkpoint(checkpoint)
+        except DamagedFile as err:  # damaged since it was queued: this record cannot be sent
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         self.client.log_artifact(run_id, str(checkpoint), "model")
-        model, _ = load_checkpoint(checkpoint)
         mlflow.set_tracking_uri(self.uri)
         with mlflow.start_run(run_id=run_id):
             # pickle format: loading it needs catal importable (pip install catal)
