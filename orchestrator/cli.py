@@ -166,12 +166,12 @@ def cmd_status(args) -> int:
     from orchestrator.outputs.status import TABLE_NOTE, round_table
     from orchestrator.records.state import load_state
 
-    cfg = _load_out_dir(args.out_dir)
-    state = load_state(cfg.output_dir, print)
-    store = cfg.label_store()
-    rows = store.labels()
     # a terminal gets its own width; a pipe or a file 120 columns, so the table is not truncated
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    cfg = _load_out_dir(args.out_dir)
+    state = load_state(cfg.output_dir, console.print)
+    store = cfg.label_store()
+    rows = store.labels()
     console.print(round_table(cfg.name, cfg.output_dir, state, rows))
     console.print(TABLE_NOTE, soft_wrap=True)
     where = "finished" if state.finished else f"round {state.round}, phase {state.phase}"
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     except CampaignBusy as err:
         return _fail(str(err))
+    except CampaignFailed as err:  # e.g. `catal status` with its label store's server away
+        print(f"catal: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as err:  # noqa: BLE001 - the unexpected: one line here, the traceback in a file
         if args.debug:
             raise

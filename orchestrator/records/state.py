@@ -67,12 +67,12 @@ def load_state(out_dir: Path, say: Callable[[str], None] | None = None) -> Campa
     try:
         if path.exists() or not backup.exists():
             return read_state(path)
-        err = None  # a crash between the two renames of ``save_state``
+        why = "is missing"  # deleted, or a crash between the two renames of ``save_state``
     except DamagedFile as damaged:
         if not backup.exists():
             raise
-        err = damaged
+        why = f"is damaged ({damaged.reason})"
     state = read_state(backup)
-    if say is not None and err is not None:
-        say(f"[yellow]{path.name} is damaged[/] ({err.reason}): going on from {backup.name}, the state saved before it")
+    if say is not None:
+        say(f"[yellow]{path.name} {why}[/]: going on from {backup.name}, the state saved before it")
     return state

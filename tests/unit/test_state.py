@@ -6,6 +6,7 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.initial import initial_items
 from orchestrator.records.state import CampaignState, load_state, save_state
+from workers.errors import DamagedFile
 from workers.structures import load_seed_structures
 
 
@@ -186,3 +187,19 @@ def test_seed_formulas_are_those_old_campaigns_resume_on():
     assert training_seed(cfg, 1) == 5 + 7919 * 3 + 1009
     assert initial_seed(cfg) == 2 * 7919
     assert (holdout_seed(cfg), filler_seed(cfg)) == (10_000_019 + 2 * 7919, 20_000_003 + 2 * 7919)
+
+
+def test_a_damaged_or_missing_state_falls_back_to_the_one_saved_before(tmp_path):
+    save_state(tmp_path, CampaignState(round=1, phase="trained"))
+    save_state(tmp_path, CampaignState(round=1, phase="selected"))
+    said: list[str] = []
+    assert load_state(tmp_path, said.append).phase == "selected" and not said
+    (tmp_path / "state.json").write_text('{"round": 1, "pha')  # cut short
+    assert load_state(tmp_path, said.append).phase == "trained"
+    assert "state.json is damaged" in said[-1] and "state.json.bak" in said[-1]
+    (tmp_path / "state.json").unlink()
+    assert load_state(tmp_path, said.append).phase == "trained" and "state.json is missing" in said[-1]
+    (tmp_path / "state.json").write_text("[1, 2]")
+    (tmp_path / "state.json.bak").write_text('{"round": 1, "no_such_field": 0}')
+    with pytest.raises(DamagedFile, match=r"state.json.bak is damaged .*no_such_field"):
+        load_state(tmp_path)
