@@ -16,14 +16,15 @@ from orchestrator.outputs.console import Reporter
 from orchestrator.records.lock import CampaignLock
 from orchestrator.records.state import CampaignState
 from orchestrator.session import Session, open_session
-from workers.structures import load_seed_structures
+from orchestrator.systems import load_systems
 
 
 class Campaign:
     def __init__(self, cfg: CampaignConfig, reporter: Reporter | None = None):
         self.cfg = cfg
         self.say = reporter or Reporter()
-        self.seeds = load_seed_structures(cfg.system.structures)  # bad input fails before anything is written
+        # bad input fails before anything is written; each seed tagged with its system
+        self.systems, self.seeds = load_systems(cfg.system)
         self.session: Session | None = None  # open while (and after) ``run``
 
     def run(self, resume: bool = False) -> CampaignState:
@@ -31,7 +32,7 @@ class Campaign:
         from orchestrator.loop.asynchronous import run_async
 
         with CampaignLock(self.cfg.output_dir):  # one driver per output directory (refused: CampaignBusy)
-            s, state = open_session(self.cfg, self.seeds, self.say, resume)
+            s, state = open_session(self.cfg, self.systems, self.seeds, self.say, resume)
             self.session = s
             if state.finished:
                 s.say.say(f"campaign already finished ({state.stop_reason})")

@@ -76,8 +76,9 @@ def cmd_validate(args) -> int:
 
     cfg = load_config(args.config, args.set)
     b = cfg.budget
+    names = [e.label for e in cfg.system.entries()]
     print(
-        f"ok: {cfg.name} -> {cfg.output_dir} | {cfg.dft.method}/{cfg.dft.basis} | "
+        f"ok: {cfg.name} -> {cfg.output_dir} | {', '.join(names)} | {cfg.dft.method}/{cfg.dft.basis} | "
         f"{cfg.model.backbone.kind} + {cfg.model.head} head | "
         f"{b.max_labels} labels ({cfg.system.initial_labels} initial, {b.holdout_labels} hold-out, "
         f"<= {b.max_labels_per_round}/round) | {cfg.stop.max_rounds} rounds max"

@@ -21,7 +21,7 @@ from workers.model.potential import ModelConfig
 from workers.model.training import TrainConfig
 from workers.sampling import MDConfig
 from workers.schema import Section
-from workers.structures import load_seed_structures, read_frames
+from workers.structures import read_frames
 
 
 class CampaignConfig(Section):
@@ -77,6 +77,11 @@ class CampaignConfig(Section):
             raise ValueError(
                 "campaign.mode: async trains one model per generation; selection.strategy: committee needs rounds"
             )
+        n_systems = len(self.system.entries())
+        for what, n in (("budget.holdout_labels", self.budget.holdout_labels),
+                        ("sampling.replicas", self.sampling.replicas)):  # fmt: skip
+            if n_systems > 1 and n < n_systems:
+                raise ValueError(f"{what} ({n}) must be at least one per system ({n_systems})")
         need = self.system.initial_labels + self.budget.holdout_labels
         if need >= self.budget.max_labels:
             raise ValueError(
@@ -133,9 +138,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+UNION_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}  # pydantic's names for a union's branches
+
+
+def _loc(parts: tuple) -> str:
+    """``("system", "structures", "list[...]", 0, "SystemEntry", "smiles")`` as
+    ``system.structures[0].smiles``: the union branches pydantic names are left out."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif not (p in UNION_TAGS or "[" in p or p[:1].isupper()):
+            out += f".{p}" if out else p
+    return out
+
+
 def format_validation_error(err: ValidationError) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    # a union that matched no branch: the branch that got deepest, and past the input's type,
+    # is the one the user meant
+    e = max(err.errors(), key=lambda x: (len(x["loc"]), not x["type"].endswith("_type")))
+    loc = _loc(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown field (typo?)"
@@ -155,30 +177,39 @@ def parse_config(raw: dict) -> CampaignConfig:
 
 def check_structures(cfg: CampaignConfig) -> list:
     """Every seed and file structure read, and built as a PySCF molecule with the campaign's
-    basis, charge and spin (no SCF: milliseconds each): broken geometry, unknown element,
-    basis missing for an element, electrons inconsistent with spin. One line per problem.
-    Returns the seed structures."""
-    from workers.dft import build_molecule
+    basis and its system's charge and spin (no SCF: milliseconds each): broken geometry,
+    unknown element, basis missing for an element, electrons inconsistent with spin. One line
+    per problem. Returns the seed structures (tagged with their systems)."""
+    from orchestrator.systems import entry_structures, make_systems, tag
+    from workers.dft import build_molecule, structure_settings
 
-    sources = {"system.structures": cfg.system.structures}
-    sources.update({f"system.{f}": getattr(cfg.system, f) for f in ("initial_file", "holdout_file")})
-    dft, problems, seeds = cfg.dft_config(), [], []
-    for field, spec in sources.items():
-        if spec is None:
-            continue
+    dft, problems, per_entry = cfg.dft_config(), [], []
+    entries = cfg.system.entries()
+    fields = ["system.structures"] if len(entries) == 1 else [f"system.structures[{k}]" for k in range(len(entries))]
+    for field, entry in zip(fields, entries, strict=True):
         try:
-            frames = load_seed_structures(spec) if field == "system.structures" else read_frames(spec)
+            per_entry.append(entry_structures(entry, cfg.system.seed))
         except (FileNotFoundError, ValueError) as err:
             problems.append(f"{field}: {err}")
+            per_entry.append([])
+    systems, seeds = make_systems(entries, per_entry)
+    checks = [(f, e.structures or e.smiles, seeds[s.first : s.first + s.n_seeds])
+              for f, e, s in zip(fields, entries, systems, strict=True)]  # fmt: skip
+    for field in ("initial_file", "holdout_file"):
+        spec = getattr(cfg.system, field)
+        if spec is None:
             continue
-        if field == "system.structures":
-            seeds = frames
+        try:  # a file's frames belong to the campaign's one system
+            checks.append((f"system.{field}", spec, [tag(a, systems[0]) for a in read_frames(spec)]))
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(f"system.{field}: {err}")
+    for field, spec, frames in checks:
         for k, atoms in enumerate(frames):
             try:
-                build_molecule(atoms, dft)
+                build_molecule(atoms, structure_settings(atoms, dft))
             except ValueError as err:
-                where = f"{spec} structure {k}" if len(frames) > 1 or Path(spec).suffix else spec
-                problems.append(f"{field}: {where} ({atoms.get_chemical_formula()}): {err}")
+                at = f"{spec} structure {k}" if len(frames) > 1 or Path(spec).suffix else spec
+                problems.append(f"{field}: {at} ({atoms.get_chemical_formula()}): {err}")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise ConfigError("\n".join(shown))

@@ -12,33 +12,48 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.config import CampaignConfig
 from orchestrator.outputs.console import Reporter
 from orchestrator.records.budget import Ledger
 from orchestrator.records.rundir import RunDir
+from orchestrator.systems import SYSTEM_INFO, load_systems, shares, system_of
 from workers.dft import Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.model.checks import potential_figures
 from workers.normal_modes import NormalModes, normal_modes
 
 
-def reference_paths(cfg: CampaignConfig, out: Path, n_seeds: int) -> list[Path]:
-    """Where each seed's DFT minimum + Hessian lives (normal-mode sampling only)."""
+def reference_paths(cfg: CampaignConfig, out: Path, seeds: list) -> list[Path]:
+    """Where each seed's DFT minimum + Hessian lives (normal-mode sampling only): the seeds
+    of each system, up to its share of the initial labels (``systems.shares``)."""
     if cfg.system.initial != "normal_modes":
         return []
     run = RunDir(out)
-    return [run.harmonic(k) for k in range(min(n_seeds, cfg.system.initial_labels))]
+    paths, first = [], 0
+    for name, n_initial in shares(cfg.system, cfg.system.initial_labels).items():
+        n = sum(1 for a in seeds if system_of(a, name) == name)
+        paths += [run.harmonic(first + k) for k in range(min(n, n_initial))]
+        first += n
+    return paths
+
+
+def seed_index(path: Path) -> int:
+    """The seed a reference file belongs to (``harmonic/seed_NNN.npz``)."""
+    return int(path.stem.rsplit("_", 1)[1])
 
 
 def seed_minima(seeds: list, paths: list[Path]) -> list:
-    """Each seed at its stored DFT minimum (``paths[k]``, where it exists), else as given; no
-    calculator. Same atoms in the same order: only the positions change."""
+    """Each seed at its stored DFT minimum (where ``paths`` has one that exists), else as
+    given; no calculator. Same atoms in the same order, tags kept: only the positions change."""
+    stored = {seed_index(p): p for p in paths if p.exists()}
     out = []
     for k, seed in enumerate(seeds):
         a = seed.copy()
         a.calc = None
-        if k < len(paths) and paths[k].exists():
-            a.positions = load_reference(paths[k]).atoms.positions
+        if k in stored:
+            a.positions = load_reference(stored[k]).atoms.positions
         out.append(a)
     return out
 
@@ -46,11 +61,10 @@ def seed_minima(seeds: list, paths: list[Path]) -> list:
 def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
     """The seeds' DFT minima + Hessians for ``cfg``, computed in this process into ``folder``
     (``folder/harmonic/seed_NNN.npz``) unless already there; raises if one fails."""
-    from workers.structures import load_seed_structures
-
-    seeds = load_seed_structures(cfg.system.structures)
-    paths = reference_paths(cfg, folder, len(seeds))
-    for k, path in enumerate(paths):
+    _, seeds = load_systems(cfg.system)
+    paths = reference_paths(cfg, folder, seeds)
+    for path in paths:
+        k = seed_index(path)
         if not path.exists():
             ref = harmonic_reference(seeds[k], cfg.dft_config())
             if ref.status is not Status.OK:
@@ -73,10 +87,12 @@ def seed_normal_modes(
     cfg: CampaignConfig, paths: list[Path], seeds: list, pool, ledger: Ledger, say: Reporter
 ) -> list[NormalModes] | None:
     """Each seed's normal modes at the campaign's DFT level (computed on a worker of the DFT
-    ``pool`` when not stored yet); None when the initial set is not normal-mode sampled."""
+    ``pool`` when not stored yet), its atoms tagged as the seed (its system); None when the
+    initial set is not normal-mode sampled."""
     dft_cfg = cfg.dft_config()
     out = []
-    for k, path in enumerate(paths):
+    for path in paths:
+        k = seed_index(path)
         if path.exists():
             ref = load_reference(path)
         else:
@@ -90,6 +106,7 @@ def seed_normal_modes(
             if ref.note:
                 say.say(f"  [yellow]note[/]: {ref.note}")
         nm = normal_modes(ref.atoms, ref.hessian_ev_a2)
+        nm.atoms.info.update({key: seeds[k].info[key] for key in SYSTEM_INFO if key in seeds[k].info})
         freqs = nm.frequencies_cm
         imaginary = f", [red]{nm.n_imaginary} imaginary[/]" if nm.n_imaginary else ""
         say.say(
@@ -100,21 +117,44 @@ def seed_normal_modes(
     return out or None
 
 
-def final_figures(cfg: CampaignConfig, paths: list[Path], model, say: Reporter) -> dict:
-    """Frequencies against the first seed's stored DFT Hessian and a short Langevin run at the
-    sampling temperature, for the final model ({} without a stored reference)."""
-    paths = [p for p in paths if p.exists()]
-    if not paths:
+def final_figures(cfg: CampaignConfig, paths: list[Path], model, say: Reporter, seeds: list | None = None) -> dict:
+    """Frequencies against each system's first stored DFT Hessian and a short Langevin run at
+    the sampling temperature, for the final model ({} without a stored reference). With
+    several systems (``seeds`` tagged) each system's figures end in ``/<system>`` and the plain
+    names summarise them (mean frequency MAE and temperature; imaginary modes summed; bonds
+    intact only if intact in every system's run)."""
+    firsts: dict[str, Path] = {}
+    for path in filter(Path.exists, paths):
+        name = system_of(seeds[seed_index(path)]) if seeds else ""
+        firsts.setdefault(name, path)
+    if not firsts:
         return {}
-    ref = load_reference(paths[0])
     t_md, md_ps = cfg.sampling.temperature_k, cfg.final_check_md_ps
-    with say.phase(f"final checks: frequencies vs DFT, {md_ps:g} ps MD at {t_md:g} K"):
-        figures = potential_figures(model, ref.atoms, ref.hessian_ev_a2, t_md, md_ps)
-    text = f"  harmonic frequencies vs DFT: MAE {figures['final_freq_mae_cm']:.0f} cm^-1, "
+    several = len(firsts) > 1
+    each = {}
+    for name, path in firsts.items():
+        ref = load_reference(path)
+        what = f" ({name})" if several else ""
+        with say.phase(f"final checks{what}: frequencies vs DFT, {md_ps:g} ps MD at {t_md:g} K"):
+            each[name] = potential_figures(model, ref.atoms, ref.hessian_ev_a2, t_md, md_ps)
+        say.say(("  " + name + ": " if several else "  ") + figures_line(each[name]))
+    if not several:
+        return next(iter(each.values()))
+    out = {f"{k}/{name}": v for name, figures in each.items() for k, v in figures.items()}
+    summaries = (("final_freq_mae_cm", np.mean), ("final_n_imaginary", np.sum), ("final_md_bonds_intact", np.min),
+                 ("final_md_ps_run", np.min), ("final_md_mean_temperature_k", np.mean))  # fmt: skip
+    for key, combine in summaries:
+        values = [f[key] for f in each.values() if key in f]
+        if values:
+            out[key] = float(combine(values))
+    return out
+
+
+def figures_line(figures: dict) -> str:
+    text = f"harmonic frequencies vs DFT: MAE {figures['final_freq_mae_cm']:.0f} cm^-1, "
     text += f"{figures['final_n_imaginary']:.0f} imaginary"
     if "final_md_bonds_intact" in figures:
         intact = "bonds intact" if figures["final_md_bonds_intact"] else "[red]a bond broke[/]"
         text += f"; MD {figures['final_md_ps_run']:.1f} ps: {intact}"
         text += f", mean T {figures['final_md_mean_temperature_k']:.0f} K"
-    say.say(text)
-    return figures
+    return text

@@ -11,10 +11,45 @@ from pydantic import Field, model_validator
 from workers.schema import Section
 
 
+class SystemEntry(Section):
+    """One system of a campaign that trains one potential for several (``system.structures``
+    as a list): its seeds, charge and spin, and its share of the labels, replicas and picks."""
+
+    # what metrics, plots and the store call it (holdout_force_mae/<name>); None = its
+    # structures or smiles
+    name: str | None = None
+    # an ase.build.molecule name or an ASE-readable file of seed structures ...
+    structures: str | None = None
+    # ... or a SMILES string: conformers by RDKit's ETKDG (hydrogens added), MMFF-relaxed;
+    # initial: normal_modes relaxes them again at the campaign's DFT level
+    smiles: str | None = None
+    # SMILES: conformers embedded (the distinct ones, at most this many, become seeds)
+    conformers: int = Field(1, ge=1, le=32)
+    # total charge and 2S; None = system.charge / system.spin
+    charge: int | None = None
+    spin: int | None = Field(None, ge=0)
+    # its share, against the other entries' weights, of the initial labels, the hold-out,
+    # the MD replicas and (half of) each round's picks
+    weight: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.structures is None) == (self.smiles is None):
+            raise ValueError("a system entry needs one of structures (a name or file) or smiles")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.structures or self.smiles
+
+
 class SystemConfig(Section):
-    # an ase.build.molecule name (CH3CH2OH) or an ASE-readable file of seed structures
-    structures: str = "CH3CH2OH"
-    # total charge and 2S of the system; the DFT section inherits them
+    # an ase.build.molecule name (CH3CH2OH) or an ASE-readable file of seed structures; or
+    # {smiles: CC(=O)N}; or a list of such entries (names, or mappings with name, structures
+    # or smiles, conformers, charge, spin, weight): one potential for all of them
+    structures: str | SystemEntry | list[str | SystemEntry] = "CH3CH2OH"
+    # total charge and 2S of the system (of every entry that gives none); the DFT section
+    # inherits them
     charge: int = 0
     spin: int = Field(0, ge=0)
     # how round 0's initial set and the hold-out are drawn. normal_modes: relax each seed at
@@ -51,7 +86,26 @@ class SystemConfig(Section):
             raise ValueError(f"rattle_a must be 0 <= low <= high, got {self.rattle_a}")
         if self.initial == "file" and not self.initial_file:
             raise ValueError("initial: file needs system.initial_file")
+        entries = self.entries()
+        names = [e.label for e in entries]
+        if len(set(names)) < len(names):
+            raise ValueError(f"system entries need distinct names, got {names}")
+        if len(entries) > 1 and (self.initial == "file" or self.holdout_file):
+            raise ValueError("several systems draw their own initial sets and hold-outs: initial: file and "
+                             "holdout_file take one system")  # fmt: skip
+        if len(entries) > self.initial_labels:
+            raise ValueError(f"initial_labels ({self.initial_labels}) must be at least one per system ({len(entries)})")
         return self
+
+    def entries(self) -> list[SystemEntry]:
+        """Every system, as entries with their charge and spin resolved."""
+        raw = self.structures if isinstance(self.structures, list) else [self.structures]
+        out = []
+        for e in raw:
+            e = SystemEntry(structures=e) if isinstance(e, str) else e
+            out.append(e.model_copy(update={"charge": self.charge if e.charge is None else e.charge,
+                                            "spin": self.spin if e.spin is None else e.spin}))  # fmt: skip
+        return out
 
 
 class StopConfig(Section):

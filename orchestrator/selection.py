@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from orchestrator.systems import pick_quotas
 from workers.schema import Section
 
 DUPLICATE_TOL = 1e-8  # embedding distance below which two frames are the same structure
@@ -230,15 +231,52 @@ class Ranking:
     n_rest: int  # frames the picks were chosen among (all but the audits)
 
 
-def rank_frames(frames: list, cfg: SelectionConfig, n_audit: int, room: int | None, labelled_emb, rng) -> Ranking:
+def rank_frames(frames: list, cfg: SelectionConfig, n_audit: int, room: int | None, labelled_emb, rng,
+                weights: dict[str, float] | None = None) -> Ranking:  # fmt: skip
     """Audit frames first (``n_audit`` uniform among the physical ones), then picks from the
     rest (``select``; ``picks_per_round``, or what ``room`` leaves after the audits), against
     ``labelled_emb`` (the labelled set's embeddings by the model that scored the frames).
+    With several systems (``weights``: name -> weight; frames tagged ``info["system"]``) each
+    ranks its own frames, on its own window, for its share of the picks (``pick_quotas``).
     Rounds and the asynchronous loop rank alike."""
     scores = frame_scores(frames, cfg.strategy)
     emb, stopped = frame_arrays(frames)
     audit_idx, rest = draw_audits(stopped, n_audit, rng)
     quota = cfg.picks_per_round if room is None else min(cfg.picks_per_round, room - len(audit_idx))
+    if weights and len(weights) > 1:
+        groups = [np.array([i for i in rest if frames[i].info.get("system") == name], dtype=int) for name in weights]
+        sel, picks = select_per_system(scores, emb, stopped, groups, list(weights), list(weights.values()), cfg,
+                                       quota, labelled_emb, rng)  # fmt: skip
+        return Ranking(audit_idx, picks, sel, scores, stopped, len(rest))
     sel = select(scores[rest], emb[rest], stopped[rest], cfg, quota, labelled_emb, rng)
     picks = rest[np.asarray(sel.picked, dtype=int)]
     return Ranking(audit_idx, picks, sel, scores, stopped, len(rest))
+
+
+def select_per_system(scores, emb, stopped, groups: list[np.ndarray], names: list[str], weights: list[float],
+                      cfg: SelectionConfig, quota: int, labelled_emb, rng) -> tuple[Selection, np.ndarray]:  # fmt: skip
+    """Each system's frames (``groups[k]``: frame indices) ranked alone for its share of
+    ``quota``; ``(the systems' selections merged, frame indices picked)``. The merged
+    selection's window spans the systems' windows; its fractions are over all their frames;
+    ``counts["picked/<name>"]`` says how many each system got."""
+    physical = [g[~stopped[g] & np.isfinite(scores[g])] for g in groups]
+    need = [float(np.median(scores[g])) if len(g) and cfg.strategy != "random" else float("nan") for g in physical]
+    quotas = pick_quotas(quota, weights, need)
+    picks, sels = [], []
+    for g, q in zip(groups, quotas, strict=True):
+        sel = select(scores[g], emb[g], stopped[g], cfg, q, labelled_emb, rng)
+        picks.append(g[np.asarray(sel.picked, dtype=int)])
+        sels.append(sel)
+    n = np.array([s.counts["frames"] for s in sels], dtype=float)
+    share = n / max(n.sum(), 1.0)
+    merged = Selection(
+        picked=np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64),
+        window=(min(s.window[0] for s in sels), max(s.window[1] for s in sels)),
+        frac_accurate=float(sum(w * s.frac_accurate for w, s in zip(share, sels, strict=True))),
+        frac_candidate=float(sum(w * s.frac_candidate for w, s in zip(share, sels, strict=True))),
+        frac_failed=float(sum(w * s.frac_failed for w, s in zip(share, sels, strict=True))),
+        counts={"frames": int(n.sum()), "eligible": sum(s.counts["eligible"] for s in sels),
+                "picked": int(sum(len(p) for p in picks)),
+                **{f"picked/{name}": int(len(p)) for name, p in zip(names, picks, strict=True)}},
+    )  # fmt: skip
+    return merged, merged.picked

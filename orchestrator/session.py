@@ -23,6 +23,7 @@ from orchestrator.records.state import CampaignState, load_state, save_state
 from orchestrator.records.store import LabelStore
 from orchestrator.references import reference_paths
 from orchestrator.steps import TrainingJob, save_trained, score_key, stop_reason, training_job
+from orchestrator.systems import System
 from workers.dft import DFTConfig
 from workers.errors import DamagedFile
 from workers.files import write_atomic
@@ -38,7 +39,8 @@ class Session:
     run: RunDir  # every path under out_dir
     say: Reporter
     dft_cfg: DFTConfig
-    seeds: list[Atoms]  # the user's structures
+    systems: list[System]  # what one potential is trained for (orchestrator.systems)
+    seeds: list[Atoms]  # the user's structures, every system's, tagged with it
     store: LabelStore
     ledger: Ledger
     clock: DFTClock
@@ -52,6 +54,11 @@ class Session:
         return self.cfg.selection.committee_members if committee else 1
 
     @property
+    def weights(self) -> dict[str, float]:
+        """``{system: weight}``: how the round's picks are shared (``selection.rank_frames``)."""
+        return {system.name: system.weight for system in self.systems}
+
+    @property
     def score_key(self) -> str:
         return score_key(self.cfg)
 
@@ -60,7 +67,7 @@ class Session:
         save_state(self.run.root, state)
 
     def reference_paths(self) -> list[Path]:
-        return reference_paths(self.cfg, self.run.root, len(self.seeds))
+        return reference_paths(self.cfg, self.run.root, self.seeds)
 
     def training_set(self, before_round: int | None = None) -> list[Atoms]:
         """The labels a model of round ``before_round`` trains on (None: every label so far)."""
@@ -117,7 +124,8 @@ def good_references(run: RunDir, paths: list[Path], say: Reporter) -> list[Path]
     return good
 
 
-def open_session(cfg: CampaignConfig, seeds: list[Atoms], say: Reporter, resume: bool) -> tuple[Session, CampaignState]:
+def open_session(cfg: CampaignConfig, systems: list[System], seeds: list[Atoms], say: Reporter,
+                 resume: bool) -> tuple[Session, CampaignState]:  # fmt: skip
     """The run directory made (and ``config.yaml`` written, unless resuming), the state read
     back, the ledger rebuilt from the store's charges, the MLflow campaign run (re)opened."""
     run = RunDir(cfg.output_dir)
@@ -127,14 +135,14 @@ def open_session(cfg: CampaignConfig, seeds: list[Atoms], say: Reporter, resume:
         write_atomic(run.config, campaign_config_text(resolved))
     state = load_state(run.root, say.say) if run.has_state() else CampaignState()
     store = cfg.label_store()
-    refs = good_references(run, reference_paths(cfg, run.root, len(seeds)), say)
+    refs = good_references(run, reference_paths(cfg, run.root, seeds), say)
     other_s = sum(load_reference(p).cost_s for p in refs)
     ledger = Ledger.from_charges(cfg.budget, store.charges(), other_s)
     clock = DFTClock(cfg.ray.dft_workers, state.dft_busy_s, state.dft_capacity_s)
     # artifacts beside the default SQLite store; a tracking server stores (serves) its own
     tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment or cfg.name,
                       run.mlartifacts if cfg.tracking.uri is None else None, run.tracking_outbox, say.say)  # fmt: skip
-    s = Session(cfg, run, say, cfg.dft_config(), seeds, store, ledger, clock, tracker)
+    s = Session(cfg, run, say, cfg.dft_config(), systems, seeds, store, ledger, clock, tracker)
     if not state.finished:  # a finished campaign's MLflow run stays closed
         state.parent_run_id = tracker.start_campaign(cfg.name, flatten(cfg.to_dict()), state.parent_run_id)
         s.save(state)

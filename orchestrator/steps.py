@@ -17,13 +17,14 @@ from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
 from orchestrator.seeds import training_seed
 from orchestrator.selection import SCORE_KEYS
+from orchestrator.systems import System, apportion, by_system, tag
 from workers.errors import DamagedFile
 from workers.model.calculator import predict, recalibrate
 from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
-from workers.sampling import UNCERTAINTY_KEYS, MDConfig
+from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig
 
 # what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
-PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica", "step")
+PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica", "step", *CARRIED_INFO)
 TRAINED_KEYS = ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
 
 
@@ -91,13 +92,28 @@ def md_config(cfg: CampaignConfig, seed: int) -> MDConfig:
     return md_cfg
 
 
-def md_starts(seeds: list[Atoms], reference_paths: list[Path], labelled: list[Atoms], n: int) -> list[Atoms]:
+def md_starts(seeds: list[Atoms], reference_paths: list[Path], labelled: list[Atoms], n: int,
+              systems: list[System] | None = None) -> list[Atoms]:  # fmt: skip
     """MD starts: the seeds at their DFT minimum (where normal-mode sampling stored one;
-    else as given) and the ``n`` most recent labelled structures (no calculator)."""
-    recent = [a.copy() for a in labelled[-n:]] if n else []
-    for a in recent:
-        a.calc = None
-    return seed_minima(seeds, reference_paths) + recent
+    else as given) and the ``n`` most recent labelled structures (no calculator). With
+    several ``systems``: exactly ``n`` starts, each system its share by weight (at least
+    one), from its own minima then its own newest labels, tagged with it."""
+    minima = seed_minima(seeds, reference_paths)
+    if not systems or len(systems) == 1:
+        return minima + [untied(a) for a in labelled[-n:]] if n else minima
+    starts = []
+    groups = by_system(labelled, systems)
+    for system, count in zip(systems, apportion(n, [s.weight for s in systems], floor=1), strict=True):
+        own = [minima[k] for k in system.seed_indices] + [untied(a) for a in groups[system.name][-count:]]
+        starts += [tag(own[r % len(own)].copy(), system) for r in range(count)]
+    return starts
+
+
+def untied(atoms: Atoms) -> Atoms:
+    """A copy with no calculator (a label is never mistaken for a prediction, nor MD for DFT)."""
+    a = atoms.copy()
+    a.calc = None
+    return a
 
 
 def labelled_embeddings(model, structures: list[Atoms]) -> np.ndarray | None:

@@ -77,6 +77,15 @@ class DFTConfig(Section):
         }
 
 
+def structure_settings(atoms: Atoms, cfg: DFTConfig) -> DFTConfig:
+    """``cfg`` with the charge and 2S a structure carries in ``info["charge"]`` /
+    ``info["spin"]`` (each system of a campaign its own); ``cfg`` itself when it carries none."""
+    charge, spin = atoms.info.get("charge", cfg.charge), atoms.info.get("spin", cfg.spin)
+    if (charge, spin) == (cfg.charge, cfg.spin):
+        return cfg
+    return cfg.model_copy(update={"charge": int(charge), "spin": int(spin)})
+
+
 def gpu_available() -> bool:
     if importlib.util.find_spec("gpu4pyscf") is None:
         return False
@@ -174,8 +183,10 @@ def _apply_rung(mf, rung: str, cfg: DFTConfig):
 
 
 def label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
-    """Energy (eV) and forces (eV/Å) of one molecule; failures are returned, not raised."""
+    """Energy (eV) and forces (eV/Å) of one molecule (its charge and spin from ``info``
+    where it carries them: ``structure_settings``); failures are returned, not raised."""
     t0 = time.perf_counter()
+    cfg = structure_settings(atoms, cfg)
     backend = resolve_backend(cfg)
     base = {"threads": cfg.threads, "backend": backend}
     try:

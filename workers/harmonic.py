@@ -19,10 +19,20 @@ from ase import Atoms
 from ase.units import Bohr, Hartree
 from pyscf import lib
 
-from workers.dft import DFTConfig, PySCFCalculator, Status, build_molecule, label, mean_field, resolve_backend
+from workers.dft import (
+    DFTConfig,
+    PySCFCalculator,
+    Status,
+    build_molecule,
+    label,
+    mean_field,
+    resolve_backend,
+    structure_settings,
+)
 from workers.errors import CalculationFailed, DamagedFile, SCFError, first_line
 from workers.files import write_atomic
 from workers.normal_modes import finite_difference_hessian as fd_hessian
+from workers.normal_modes import normal_modes
 
 HESSIAN_AU_TO_EV_A2 = Hartree / Bohr**2
 FD_STEP_A = 5e-3  # Å, central differences of gradients: error ~ step^2 x third derivative
@@ -85,23 +95,35 @@ def finite_difference_hessian(atoms: Atoms, cfg: DFTConfig, step_a: float = FD_S
     return fd_hessian(forces, atoms, step_a)
 
 
+SADDLE_CM = 50.0  # an imaginary mode beyond this (cm^-1) is a saddle, not numerical noise
+SADDLE_STEP_A = 0.15  # the largest atom displacement of the step down a saddle's mode (Å)
+SADDLE_TRIES = 2
+SADDLE_DROP_EV = 1e-3  # a step down that ends less than this below the saddle went back up it
+
+
 def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) -> HarmonicReference:
-    """Relax ``atoms`` and compute the Hessian at the minimum; failures are returned."""
+    """Relax ``atoms`` and compute the Hessian at the minimum; failures are returned. A
+    relaxation that stops on a saddle point (a symmetric start: an eclipsed methyl group, a
+    planar amine; an imaginary mode beyond ``SADDLE_CM``) steps down that mode (the other
+    way if the first went back), relaxes again, up to ``SADDLE_TRIES`` times (``note``)."""
     t0 = time.perf_counter()
+    cfg = structure_settings(atoms, cfg)
+    notes, steps = [], 0
     try:
         with lib.with_omp_threads(cfg.threads):
-            minimum, steps = relax(atoms, cfg, fmax_ev_a)
-            energy, forces = minimum.get_potential_energy(), minimum.get_forces()
-            note = ""
-            try:
-                hessian, how = analytic_hessian(minimum, cfg), "analytic"
-            except (NotImplementedError, AttributeError, TypeError) as err:
-                note = (
-                    f"PySCF has no analytic Hessian for {cfg.method} ({type(err).__name__}: "
-                    f"{str(err).splitlines()[0] if str(err) else 'not implemented'}); "
-                    f"using finite differences of gradients ({6 * len(atoms)} gradient calls)"
-                )
-                hessian, how = finite_difference_hessian(minimum, cfg), "finite-difference"
+            minimum, energy, forces, hessian, how, n = _relaxed_hessian(atoms, cfg, fmax_ev_a, notes)
+            steps += n
+            for _ in range(SADDLE_TRIES):
+                mode = saddle_mode(minimum, hessian)
+                if mode is None:
+                    break
+                below = _relaxed_hessian(_stepped(minimum, mode, 1), cfg, fmax_ev_a, notes)
+                if below[1] > energy - SADDLE_DROP_EV:  # back to the saddle: the other way down
+                    below = _relaxed_hessian(_stepped(minimum, mode, -1), cfg, fmax_ev_a, notes)
+                steps += below[5]
+                notes.append(f"the relaxation stopped on a saddle point: stepped down its imaginary mode, "
+                             f"{energy - below[1]:.3f} eV lower")  # fmt: skip
+                minimum, energy, forces, hessian, how, _ = below
     except (SCFError, CalculationFailed) as err:
         return HarmonicReference(
             Status.FAILED, reason=f"relax/Hessian: {err}", wall_s=time.perf_counter() - t0, threads=cfg.threads
@@ -113,12 +135,45 @@ def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) ->
         energy_ev=float(energy),
         hessian_ev_a2=hessian,
         hessian_method=how,
-        note=note,
+        note="; ".join(dict.fromkeys(notes)),
         relax_steps=steps,
         max_force_ev_a=float(np.linalg.norm(forces, axis=1).max()),
         wall_s=time.perf_counter() - t0,
         threads=cfg.threads,
     )
+
+
+def _relaxed_hessian(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float, notes: list[str]) -> tuple:
+    """``(minimum, energy_ev, forces, hessian, how, BFGS steps)`` from ``atoms``."""
+    minimum, steps = relax(atoms, cfg, fmax_ev_a)
+    energy, forces = minimum.get_potential_energy(), minimum.get_forces()
+    try:
+        hessian, how = analytic_hessian(minimum, cfg), "analytic"
+    except (NotImplementedError, AttributeError, TypeError) as err:
+        notes.append(
+            f"PySCF has no analytic Hessian for {cfg.method} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'not implemented'}); "
+            f"using finite differences of gradients ({6 * len(atoms)} gradient calls)"
+        )
+        hessian, how = finite_difference_hessian(minimum, cfg), "finite-difference"
+    return minimum, float(energy), forces, hessian, how, steps
+
+
+def saddle_mode(atoms: Atoms, hessian_ev_a2: np.ndarray) -> np.ndarray | None:
+    """The Cartesian direction ``[N, 3]`` of the most imaginary vibration when it is beyond
+    ``SADDLE_CM`` (a saddle point, not a minimum), else None."""
+    nm = normal_modes(atoms, hessian_ev_a2)
+    if not len(nm.force_constants) or nm.frequencies_cm.min() > -SADDLE_CM:
+        return None
+    k = int(np.argmin(nm.force_constants))
+    return (nm.modes[k] / np.repeat(np.sqrt(nm.masses), 3)).reshape(len(atoms), 3)
+
+
+def _stepped(atoms: Atoms, mode: np.ndarray, sign: int) -> Atoms:
+    a = atoms.copy()
+    a.calc = None
+    a.positions = a.positions + sign * SADDLE_STEP_A * mode / np.linalg.norm(mode, axis=1).max()
+    return a
 
 
 def save_reference(path, ref: HarmonicReference) -> None:

@@ -11,10 +11,11 @@ Every ``stride`` steps each running replica yields a frame (``ase.Atoms``) whose
 holds the model's ``model_energy`` (eV), its uncertainty (``UNCERTAINTY_KEYS``: ``energy_std``
 (eV), ``forces_std_max`` (eV/Å, the largest per-atom force std), ``energy_entropy``,
 ``energy_mutual_information`` and ``energy_excess_entropy`` (nats); nan where the head has none),
-``embedding`` ([F] pooled features), ``replica``, ``step`` and ``stop_reason`` ("" when
-fine), and whose ``arrays["model_forces"]`` holds forces (eV/Å). A replica stops at the
-first frame that breaks a stop rule; that frame is kept with its reason, never selected.
-Frames carry no calculator: model predictions are never mistaken for labels.
+``embedding`` ([F] pooled features), ``replica``, ``step``, ``stop_reason`` ("" when
+fine) and the start's ``CARRIED_INFO`` (its system, charge and spin), and whose
+``arrays["model_forces"]`` holds forces (eV/Å). A replica stops at the first frame that
+breaks a stop rule; that frame is kept with its reason, never selected. Frames carry no
+calculator: model predictions are never mistaken for labels.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ UNCERTAINTY_KEYS = (
     "energy_excess_entropy",
 )
 AUX_KEYS = ("energy", *UNCERTAINTY_KEYS, "embedding")
+# what a frame keeps of its start's info: which system it is, with its charge and spin
+CARRIED_INFO = ("system", "charge", "spin")
 
 
 class StopRules(Section):
@@ -156,6 +159,7 @@ def check_stops(
 
 def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: int, step: int, reason: str) -> Atoms:
     a = Atoms(numbers=atoms.numbers, positions=positions)
+    a.info.update({key: atoms.info[key] for key in CARRIED_INFO if key in atoms.info})
     a.set_velocities(velocities)  # kinetic energy for drift checks
     a.arrays["model_forces"] = forces
     a.info.update(

@@ -56,7 +56,7 @@ def start_md(r: AsyncRun, index: int) -> None:
     # from the seeds and the MD picks this model trained on, not those that arrived since
     # (its own: MD from them compounds its errors), the older of its newest picks first
     # (MD from the very newest was measured less accurate on an earlier build); see adopt
-    starts = md_starts(s.seeds, s.reference_paths(), r.md_from, md_cfg.replicas)
+    starts = md_starts(s.seeds, s.reference_paths(), r.md_from, md_cfg.replicas, s.systems)
     starts = replica_starts(r.walkers, starts, md_cfg.replicas, s.cfg.campaign.persistent_replicas)
     payload, running = r.payload, running_model(r)
     if running is not None:
@@ -117,7 +117,8 @@ def offer(r: AsyncRun, frames: list, source: int, labelled_emb) -> None:
     if not frames:
         return
     n_audit = max(cfg.selection.audit_per_round - info["audits"], 0)
-    ranked = rank_frames(frames, cfg.selection, n_audit, None, labelled_emb, selection_rng(cfg.seed, r.gen, r.runs))
+    ranked = rank_frames(frames, cfg.selection, n_audit, None, labelled_emb, selection_rng(cfg.seed, r.gen, r.runs),
+                         r.s.weights)
     info["md_frames"] += len(frames)
     info["md_stopped"] += int(ranked.stopped.sum())
     info["audits"] += len(ranked.audits)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.outputs import plots
+from orchestrator.outputs.reports import system_metrics
 from orchestrator.records.state import CampaignState
 from orchestrator.references import final_figures
 from orchestrator.session import Session
@@ -31,11 +32,12 @@ def finalise(s: Session, state: CampaignState) -> None:
     model, _ = load_checkpoint(path)
     holdout = s.store.holdout_structures()
     final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
+    final.update(system_metrics(model, list(s.weights), {"final_holdout": holdout}))
     final["labels_total"] = s.ledger.charged_labels
     final["labels_trained"] = n_labels
     # over the whole campaign: DFT busy / (wall x workers), wall = first dispatch to last label
     final["campaign_dft_utilisation"] = s.clock.utilisation
-    final.update(final_figures(s.cfg, s.reference_paths(), model, s.say))
+    final.update(final_figures(s.cfg, s.reference_paths(), model, s.say, s.seeds))
     s.tracker.log_metrics(state.parent_run_id, final, step=rnd)
     # x = labels each model was trained on: the rounds' models, then the final one
     points = [(h.get("labels_trained", np.nan), h["holdout_force_mae"]) for h in state.history]

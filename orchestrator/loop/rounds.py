@@ -123,7 +123,7 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     cfg = s.cfg
     md_cfg = md_config(cfg, round_md_seed(cfg, rnd))
     labelled = s.training_set(rnd)
-    starts = md_starts(s.seeds, s.reference_paths(), labelled, md_cfg.replicas)
+    starts = md_starts(s.seeds, s.reference_paths(), labelled, md_cfg.replicas, s.systems)
     t0 = time.perf_counter()
     with s.say.phase(f"MD: {md_cfg.replicas} replicas x {md_cfg.steps} steps ({md_cfg.engine})"):
         frames = s.rt.sample(model, starts, md_cfg)
@@ -137,7 +137,7 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     room = min(cfg.budget.max_labels_per_round, max(s.ledger.labels_left(), 0))
     # audit frames first (served first from the round's room), then picks from the rest
     ranked = rank_frames(frames, cfg.selection, min(cfg.selection.audit_per_round, room), room,
-                         labelled_embeddings(model, labelled), selection_rng(cfg.seed, rnd))  # fmt: skip
+                         labelled_embeddings(model, labelled), selection_rng(cfg.seed, rnd), s.weights)  # fmt: skip
     picks = [trimmed(frames[int(i)]) for i in ranked.picks]
     audits = [trimmed(frames[int(i)]) for i in ranked.audits]
     s.run.round_dir(rnd).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,25 @@ def error_bar_metrics(model, structures: list) -> dict:
     return out
 
 
+def system_metrics(model, names: list[str], sets: dict[str, list], picks: list | None = None) -> dict:
+    """Per-system errors where a campaign has several systems (``{}`` for one):
+    ``<set>_force_mae/<system>`` and ``<set>_energy_mae/<system>`` for each named set of
+    labelled structures (tagged ``info["system"]``), and ``picks/<system>`` (how many of
+    the round's picks each system got)."""
+    if len(names) < 2:
+        return {}
+    out = {}
+    for what, structures in sets.items():
+        for name in names:
+            mine = [a for a in structures if a.info.get("system") == name]
+            m = evaluate(model, mine) if mine else {}
+            out[f"{what}_force_mae/{name}"] = m.get("force_mae", float("nan"))
+            out[f"{what}_energy_mae/{name}"] = m.get("energy_mae", float("nan"))
+    for name in names if picks is not None else []:
+        out[f"picks/{name}"] = float(sum(1 for a in picks if a.info.get("system") == name))
+    return out
+
+
 def round_metrics(cfg, store, ledger, dft_cfg, score_key: str, rnd: int, model, ckpt: dict, picks: list,
                   info: dict) -> dict:  # fmt: skip
     """A round's (or generation's) metrics: hold-out and audit errors of its ``model``,
@@ -50,8 +69,10 @@ def round_metrics(cfg, store, ledger, dft_cfg, score_key: str, rnd: int, model, 
     pe = pick_errors(picks, store, dft_cfg, score_key)
     cal = calibration(pe["entropy"], pe["error"])
     cal_score = calibration(pe["score"], pe["error"])
+    names = [e.label for e in cfg.system.entries()]
     return {
         **error_bar_metrics(model, audit),
+        **system_metrics(model, names, {"holdout": holdout, "audit": audit}, picks),
         "round": rnd,
         "labels_total": ledger.charged_labels,
         "labels_round": len(new),

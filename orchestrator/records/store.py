@@ -20,18 +20,19 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from orchestrator.records.connection import Link
-from workers.dft import DFTConfig, LabelResult, Status
+from workers.dft import DFTConfig, LabelResult, Status, structure_settings
 from workers.files import write_frames
 
 
 def content_key(atoms: Atoms, dft: DFTConfig) -> str:
-    """Stable hash of what determines a label: structure (to 1e-5 Å) + DFT settings."""
+    """Stable hash of what determines a label: structure (to 1e-5 Å) + DFT settings (with
+    the charge and spin the structure carries, ``structure_settings``)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(np.rint(atoms.positions * 1e5), dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(np.rint(atoms.cell.array * 1e5), dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(atoms.pbc, dtype=np.int8).tobytes())
-    h.update(json.dumps(dft.settings_key(), sort_keys=True).encode())
+    h.update(json.dumps(structure_settings(atoms, dft).settings_key(), sort_keys=True).encode())
     return h.hexdigest()[:32]
 
 
@@ -126,6 +127,7 @@ class LabelStore:
             "backend": result.backend,
             "pyscf_version": result.pyscf_version,
             "host": result.host or "-",
+            **{k: atoms.info[k] for k in ("system",) if k in atoms.info},  # which system (orchestrator.systems)
             **self.scope,
         }
         self.link.write(a, kvp, commit)
@@ -142,6 +144,8 @@ class LabelStore:
 
     @staticmethod
     def _from_kvp(row_id: int, atoms: Atoms, kv: dict) -> StoredLabel:
+        if "system" in kv:  # the structure's system travels with it (MD starts, per-system figures)
+            atoms.info["system"] = kv["system"]
         return StoredLabel(
             id=row_id,
             key=kv["content_key"],

@@ -48,8 +48,8 @@ LAYERS = (
     ("orchestrator.loop",),
     ("orchestrator.session",),
     ("orchestrator.steps", "orchestrator.selection", "orchestrator.initial", "orchestrator.references",
-     "orchestrator.seeds", "orchestrator.config", "orchestrator.sections", "orchestrator.cluster",
-     "orchestrator.outputs"),  # fmt: skip
+     "orchestrator.seeds", "orchestrator.config", "orchestrator.sections", "orchestrator.systems",
+     "orchestrator.cluster", "orchestrator.outputs"),  # fmt: skip
     ("orchestrator.records", "orchestrator"),
     ("workers",),
 )

@@ -81,3 +81,17 @@ def test_failed_scf_is_returned_as_data():
     cfg = DFTConfig(max_cycle=1, ladder=False)
     ref = harmonic_reference(molecule("H2O"), cfg)
     assert ref.status is Status.FAILED and "relax/Hessian" in ref.reason
+
+
+def test_a_relaxation_stuck_on_a_saddle_steps_down_to_the_minimum():
+    """Planar NH3 is the top of the inversion barrier: BFGS from a planar start stays planar
+    (the forces have no out-of-plane part); the reference steps down the imaginary mode."""
+    from ase import Atoms
+
+    planar = Atoms("NH3", positions=[[0, 0, 0], [1.0, 0, 0], [-0.5, 0.866, 0], [-0.5, -0.866, 0]])
+    ref = harmonic_reference(planar, DFTConfig())
+    assert ref.status is Status.OK and "saddle point" in ref.note
+    nm = normal_modes(ref.atoms, ref.hessian_ev_a2)
+    assert nm.n_imaginary == 0 and nm.frequencies_cm.min() > 1000  # the umbrella mode, real again
+    height = abs(ref.atoms.positions[0, 2] - ref.atoms.positions[1:, 2].mean())
+    assert height > 0.3  # pyramidal (RHF/STO-3G: ~0.43 Å)
