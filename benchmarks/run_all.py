@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CATAL = str(Path(PY).with_name("catal"))
 FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
+LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
 # step -> (full commands, quick commands); {out} is the step's run folder
 STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
@@ -65,6 +66,15 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/multi.py", "--out", "{out}"]],
         [[PY, "benchmarks/multi.py", "--quick", "--out", "{out}"]],
     ),
+    # a 22-atom molecule (the alanine dipeptide) at RHF/STO-3G, judged on its own AIMD frames
+    "large": (
+        [
+            [CATAL, "run", "configs/large.yaml", "--set", "out_dir={out}/campaign"],
+            [PY, "benchmarks/potential_check.py", "{out}/campaign/model.pt", "--reference", LARGE_TEST,
+             "--hessian", "{out}/campaign/harmonic/seed_000.npz", "--temperature", "400"],
+        ],
+        [],
+    ),  # fmt: skip
     "async": (
         [[PY, "benchmarks/async.py", "--out", "{out}"]],
         [[PY, "benchmarks/async.py", "--quick", "--out", "{out}"]],
@@ -75,6 +85,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/heads.py", "--quick", "--data", "tests/data/ethanol_hf_sto3g.extxyz"]],
     ),
     "vacf": ([[PY, "benchmarks/vacf.py"]], [[PY, "benchmarks/vacf.py"]]),
+    # batched MD and training against molecule size (9, 25, 60 atoms)
+    "sizes": ([[PY, "benchmarks/md.py", "--sizes"]], [[PY, "benchmarks/md.py", "--sizes", "--steps", "10"]]),
     "bad_input": ([[PY, "-m", "tests.unit.test_bad_inputs"]], [[PY, "-m", "tests.unit.test_bad_inputs"]]),
     "engineering": (
         [
@@ -89,7 +101,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         ],
     ),
 }
-FRESH = {"demo", "multi", "async"}  # steps whose run folder starts empty (a campaign refuses an existing folder)
+# steps whose run folder starts empty (a campaign refuses an existing folder)
+FRESH = {"demo", "multi", "large", "async"}
 
 
 def provenance() -> str:

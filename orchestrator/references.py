@@ -83,6 +83,19 @@ def install_references(paths: list[Path], out: Path) -> None:
         shutil.copy(path, folder / path.name)
 
 
+def seed_modes(ref, seed) -> NormalModes:
+    """A seed's normal modes from its stored reference, its atoms tagged as the seed (its system)."""
+    nm = normal_modes(ref.atoms, ref.hessian_ev_a2)
+    nm.atoms.info.update({key: seed.info[key] for key in SYSTEM_INFO if key in seed.info})
+    return nm
+
+
+def stored_modes(paths: list[Path], seeds: list) -> list[NormalModes]:
+    """The normal modes of every stored reference in ``paths`` (an asynchronous campaign's
+    fillers and round 0 queue read them back)."""
+    return [seed_modes(load_reference(p), seeds[seed_index(p)]) for p in paths]
+
+
 def seed_normal_modes(
     cfg: CampaignConfig, paths: list[Path], seeds: list, pool, ledger: Ledger, say: Reporter
 ) -> list[NormalModes] | None:
@@ -90,27 +103,33 @@ def seed_normal_modes(
     ``pool`` when not stored yet), its atoms tagged as the seed (its system); None when the
     initial set is not normal-mode sampled."""
     dft_cfg = cfg.dft_config()
-    out = []
-    for path in paths:
-        k = seed_index(path)
-        if path.exists():
-            ref = load_reference(path)
-        else:
-            with say.phase(f"seed {k}: DFT minimum + Hessian ({dft_cfg.method}/{dft_cfg.basis})"):
-                ref = pool.harmonic(seeds[k])
-            if ref.status is not Status.OK:
-                raise RuntimeError(f"system.initial: normal_modes, seed {k}: {ref.reason} (try initial: rattle)")
+    missing = [path for path in paths if not path.exists()]
+    computed = {}
+    if missing:  # every missing seed at once, one per DFT worker
+        which = ", ".join(str(seed_index(path)) for path in missing)
+        with say.phase(f"seed{'s' if len(missing) > 1 else ''} {which}: DFT minimum + Hessian "
+                       f"({dft_cfg.method}/{dft_cfg.basis})"):  # fmt: skip
+            computed = dict(zip(missing, pool.harmonics([seeds[seed_index(p)] for p in missing]), strict=True))
+    for path, ref in computed.items():  # every one that worked is kept before a failure is raised
+        if ref.status is Status.OK:
             path.parent.mkdir(exist_ok=True)
             save_reference(path, ref)
             ledger.charge_other(ref.cost_s)
             if ref.note:
                 say.say(f"  [yellow]note[/]: {ref.note}")
-        nm = normal_modes(ref.atoms, ref.hessian_ev_a2)
-        nm.atoms.info.update({key: seeds[k].info[key] for key in SYSTEM_INFO if key in seeds[k].info})
+    for path, ref in computed.items():
+        if ref.status is not Status.OK:
+            k = seed_index(path)
+            raise RuntimeError(f"system.initial: normal_modes, seed {k}: {ref.reason} (try initial: rattle)")
+    out = []
+    for path in paths:
+        k = seed_index(path)
+        ref = computed.get(path) or load_reference(path)
+        nm = seed_modes(ref, seeds[k])
         freqs = nm.frequencies_cm
         imaginary = f", [red]{nm.n_imaginary} imaginary[/]" if nm.n_imaginary else ""
         say.say(
-            f"  seed {k}: minimum after {ref.relax_steps} BFGS steps, {ref.hessian_method} Hessian, "
+            f"  seed {k}: minimum after {ref.relax_steps} steps, {ref.hessian_method} Hessian, "
             f"{ref.wall_s:.1f} s; modes {freqs.min():.0f}-{freqs.max():.0f} cm^-1{imaginary}"
         )
         out.append(nm)

@@ -5,6 +5,7 @@ labelled set's embeddings, what a pick keeps, and when to stop."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,24 @@ def untied(atoms: Atoms) -> Atoms:
     a = atoms.copy()
     a.calc = None
     return a
+
+
+def picks_line(picks: list[Atoms]) -> str:
+    """What the picks are, for the console: per system (where there are several) and the
+    element of each pick's most uncertain atom (``forces_std_atom``); "" when neither."""
+
+    def counted(values) -> str:
+        return ", ".join(f"{k} {n}" for k, n in Counter(values).most_common())
+
+    parts = []
+    systems = [a.info["system"] for a in picks if "system" in a.info]
+    if len(set(systems)) > 1:
+        parts.append(f"per system: {counted(systems)}")
+    atoms = [a.get_chemical_symbols()[a.info["forces_std_atom"]] for a in picks
+             if isinstance(a.info.get("forces_std_atom"), int)]  # fmt: skip
+    if atoms:
+        parts.append(f"most uncertain atoms: {counted(atoms)}")
+    return "; ".join(parts)
 
 
 def labelled_embeddings(model, structures: list[Atoms]) -> np.ndarray | None:

@@ -126,6 +126,20 @@ class DFTPool:
             ray.kill(w)
         self.workers = []
 
+    def harmonics(self, structures: list[Atoms]) -> list[HarmonicReference]:
+        """Several seeds' DFT minima + Hessians, one per worker at a time (in order); one whose
+        worker dies is done again through ``harmonic`` (moved to another worker)."""
+        out: list[HarmonicReference] = []
+        for start in range(0, len(structures), len(self.workers)):
+            batch = structures[start : start + len(self.workers)]
+            refs = [w.harmonic.remote(a) for w, a in zip(self.workers, batch, strict=False)]
+            for atoms, ref in zip(batch, refs, strict=True):
+                try:
+                    out.append(ray.get(ref))
+                except ray.exceptions.RayActorError:
+                    out.append(self.harmonic(atoms))
+        return out
+
     def harmonic(self, atoms: Atoms, attempts: int = 3) -> HarmonicReference:
         """A seed's DFT minimum + Hessian on one worker (moved to another if it dies, at most
         ``attempts`` times: a worker that dies on every try is out of memory, not unlucky)."""

@@ -1,6 +1,6 @@
 """A seed's minimum and Hessian at the campaign's DFT level (pure PySCF + ASE, no Ray).
 
-``harmonic_reference(atoms, DFTConfig)`` relaxes the structure (ASE BFGS on PySCF forces)
+``harmonic_reference(atoms, DFTConfig)`` relaxes the structure (geomeTRIC on PySCF forces)
 and computes the Cartesian Hessian there with PySCF's analytic second derivatives
 (``mf.Hessian()``). Where PySCF has none for the method (some functionals, back-ends), it
 says so in ``note`` and falls back to central finite differences of analytic gradients
@@ -10,6 +10,7 @@ says so in ``note`` and falls back to central finite differences of analytic gra
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -59,15 +60,41 @@ class HarmonicReference:
 
 
 def relax(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01, max_steps: int = 200) -> tuple[Atoms, int]:
-    """The nearest minimum (BFGS on PySCF forces) and the steps taken; raises SCFError or
-    CalculationFailed when a step's SCF fails or PySCF rejects the structure."""
-    from ase.optimize import BFGS
+    """The nearest minimum and the optimisation steps taken: geomeTRIC in translation-rotation
+    internal coordinates (TRIC) on PySCF forces, converged when every atom's force is below
+    ``fmax_ev_a`` (and geomeTRIC's energy and displacement criteria hold). Internal
+    coordinates follow torsions and bends that Cartesian BFGS crawls along: 34 steps for the
+    alanine dipeptide from its force-field conformer, where ASE's BFGS had not converged
+    after 12 CPU-minutes (over 100 steps); 5 for ethanol (BFGS: 15). Raises
+    SCFError or CalculationFailed when a step's SCF fails or PySCF rejects the structure,
+    CalculationFailed when it has not converged in ``max_steps``."""
+    import logging
 
+    from geometric.ase_engine import EngineASE
+    from geometric.errors import GeomOptNotConvergedError
+    from geometric.internal import DelocalizedInternalCoordinates
+    from geometric.molecule import Molecule
+    from geometric.nifty import ang2bohr
+    from geometric.optimize import Optimize, OptParams
+
+    logging.getLogger("geometric").setLevel(logging.WARNING)  # its step table is INFO
+    mol = Molecule()
+    mol.elem = atoms.get_chemical_symbols()
+    mol.xyzs = [atoms.positions.copy()]
+    mol.build_topology()
+    calc = PySCFCalculator(cfg)
+    gmax_au = fmax_ev_a / (Hartree / Bohr)  # per-atom gradient norm, Ha/Bohr
+    params = OptParams(convergence_gmax=gmax_au, convergence_grms=gmax_au, maxiter=max_steps)
+    coords = DelocalizedInternalCoordinates(mol, build=True, connect=False, addcart=False)
+    with tempfile.TemporaryDirectory(prefix="catal-relax-") as scratch:
+        try:
+            progress = Optimize(atoms.positions.ravel() * ang2bohr, mol, coords, EngineASE(mol, calc), scratch, params)
+        except GeomOptNotConvergedError as err:
+            raise CalculationFailed(f"relaxation not converged in {max_steps} steps ({first_line(err)})") from err
     a = atoms.copy()
-    a.calc = PySCFCalculator(cfg)
-    opt = BFGS(a, logfile=io.StringIO())
-    opt.run(fmax=fmax_ev_a, steps=max_steps)
-    return a, int(opt.nsteps)
+    a.positions = progress.xyzs[-1]
+    a.calc = calc  # the last step's energy and forces when it ended there, else computed again
+    return a, len(progress.xyzs) - 1
 
 
 def analytic_hessian(atoms: Atoms, cfg: DFTConfig) -> np.ndarray:
@@ -144,7 +171,7 @@ def harmonic_reference(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01) ->
 
 
 def _relaxed_hessian(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float, notes: list[str]) -> tuple:
-    """``(minimum, energy_ev, forces, hessian, how, BFGS steps)`` from ``atoms``."""
+    """``(minimum, energy_ev, forces, hessian, how, optimisation steps)`` from ``atoms``."""
     minimum, steps = relax(atoms, cfg, fmax_ev_a)
     energy, forces = minimum.get_potential_energy(), minimum.get_forces()
     try:

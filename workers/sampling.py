@@ -9,7 +9,8 @@ velocity Verlet for NVE):
 
 Every ``stride`` steps each running replica yields a frame (``ase.Atoms``) whose ``info``
 holds the model's ``model_energy`` (eV), its uncertainty (``UNCERTAINTY_KEYS``: ``energy_std``
-(eV), ``forces_std_max`` (eV/Å, the largest per-atom force std), ``energy_entropy``,
+(eV), ``forces_std_max`` (eV/Å, the largest per-atom force std) and ``forces_std_atom`` (the
+index of the atom that has it: the most uncertain atom), ``energy_entropy``,
 ``energy_mutual_information`` and ``energy_excess_entropy`` (nats); nan where the head has none),
 ``embedding`` ([F] pooled features), ``replica``, ``step``, ``stop_reason`` ("" when
 fine) and the start's ``CARRIED_INFO`` (its system, charge and spin), and whose
@@ -39,6 +40,7 @@ from workers.structures import thermalize
 UNCERTAINTY_KEYS = (
     "energy_std",
     "forces_std_max",
+    "forces_std_atom",
     "energy_entropy",
     "energy_mutual_information",
     "energy_excess_entropy",
@@ -172,6 +174,8 @@ def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: in
             "stop_reason": reason,
         }
     )
+    if np.isfinite(a.info["forces_std_atom"]):  # an atom's index
+        a.info["forces_std_atom"] = int(a.info["forces_std_atom"])
     return a
 
 

@@ -49,10 +49,9 @@ from orchestrator.loop.queue import FILLER, TOP, Candidate, LabelQueue
 from orchestrator.records.labelling import store_and_settle
 from orchestrator.records.state import CampaignState
 from orchestrator.records.store import content_key
+from orchestrator.references import stored_modes
 from orchestrator.session import Session
 from workers.dft import Status
-from workers.harmonic import load_reference
-from workers.normal_modes import normal_modes
 
 
 def run_async(s: Session, state: CampaignState) -> None:
@@ -62,7 +61,7 @@ def run_async(s: Session, state: CampaignState) -> None:
     queue = LabelQueue(s.ledger, sched.queue_size or 4 * s.cfg.ray.dft_workers)
     queue.done = s.store.keys()
     gen = state.round - 1 if state.phase == "start" else state.round  # newest model (0: none)
-    modes = [normal_modes(ref.atoms, ref.hessian_ev_a2) for ref in map(load_reference, s.reference_paths())]
+    modes = stored_modes(s.reference_paths(), s.seeds)
     r = AsyncRun(s, state, queue, modes, gen)
     queue_round0(r)
     with async_actors(s.rt) as (pool, held):

@@ -23,7 +23,7 @@ from orchestrator.references import seed_normal_modes
 from orchestrator.seeds import round_md_seed
 from orchestrator.selection import rank_frames, selection_rng
 from orchestrator.session import Session
-from orchestrator.steps import labelled_embeddings, md_config, md_starts, trimmed
+from orchestrator.steps import labelled_embeddings, md_config, md_starts, picks_line, trimmed
 from workers.dft import Status
 from workers.errors import CampaignFailed
 from workers.files import write_frames
@@ -147,6 +147,8 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     lo, hi, n_in = *sel.window, sel.counts["eligible"]
     audit_note = f" + {len(audits)} at random (audit)" if audits else ""
     s.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked{audit_note}")
+    if line := picks_line(picks):
+        s.say.say(f"  picks {line}")
     return {
         "n_picks": len(picks),
         "n_audits": len(audits),

@@ -135,7 +135,7 @@ def test_md_starts_from_the_dft_minimum_and_the_newest_labels(finished):
     for k, a in enumerate(labelled):
         a.positions += 0.01 * (k + 1)
     seeds = load_seed_structures(cfg.system.structures)
-    starts = md_starts(seeds, reference_paths(cfg, finished, len(seeds)), labelled, 2)
+    starts = md_starts(seeds, reference_paths(cfg, finished, seeds), labelled, 2)
     assert len(starts) == 3 and all(a.calc is None for a in starts)
     np.testing.assert_allclose(starts[0].positions, minimum.positions, atol=1e-12)
     assert np.abs(starts[0].positions - molecule("CH3CH2OH").positions).max() > 1e-3  # relaxed, not as built

@@ -20,7 +20,7 @@ NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2"}
 def trajectory_key(atoms) -> tuple[str, int]:
     """(molecule, velocity seed) of the MD a frame comes from (stretched: its source)."""
     info = atoms.info
-    molecule = str(info.get("molecule", NAMES[atoms.get_chemical_formula(mode="hill")]))
+    molecule = str(info["molecule"] if "molecule" in info else NAMES[atoms.get_chemical_formula(mode="hill")])
     traj = int(info.get("source_trajectory", info.get("trajectory", 0)))
     seed = int(info.get("velocity_seed", int(info["temperature_k"]) + 1000 * traj))
     return molecule, seed

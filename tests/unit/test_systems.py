@@ -152,3 +152,17 @@ def test_a_structure_carries_its_charge_and_spin_to_dft():
     plain = neutral.copy()
     plain.info.clear()
     assert content_key(neutral, cfg) == content_key(plain, cfg)  # tags equal to the defaults change nothing
+
+
+def test_async_fillers_take_the_systems_in_turn_and_a_lone_system_draws_as_before():
+    from orchestrator.initial import filler_structures
+
+    cfg = _cfg("system.initial=rattle")
+    _, seeds = load_systems(cfg.system)
+    fillers = filler_structures(cfg, seeds, None, 0, 6)
+    assert [a.info["system"] for a in fillers] == ["CH3CH2OH", "H2O", "methanol"] * 2
+    lone = load_config("configs/demo.yaml", ["system.structures=H2O", "system.initial=rattle"])
+    _, water = load_systems(lone.system)
+    one_by_one = [filler_structures(lone, water, None, k, 1)[0].positions for k in range(3)]
+    at_once = [a.positions for a in filler_structures(lone, water, None, 0, 3)]
+    assert np.allclose(np.stack(one_by_one), np.stack(at_once))

@@ -17,6 +17,7 @@ STRUCTURE_KEYS = (
     "energy_std",
     "energy_std_per_atom",
     "forces_std_max",
+    "forces_std_atom",
     "energy_entropy",
     "energy_mutual_information",
     "energy_excess_entropy",
@@ -30,7 +31,8 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, un
     Each dict has ``energy`` (eV), ``forces`` [n_atoms, 3] (eV/Å), ``embedding`` [F], and
     the uncertainty the model has, calibrated (``Potential.forward``): ``energy_std`` (eV),
     ``energy_std_per_atom`` (eV/atom), ``forces_std`` [n_atoms] and ``forces_std_max``
-    (eV/Å; with ``uncertainty``: the posterior's, or the heads' spread before one is fitted),
+    (eV/Å; with ``uncertainty``: the posterior's, or the heads' spread before one is fitted)
+    with ``forces_std_atom`` (the index of the atom that has it),
     ``energies_std`` [n_atoms] (eV), and for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
     ``energy_excess_entropy`` (nats).
     """
@@ -51,6 +53,8 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, un
                 "embedding": out["embedding"][k].cpu().double().numpy(),
             }
             r.update({key: float(out[key][k]) for key in STRUCTURE_KEYS if key in out})
+            if "forces_std_atom" in r:  # an atom's index
+                r["forces_std_atom"] = int(r["forces_std_atom"])
             r.update({key: v[bounds[k] : bounds[k + 1]] for key, v in per_atom.items()})
             results.append(r)
     return results

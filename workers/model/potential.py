@@ -354,11 +354,18 @@ class Potential(nn.Module):
         return n * self.y_std * var.sqrt(), per_atom
 
     def _forces_spread(self, out, batch, raw: torch.Tensor) -> None:
-        """``forces_std`` [n_atoms] and its per-structure maximum (eV/Å, calibrated)."""
+        """``forces_std`` [n_atoms], its per-structure maximum (eV/Å, calibrated) and
+        ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
         f_std = self.calibration.forces_scale * raw
         out["forces_std"] = f_std
         out["forces_std_max"] = f_std.new_zeros(batch.n_structures).scatter_reduce(
             0, batch.structure, f_std, reduce="amax", include_self=False
+        )
+        first = torch.cumsum(batch.n_atoms, 0) - batch.n_atoms  # [n_structures] first atom's index
+        local = (torch.arange(len(f_std), device=f_std.device) - first[batch.structure]).to(f_std.dtype)
+        at_max = torch.where(f_std.detach() >= out["forces_std_max"].detach()[batch.structure], local, float("inf"))
+        out["forces_std_atom"] = f_std.new_full((batch.n_structures,), float("inf")).scatter_reduce(
+            0, batch.structure, at_max, reduce="amin"
         )
 
     # -- checkpoints (weights_only-safe: tensors, numbers, strings, dicts, lists) --------
