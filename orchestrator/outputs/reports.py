@@ -39,17 +39,19 @@ def error_bar_metrics(model, structures: list) -> dict:
 def system_metrics(model, names: list[str], sets: dict[str, list], picks: list | None = None) -> dict:
     """Per-system errors where a campaign has several systems (``{}`` for one):
     ``<set>_force_mae/<system>`` and ``<set>_energy_mae/<system>`` for each named set of
-    labelled structures (tagged ``info["system"]``), and ``picks/<system>`` (how many of
-    the round's picks each system got)."""
+    labelled structures (tagged ``info["system"]``; none where the set has no structure of
+    that system, e.g. a round's two audits), and ``picks/<system>`` (how many of the round's
+    picks each system got)."""
     if len(names) < 2:
         return {}
     out = {}
     for what, structures in sets.items():
         for name in names:
             mine = [a for a in structures if a.info.get("system") == name]
-            m = evaluate(model, mine) if mine else {}
-            out[f"{what}_force_mae/{name}"] = m.get("force_mae", float("nan"))
-            out[f"{what}_energy_mae/{name}"] = m.get("energy_mae", float("nan"))
+            if mine:
+                m = evaluate(model, mine)
+                out[f"{what}_force_mae/{name}"] = m["force_mae"]
+                out[f"{what}_energy_mae/{name}"] = m["energy_mae"]
     for name in names if picks is not None else []:
         out[f"picks/{name}"] = float(sum(1 for a in picks if a.info.get("system") == name))
     return out

@@ -52,12 +52,13 @@ def label_keys(out_dir: Path) -> list[str]:
     return [s.key for s in LabelStore(out_dir / "labels.db").labels()]
 
 
-def mlflow_runs(out_dir: Path):
-    """``(parent runs, child runs)`` in the campaign's SQLite MLflow store."""
+def mlflow_runs(out_dir: Path, experiment: str = "tiny"):
+    """``(parent runs, child runs)`` in the campaign's SQLite MLflow store (its experiment is
+    the config's ``name``)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("tiny")
+    exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("catal.kind") == "campaign"]
     children = [r for r in runs if r.data.tags.get("catal.kind") == "round"]
