@@ -176,14 +176,18 @@ def parse_config(raw: dict) -> CampaignConfig:
 
 
 def check_structures(cfg: CampaignConfig) -> list:
-    """Every seed and file structure read, and built as a PySCF molecule with the campaign's
-    basis and its system's charge and spin (no SCF: milliseconds each): broken geometry,
-    unknown element, basis missing for an element, electrons inconsistent with spin. One line
-    per problem. Returns the seed structures (tagged with their systems)."""
+    """The labeller can be made here, and every seed and file structure is read and checked
+    by it with its system's charge and spin (PySCF builds the molecule with the campaign's
+    basis: no SCF, milliseconds each): broken geometry, unknown element, basis missing for an
+    element, electrons inconsistent with spin, a periodic cell a molecular code cannot take.
+    One line per problem. Returns the seed structures (tagged with their systems)."""
     from orchestrator.systems import entry_structures, make_systems, tag
-    from workers.dft import build_molecule, structure_settings
+    from workers.labeller import check_labeller, structure_problem
+    from workers.model.graph import is_periodic
 
     dft, problems, per_entry = cfg.dft_config(), [], []
+    if missing := check_labeller(dft):
+        raise ConfigError(missing)
     entries = cfg.system.entries()
     fields = ["system.structures"] if len(entries) == 1 else [f"system.structures[{k}]" for k in range(len(entries))]
     for field, entry in zip(fields, entries, strict=True):
@@ -205,11 +209,12 @@ def check_structures(cfg: CampaignConfig) -> list:
             problems.append(f"system.{field}: {err}")
     for field, spec, frames in checks:
         for k, atoms in enumerate(frames):
-            try:
-                build_molecule(atoms, structure_settings(atoms, dft))
-            except ValueError as err:
+            problem = structure_problem(atoms, dft)
+            if not problem and is_periodic(atoms) and cfg.system.initial == "normal_modes":
+                problem = "a periodic cell has no normal modes here: set system.initial: rattle (or file)"
+            if problem:
                 at = f"{spec} structure {k}" if len(frames) > 1 or Path(spec).suffix else spec
-                problems.append(f"{field}: {at} ({atoms.get_chemical_formula()}): {err}")
+                problems.append(f"{field}: {at} ({atoms.get_chemical_formula()}): {problem}")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise ConfigError("\n".join(shown))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import ray
 from ase import Atoms
 
-from workers import dft
+from workers import labeller
 from workers.dft import DFTConfig, LabelResult
 from workers.harmonic import HarmonicReference, harmonic_reference
 
@@ -35,14 +35,15 @@ def _limit_threads(n: int) -> None:
 
 @ray.remote
 class DFTWorker:
-    """Labels structures with PySCF; reserves ``cfg.threads`` CPUs (and a GPU for gpu4pyscf)."""
+    """Labels structures (``workers.labeller``: PySCF, xTB or an ASE calculator); reserves
+    ``cfg.threads`` CPUs (and a GPU for gpu4pyscf)."""
 
     def __init__(self, cfg: dict):
         self.cfg = DFTConfig.from_dict(cfg)
         _limit_threads(self.cfg.threads)
 
     def label(self, atoms: Atoms) -> LabelResult:
-        result = dft.label(atoms, self.cfg)
+        result = labeller.label(atoms, self.cfg)
         delay = self.cfg.emulated_latency_s
         if delay:  # benchmarks only: a slower, remote DFT node (timed and charged as DFT)
             time.sleep(delay)

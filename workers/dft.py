@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Bohr, Hartree
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pyscf import dft, gto, lib, scf
 
 from workers.errors import CalculationFailed, ConfigError, SCFError
@@ -32,11 +32,23 @@ MIN_DISTANCE_A = 0.3
 RUNGS = ("plain", "damp_levelshift", "newton", "long")
 
 
+XTB_METHODS = ("gfn2-xtb", "gfn1-xtb", "ipea1-xtb")
+
+
 class DFTConfig(Section):
-    # "hf" or any PySCF/libxc functional name: b3lyp, pbe, wb97m-v, ...
+    # the labeller (workers/labeller.py). pyscf: molecules at any method/basis below (CPU or
+    # gpu4pyscf); xtb: GFN-xTB by tblite, molecules and periodic cells (about a second a label);
+    # ase: any ASE calculator (calculator + calculator_kwargs: ORCA, CP2K, Psi4, VASP, EMT ...)
+    kind: Literal["pyscf", "xtb", "ase"] = "pyscf"
+    # pyscf: "hf" or any PySCF/libxc functional name: b3lyp, pbe, wb97m-v, ...;
+    # xtb: gfn2-xtb (its default), gfn1-xtb or ipea1-xtb
     method: str = "hf"
-    # any basis PySCF knows: sto-3g (demo), 6-31g, def2-svp, def2-tzvpd (OMol25) ...
+    # pyscf: any basis PySCF knows: sto-3g (demo), 6-31g, def2-svp, def2-tzvpd (OMol25) ...
     basis: str = "sto-3g"
+    # ase: the calculator class as "module:Class" (ase.calculators.emt:EMT, tblite.ase:TBLite)
+    calculator: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    # ase: its keyword arguments (numbers, strings, lists, mappings; part of the content key)
+    calculator_kwargs: dict = {}
     # total charge and 2S (= n_alpha - n_beta); spin 0 with an odd electron count is rejected
     charge: int = 0
     spin: int = Field(0, ge=0)
@@ -55,20 +67,41 @@ class DFTConfig(Section):
     # it, to stand for a slower DFT level on remote nodes (benchmarks/async.py); 0 for science
     emulated_latency_s: float = Field(0.0, ge=0.0, le=3600.0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _xtb_default(cls, data):
+        if isinstance(data, dict) and data.get("kind") == "xtb" and data.get("method") is None:
+            return {**data, "method": "gfn2-xtb"}
+        return data
+
     @field_validator("method")
     @classmethod
-    def _known_method(cls, v: str) -> str:
+    def _known_method(cls, v: str, info: ValidationInfo) -> str:
         v = v.strip().lower()
-        if v != "hf":
+        kind = info.data.get("kind", "pyscf")
+        if kind == "xtb" and v not in XTB_METHODS:
+            raise ValueError(f"unknown xTB method {v!r} (one of {', '.join(XTB_METHODS)})")
+        if kind == "pyscf" and v != "hf":
             try:
                 dft.libxc.parse_xc(v)
             except (KeyError, ValueError) as err:
                 raise ValueError(f"unknown DFT method {v!r} (not 'hf' nor a libxc functional)") from err
         return v
 
+    @model_validator(mode="after")
+    def _ase_calculator(self):
+        if self.kind == "ase" and not self.calculator:
+            raise ValueError("kind: ase needs calculator: module:Class (e.g. ase.calculators.emt:EMT)")
+        return self
+
     def settings_key(self) -> dict:
         """The settings that change a label's value (part of the label's content hash)."""
-        return {
+        if self.kind == "xtb":
+            return {"kind": "xtb", "method": self.method, "charge": self.charge, "spin": self.spin}
+        if self.kind == "ase":
+            return {"kind": "ase", "calculator": self.calculator, "calculator_kwargs": self.calculator_kwargs,
+                    "charge": self.charge, "spin": self.spin}  # fmt: skip
+        return {  # pyscf: the keys labels had before there were other labellers
             "method": self.method,
             "basis": self.basis.lower(),
             "charge": self.charge,
@@ -107,10 +140,11 @@ def resolve_backend(cfg: DFTConfig) -> str:
     return "gpu" if has_gpu else "cpu"
 
 
-def geometry_problem(atoms: Atoms, min_distance_a: float = MIN_DISTANCE_A) -> str | None:
-    """One line saying why ``atoms`` is no molecule to compute, or None."""
-    if atoms.pbc.any():
-        return f"periodic structure (pbc={atoms.pbc.tolist()}); molecular DFT only"
+def geometry_problem(atoms: Atoms, min_distance_a: float = MIN_DISTANCE_A, periodic: bool = False) -> str | None:
+    """One line saying why ``atoms`` is no structure to compute, or None. Periodic cells are a
+    problem unless ``periodic`` (the labeller takes them); their distances are minimum-image."""
+    if atoms.pbc.any() and not periodic:
+        return f"periodic structure (pbc={atoms.pbc.tolist()}); molecular DFT only (dft.kind: xtb or ase takes cells)"
     if len(atoms) == 0:
         return "empty structure (0 atoms)"
     pos = atoms.positions
@@ -118,7 +152,10 @@ def geometry_problem(atoms: Atoms, min_distance_a: float = MIN_DISTANCE_A) -> st
         bad = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
         return f"atom {bad} ({atoms.get_chemical_symbols()[bad]}) has a non-finite position"
     if len(atoms) > 1:
-        d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+        if atoms.pbc.any():
+            d = atoms.get_all_distances(mic=True)
+        else:
+            d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
         d[np.diag_indices(len(atoms))] = np.inf
         i, j = np.unravel_index(int(np.argmin(d)), d.shape)
         if d[i, j] < min_distance_a:
@@ -228,11 +265,8 @@ def label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
 
 def labelled_atoms(atoms: Atoms, result: LabelResult) -> Atoms:
     """A copy of ``atoms`` carrying the label as a SinglePointCalculator (ASE convention)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     out = atoms.copy()
-    if result.status is Status.OK:
-        out.calc = SinglePointCalculator(out, energy=result.energy_ev, forces=result.forces_ev_a)
+    out.calc = result.calculator(out)
     return out
 
 

@@ -1,10 +1,11 @@
 """A seed's minimum and Hessian at the campaign's DFT level (pure PySCF + ASE, no Ray).
 
-``harmonic_reference(atoms, DFTConfig)`` relaxes the structure (geomeTRIC on PySCF forces)
-and computes the Cartesian Hessian there with PySCF's analytic second derivatives
+``harmonic_reference(atoms, DFTConfig)`` relaxes the structure (geomeTRIC on the labeller's
+forces) and computes the Cartesian Hessian there with PySCF's analytic second derivatives
 (``mf.Hessian()``). Where PySCF has none for the method (some functionals, back-ends), it
 says so in ``note`` and falls back to central finite differences of analytic gradients
-(6N gradient calls). Failures come back as data (``Status.FAILED`` + reason), as labels do.
+(6N gradient calls), as every other labeller (xtb, ase) does. Failures come back as data
+(``Status.FAILED`` + reason), as labels do.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from workers.dft import (
     PySCFCalculator,
     Status,
     build_molecule,
-    label,
     mean_field,
     resolve_backend,
     structure_settings,
 )
 from workers.errors import CalculationFailed, DamagedFile, SCFError, first_line
 from workers.files import write_atomic
+from workers.labeller import LabelCalculator, label
 from workers.normal_modes import finite_difference_hessian as fd_hessian
 from workers.normal_modes import normal_modes
 
@@ -82,7 +83,7 @@ def relax(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01, max_steps: int 
     mol.elem = atoms.get_chemical_symbols()
     mol.xyzs = [atoms.positions.copy()]
     mol.build_topology()
-    calc = PySCFCalculator(cfg)
+    calc = PySCFCalculator(cfg) if cfg.kind == "pyscf" else LabelCalculator(cfg)
     gmax_au = fmax_ev_a / (Hartree / Bohr)  # per-atom gradient norm, Ha/Bohr
     params = OptParams(convergence_gmax=gmax_au, convergence_grms=gmax_au, maxiter=max_steps)
     coords = DelocalizedInternalCoordinates(mol, build=True, connect=False, addcart=False)
@@ -111,7 +112,7 @@ def analytic_hessian(atoms: Atoms, cfg: DFTConfig) -> np.ndarray:
 
 
 def finite_difference_hessian(atoms: Atoms, cfg: DFTConfig, step_a: float = FD_STEP_A) -> np.ndarray:
-    """Central differences of analytic DFT forces ``[3N, 3N]`` (eV/Å²), symmetrised."""
+    """Central differences of the labeller's forces ``[3N, 3N]`` (eV/Å²), symmetrised."""
 
     def forces(a: Atoms) -> np.ndarray:
         r = label(a, cfg)
@@ -174,6 +175,8 @@ def _relaxed_hessian(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float, notes: list
     """``(minimum, energy_ev, forces, hessian, how, optimisation steps)`` from ``atoms``."""
     minimum, steps = relax(atoms, cfg, fmax_ev_a)
     energy, forces = minimum.get_potential_energy(), minimum.get_forces()
+    if cfg.kind != "pyscf":  # xtb, ase: gradients only
+        return minimum, float(energy), forces, finite_difference_hessian(minimum, cfg), "finite-difference", steps
     try:
         hessian, how = analytic_hessian(minimum, cfg), "analytic"
     except (NotImplementedError, AttributeError, TypeError) as err:

@@ -17,7 +17,7 @@ import numpy as np
 class Status(str, enum.Enum):
     OK = "ok"
     FAILED = "failed"  # SCF never converged (DFT time was spent)
-    REJECTED = "rejected"  # PySCF refused the structure (spin/charge, element, pbc)
+    REJECTED = "rejected"  # the labeller refused the structure (spin/charge, element, pbc)
 
 
 def _pyscf_version() -> str:
@@ -33,6 +33,7 @@ class LabelResult:
     reason: str = ""
     energy_ev: float | None = None
     forces_ev_a: np.ndarray | None = None  # [n_atoms, 3]
+    stress_ev_a3: np.ndarray | None = None  # [6] ASE's Voigt order xx yy zz yz xz xy; periodic cells only
     energy_ha: float | None = None
     wall_s: float = 0.0
     scf_cycles: int = 0
@@ -42,6 +43,16 @@ class LabelResult:
     pyscf_version: str = field(default_factory=_pyscf_version)
     host: str = field(default_factory=socket.gethostname)  # the machine that computed it (provenance)
     extra: dict = field(default_factory=dict)
+    code: str = "pyscf"  # which labeller computed it: pyscf, xtb (tblite) or ase:<module:Class>
+
+    def calculator(self, atoms):
+        """The label as ASE's ``SinglePointCalculator`` on ``atoms`` (None unless OK)."""
+        if self.status is not Status.OK:
+            return None
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        extra = {} if self.stress_ev_a3 is None else {"stress": self.stress_ev_a3}
+        return SinglePointCalculator(atoms, energy=self.energy_ev, forces=self.forces_ev_a, **extra)
 
     @property
     def cost_s(self) -> float:

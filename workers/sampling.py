@@ -31,7 +31,7 @@ from ase.data import covalent_radii
 from pydantic import Field
 
 from workers import integrators as md
-from workers.model.graph import collate
+from workers.model.graph import Batch, batch_edges, collate
 from workers.model.potential import Potential
 from workers.schema import Section
 from workers.structures import thermalize
@@ -106,18 +106,34 @@ def initial_replicas(seeds: list[Atoms], cfg: MDConfig, offset: int = 0) -> list
 
 @dataclass
 class Topology:
-    pair_i: torch.Tensor  # [n_pairs] candidate pairs (i < j and j < i both present)
-    pair_j: torch.Tensor
-    pair_structure: torch.Tensor  # [n_pairs]
-    bond_cut: torch.Tensor  # [n_pairs] Å
-    bonded0: torch.Tensor  # [n_pairs] bool, bonds at the start
+    """The batch's bonds at the start of MD: ``bonded0`` keys ``i * n_atoms + j`` of every
+    ordered pair closer than ``bond_factor x (r_cov,i + r_cov,j)``, minimum-image in cells."""
+
+    batch: Batch
+    radii: torch.Tensor  # [n_atoms] covalent radii (Å)
+    cutoff: float  # Å: every pair a stop rule looks at is closer than this
+    bonded0: torch.Tensor  # [n_bonds] int64 sorted keys
 
 
-def topology(batch, positions: torch.Tensor, rules: StopRules) -> Topology:
+def close_pairs(topo_or_batch, positions: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, ...]:
+    """``(i, j, d)`` of every ordered pair closer than ``cutoff`` (Å): a molecule's from its
+    candidate pairs, a periodic cell's from a neighbour list with images (``batch_edges``)."""
+    i, j, vec = batch_edges(topo_or_batch, positions.detach(), cutoff)
+    return i, j, vec.norm(dim=-1)
+
+
+def topology(batch: Batch, positions: torch.Tensor, rules: StopRules) -> Topology:
     radii = torch.as_tensor(covalent_radii, dtype=positions.dtype)[batch.numbers]
-    cut = rules.bond_factor * (radii[batch.pair_i] + radii[batch.pair_j])
-    d = (positions[batch.pair_j] - positions[batch.pair_i]).norm(dim=-1)
-    return Topology(batch.pair_i, batch.pair_j, batch.structure[batch.pair_i], cut, d < cut)
+    cutoff = max(rules.bond_factor * 2 * float(radii.max()), rules.min_distance_a or 0.0) + 1e-6
+    topo = Topology(batch, radii, cutoff, torch.zeros(0, dtype=torch.long))
+    topo.bonded0 = bond_keys(topo, *close_pairs(batch, positions, cutoff), rules.bond_factor)
+    return topo
+
+
+def bond_keys(topo: Topology, i: torch.Tensor, j: torch.Tensor, d: torch.Tensor, bond_factor: float) -> torch.Tensor:
+    """Sorted keys ``i * n_atoms + j`` of the bonded pairs among ``(i, j, d)``."""
+    bonded = d < bond_factor * (topo.radii[i] + topo.radii[j])
+    return torch.unique(i[bonded] * len(topo.radii) + j[bonded])
 
 
 def check_stops(
@@ -140,16 +156,17 @@ def check_stops(
     finite_atom = torch.isfinite(positions).all(-1) & torch.isfinite(forces).all(-1)
     bad = torch.zeros(n, dtype=torch.bool).index_put_((structure,), ~finite_atom, accumulate=True)
     flag(bad | ~torch.isfinite(aux["energy"]), "non-finite value")
-    d = (positions[topo.pair_j] - positions[topo.pair_i]).norm(dim=-1)
+    # a non-finite atom (its structure flagged above) sits at the origin for the pair checks
+    i, j, d = close_pairs(topo.batch, torch.where(finite_atom[:, None], positions, 0.0), topo.cutoff)
     if rules.min_distance_a is not None and d.numel():
-        dmin = torch.full((n,), torch.inf, dtype=d.dtype).scatter_reduce(0, topo.pair_structure, d, reduce="amin")
+        dmin = torch.full((n,), torch.inf, dtype=d.dtype).scatter_reduce(0, structure[i], d, reduce="amin")
         flag(dmin < rules.min_distance_a, lambda k: f"min distance {float(dmin[k]):.2f} Å")
-    if rules.check_topology and d.numel():
-        changed = (d < topo.bond_cut) != topo.bonded0
-        flag(
-            torch.zeros(n, dtype=torch.bool).index_put_((topo.pair_structure,), changed, accumulate=True),
-            "bond topology changed",
-        )
+    if rules.check_topology:
+        now = bond_keys(topo, i, j, d, rules.bond_factor)
+        changed = torch.cat([now[~torch.isin(now, topo.bonded0)], topo.bonded0[~torch.isin(topo.bonded0, now)]])
+        atom = torch.div(changed, len(topo.radii), rounding_mode="floor")
+        flag(torch.zeros(n, dtype=torch.bool).index_put_((structure[atom],), torch.ones_like(atom, dtype=torch.bool),
+                                                         accumulate=True), "bond topology changed")  # fmt: skip
     if rules.max_force_ev_a is not None:
         fmax = torch.zeros(n, dtype=forces.dtype).scatter_reduce(0, structure, forces.norm(dim=-1), reduce="amax")
         flag(fmax > rules.max_force_ev_a, lambda k: f"force {float(fmax[k]):.1f} eV/Å above cap")
@@ -160,7 +177,9 @@ def check_stops(
 
 
 def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: int, step: int, reason: str) -> Atoms:
-    a = Atoms(numbers=atoms.numbers, positions=positions)
+    a = Atoms(numbers=atoms.numbers, positions=positions, cell=atoms.cell, pbc=atoms.pbc)
+    if a.pbc.all():
+        a.wrap()  # into the cell: the labeller and the store see one image of each atom
     a.info.update({key: atoms.info[key] for key in CARRIED_INFO if key in atoms.info})
     a.set_velocities(velocities)  # kinetic energy for drift checks
     a.arrays["model_forces"] = forces

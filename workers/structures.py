@@ -56,7 +56,8 @@ def rattled_copies(atoms: Atoms, n: int, stdev_a: tuple[float, float] = (0.02, 0
 
 
 def thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> None:
-    """Maxwell-Boltzmann momenta at ``temperature_k``, no net momentum or rotation."""
+    """Maxwell-Boltzmann momenta at ``temperature_k``, no net momentum (nor rotation, for a
+    molecule: a periodic cell has no rotation to remove)."""
     from ase.md import velocitydistribution as vd
 
     if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
@@ -64,7 +65,8 @@ def thermalize(atoms: Atoms, temperature_k: float, rng: np.random.Generator) -> 
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
     vd.Stationary(atoms)
-    vd.ZeroRotation(atoms)
+    if not atoms.pbc.any():
+        vd.ZeroRotation(atoms)
 
 
 def split_by_info(frames: list[Atoms], seed: int = 2026) -> tuple[list[Atoms], list[Atoms]]:

@@ -17,7 +17,7 @@ from ase import Atoms
 
 from orchestrator.records.budget import Ledger
 from orchestrator.records.store import LabelStore, StoredLabel, content_key
-from workers import dft
+from workers import labeller
 from workers.dft import DFTConfig, LabelResult, Status
 
 
@@ -107,7 +107,7 @@ class SerialPool:
         for key, atoms in jobs:
             if on_dispatch is not None:
                 on_dispatch(key)
-            on_result(key, atoms, dft.label(atoms, self.cfg))
+            on_result(key, atoms, labeller.label(atoms, self.cfg))
             if on_batch is not None:
                 on_batch()
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import ase.db
 import numpy as np
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from orchestrator.records.connection import Link
 from workers.dft import DFTConfig, LabelResult, Status, structure_settings
@@ -110,9 +109,7 @@ class LabelStore:
         """Write one label, committed before returning (``commit=False``: by the next
         ``commit()``, so that the labels of one batch share one fsync); returns it as stored."""
         a = atoms.copy()
-        a.calc = None
-        if result.status is Status.OK:
-            a.calc = SinglePointCalculator(a, energy=result.energy_ev, forces=result.forces_ev_a)
+        a.calc = result.calculator(a)
         kvp = {
             "content_key": key,
             "al_round": int(rnd),
@@ -126,6 +123,7 @@ class LabelStore:
             "charged": bool(charged),
             "backend": result.backend,
             "pyscf_version": result.pyscf_version,
+            **({} if result.code == "pyscf" else {"labeller": result.code}),
             "host": result.host or "-",
             **{k: atoms.info[k] for k in ("system",) if k in atoms.info},  # which system (orchestrator.systems)
             **self.scope,

@@ -115,10 +115,12 @@ def test_element_refs_fit_composition_exactly():
         assert refs[z] == pytest.approx(v, abs=1e-8)
 
 
-def test_periodic_structures_are_refused_with_a_clear_error():
-    a = molecule("H2O", pbc=True, cell=[5, 5, 5])
-    with pytest.raises(ValueError, match="periodic"):
+def test_partly_periodic_structures_are_refused_with_a_clear_error():
+    a = molecule("H2O", pbc=[True, True, False], cell=[5, 5, 5])
+    with pytest.raises(ValueError, match="periodic in some directions only"):
         collate([a])
+    with pytest.raises(ValueError, match="no cell"):
+        collate([molecule("H2O", pbc=True)])
 
 
 def test_centred_histogram_is_symmetric_normalised_and_its_mean_is_the_location():

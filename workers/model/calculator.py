@@ -9,7 +9,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from workers.model.calibration import Calibration, fit_calibration
 from workers.model.checkpoint import load_checkpoint
 from workers.model.device import DTYPES, resolve_device
-from workers.model.graph import collate
+from workers.model.graph import collate, matrix_to_voigt
 from workers.model.potential import Potential
 
 # per structure (floats) and per atom (arrays) uncertainty, named as the model names them
@@ -34,15 +34,17 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, un
     (eV/Å; with ``uncertainty``: the posterior's, or the heads' spread before one is fitted)
     with ``forces_std_atom`` (the index of the atom that has it),
     ``energies_std`` [n_atoms] (eV), and for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
-    ``energy_excess_entropy`` (nats).
+    ``energy_excess_entropy`` (nats); a periodic structure adds ``stress`` (eV/Å^3, ASE's
+    Voigt order ``[xx, yy, zz, yz, xz, xy]``).
     """
     param = next(model.parameters())
     results: list[dict] = []
     for start in range(0, len(structures), batch_size):
         chunk = structures[start : start + batch_size]
         batch = collate(chunk).to(param.device, param.dtype)
-        out = model(batch, forces=True, uncertainty=uncertainty)
+        out = model(batch, forces=True, uncertainty=uncertainty, stress=True)
         forces = out["forces"].detach().cpu().double().numpy()
+        stress = matrix_to_voigt(out["stress"].detach().cpu().double().numpy()) if "stress" in out else None
         energy = out["energy"].detach().cpu().numpy()
         bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.cpu().numpy())])
         per_atom = {key: out[key].detach().cpu().double().numpy() for key in ATOM_KEYS if key in out}
@@ -52,6 +54,8 @@ def predict(model: Potential, structures: list[Atoms], batch_size: int = 256, un
                 "forces": forces[bounds[k] : bounds[k + 1]],
                 "embedding": out["embedding"][k].cpu().double().numpy(),
             }
+            if stress is not None and bool(batch.periodic[k]):
+                r["stress"] = stress[k]
             r.update({key: float(out[key][k]) for key in STRUCTURE_KEYS if key in out})
             if "forces_std_atom" in r:  # an atom's index
                 r["forces_std_atom"] = int(r["forces_std_atom"])
@@ -80,7 +84,8 @@ def recalibrate(model: Potential, structures: list[Atoms]) -> Calibration:
 
 
 class CatalCalculator(Calculator):
-    """ASE calculator: energy/free_energy (eV) and forces (eV/Å) from a catal potential.
+    """ASE calculator: energy/free_energy (eV), forces (eV/Å) and, for periodic cells, stress
+    (eV/Å^3, Voigt) from a catal potential.
 
     ``results`` also carries the model's calibrated uncertainty: ``energy_std`` (eV),
     ``forces_std`` [n_atoms] and ``forces_std_max`` (eV/Å), ``energies_std`` [n_atoms] (eV),
@@ -89,7 +94,7 @@ class CatalCalculator(Calculator):
     95% interval's width in stds (``energy_k95``, ``forces_k95``).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: Potential, **kwargs):
         super().__init__(**kwargs)
@@ -109,6 +114,8 @@ class CatalCalculator(Calculator):
             "free_energy": r["energy"],
             "forces": r["forces"],
         }
+        if "stress" in r:
+            self.results["stress"] = r["stress"]
         for key in (*STRUCTURE_KEYS, *ATOM_KEYS):
             if key in r:
                 self.results[key] = r[key]

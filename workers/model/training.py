@@ -3,14 +3,15 @@
 loss = w_ce * CE(HL-Gauss target, logits)       (categorical head only)
      + w_energy * MSE(normalised energy)         (the histogram's mean, or the scalar)
      + w_forces * MSE(forces) / force_rms^2
+     + w_stress * MSE(stress) / stress_rms^2     (periodic structures with a stress label)
 
 AdamW, cosine or plateau schedule, gradient clipping, an exponential moving average of
 the weights (what is validated and returned), early stopping on a validation split; the
 best validation state is kept (the last one when fewer than ``MIN_VAL_SELECT`` validate).
 Labels that arrive while it runs (``more``) join at the next epoch (an asynchronous
 campaign's trainer takes them in rather than training on what it had at its start).
-Data are lists of ``ase.Atoms`` carrying energy (eV) and forces (eV/Å) through their
-calculator (as ``ase.io.read`` gives them).
+Data are lists of ``ase.Atoms`` carrying energy (eV), forces (eV/Å) and, for periodic cells,
+stress (eV/Å^3) through their calculator (as ``ase.io.read`` gives them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pydantic import Field
 from workers.model import hlgauss
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
 from workers.model.device import DTYPES, resolve_device
-from workers.model.graph import collate
+from workers.model.graph import collate, voigt_to_matrix
 from workers.model.potential import ModelConfig, Potential
 from workers.schema import Section
 
@@ -52,6 +53,9 @@ class TrainConfig(Section):
     w_ce: float = Field(0.1, ge=0.0)
     # weight of the force MSE (normalised by the training force RMS)
     w_forces: float = Field(10.0, ge=0.0)
+    # weight of the stress MSE (normalised by the training stress RMS) on periodic structures
+    # with a stress label; molecules have none
+    w_stress: float = Field(1.0, ge=0.0)
     # several heads (model.heads > 1): every head fits the forces itself (the losses
     # averaged), so they agree where there are labels and part where there are none; false:
     # the forces of the heads' mean (one backward pass). Each head always fits the energies
@@ -146,28 +150,49 @@ def force_rms(structures: list[Atoms]) -> float:
     return max(float(np.sqrt(np.mean(f**2))), 1e-3)
 
 
+def stress_rms(structures: list[Atoms]) -> float | None:
+    """RMS of the stress labels' components (eV/Å^3) of periodic structures; None when none has one."""
+    s = [voigt_to_matrix(a.calc.results["stress"]).reshape(-1) for a in structures
+         if a.pbc.all() and a.calc is not None and a.calc.results.get("stress") is not None]  # fmt: skip
+    return max(float(np.sqrt(np.mean(np.concatenate(s) ** 2))), 1e-5) if s else None
+
+
+def stress_loss(out: dict, batch) -> torch.Tensor | None:
+    """Mean squared stress error (eV/Å^3)^2 over the structures with a stress label, or None."""
+    if batch.has_stress is None or "stress" not in out:
+        return None
+    keep = batch.has_stress
+    return torch.mean((out["stress"][keep] - batch.stress_ev_a3[keep]) ** 2)
+
+
 def evaluate(model: Potential, structures: list[Atoms], batch_size: int = 64) -> dict:
-    """Energy MAE (eV, eV/atom), force MAE (eV/Å, per component) and RMSEs on labelled data."""
+    """Energy MAE (eV, eV/atom), force MAE (eV/Å, per component) and RMSEs on labelled data;
+    ``stress_mae`` (eV/Å^3, per component) where periodic structures carry stress labels."""
     if not structures:
         return {}
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
-    e_err, e_err_atom, f_err = [], [], []
+    e_err, e_err_atom, f_err, s_err = [], [], [], []
     for start in range(0, len(structures), batch_size):
         batch = collate(structures[start : start + batch_size], with_labels=True).to(device, dtype)
-        out = model(batch, forces=True)
+        out = model(batch, forces=True, stress=batch.has_stress is not None)
         de = (out["energy"] - batch.energy_ev).detach()
         e_err.append(de.cpu())
         e_err_atom.append((de / batch.n_atoms.to(dtype)).cpu())
         f_err.append((out["forces"] - batch.forces_ev_a).detach().reshape(-1).cpu())
+        if batch.has_stress is not None:
+            s_err.append((out["stress"] - batch.stress_ev_a3)[batch.has_stress].detach().reshape(-1).cpu())
     e, ea, f = torch.cat(e_err), torch.cat(e_err_atom), torch.cat(f_err)
-    return {
+    metrics = {
         "energy_mae": float(e.abs().mean()),
         "energy_rmse": float(e.pow(2).mean().sqrt()),
         "energy_mae_per_atom": float(ea.abs().mean()),
         "force_mae": float(f.abs().mean()),
         "force_rmse": float(f.pow(2).mean().sqrt()),
     }
+    if s_err:
+        metrics["stress_mae"] = float(torch.cat(s_err).abs().mean())
+    return metrics
 
 
 def _lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -210,6 +235,7 @@ def train(
         model = Potential.fit(model_cfg, train_set)
     model = model.to(device=device, dtype=dtype)
     f_scale = force_rms(train_set)
+    s_scale = stress_rms(train_set)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
@@ -246,12 +272,15 @@ def train(
             idx = order[start : start + cfg.batch_size]
             batch = collate([train_set[k] for k in idx], with_labels=True).to(device, dtype)
             per_head = cfg.member_losses and model.cfg.heads > 1
-            out = model(batch, forces=True, create_graph=True, member_forces=per_head)
+            want_stress = s_scale is not None and cfg.w_stress > 0 and batch.has_stress is not None
+            out = model(batch, forces=True, create_graph=True, member_forces=per_head, stress=want_stress)
             y = model.normalised_targets(batch)
             f_pred = out["forces_members"] if per_head else out["forces"]
             loss_f = torch.mean((f_pred - batch.forces_ev_a) ** 2) / f_scale**2
             y_pred = out["y_members"]  # every head fits the energies (as cheap as their mean)
             loss = cfg.w_energy * torch.mean((y_pred - y[:, None]) ** 2) + cfg.w_forces * loss_f
+            if want_stress:
+                loss = loss + cfg.w_stress * stress_loss(out, batch) / s_scale**2
             if categorical:
                 target, n_clamped = model.histogram_targets(batch, out)
                 clamped += n_clamped
