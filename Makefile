@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	# mace: the MACE backbone (model.backbone.kind: mace) is tested and benchmarked beside PaiNN;
 	# postgres: the PostgreSQL label store (store.url), tested against a real server
-	$(PY) -m pip install -q -e ".[dev,mace,postgres,smiles]"
+	$(PY) -m pip install -q -e ".[dev,mace,postgres,smiles,xtb]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -80,7 +80,7 @@ class DFTConfig(Section):
         v = v.strip().lower()
         kind = info.data.get("kind", "pyscf")
         if kind == "xtb" and v not in XTB_METHODS:
-            raise ValueError(f"unknown xTB method {v!r} (one of {', '.join(XTB_METHODS)})")
+            raise ValueError(f"unknown xTB method {v!r} (kind: xtb takes {', '.join(XTB_METHODS)})")
         if kind == "pyscf" and v != "hf":
             try:
                 dft.libxc.parse_xc(v)

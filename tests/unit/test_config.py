@@ -79,6 +79,26 @@ BAD = {
         [],
         "selection.strategy: forces_std needs the last-layer posterior",
     ),
+    "unknown xTB method": ("dft", {"kind": "xtb", "method": "b3lyp"}, [], "dft.method: unknown xTB method"),
+    "ase labeller without a calculator": ("dft", {"kind": "ase"}, [], "kind: ase needs calculator"),
+    "ase calculator that is not there": (
+        "dft",
+        {"kind": "ase", "calculator": "ase.calculators.emt:NoSuchCalculator"},
+        [],
+        "dft.calculator: cannot load 'ase.calculators.emt:NoSuchCalculator'",
+    ),
+    "a cell for a molecular code": (
+        "system",
+        {"structures": "configs/data/water32_300k_gfn1xtb.extxyz", "initial": "rattle"},
+        [],
+        "molecular DFT only (dft.kind: xtb or ase takes cells)",
+    ),
+    "a cell with normal modes": (
+        "dft",
+        {"kind": "xtb", "method": "gfn1-xtb"},
+        ["system.structures=configs/data/water32_300k_gfn1xtb.extxyz"],
+        "set system.initial: rattle",
+    ),
     "unknown campaign mode": ("campaign", {"mode": "asynchronous"}, [], "campaign.mode: Input should be"),
     "convergence with a quantile window": (
         "stop",

@@ -14,7 +14,9 @@ from ase import Atoms
 
 from workers.model.graph import Batch, collate
 
-PROBES = 16  # random probes per batch estimating the force features' Gram matrix
+PROBES = 16  # random probes per batch estimating the force features' Gram matrix ...
+PROBE_ATOMS = 400  # ... fewer for large structures: each probe costs a backward pass over every
+# atom, and a structure's many force components already average (16 up to 25 atoms, 4 at 96)
 
 
 def covariance(precision: torch.Tensor, reg: float) -> torch.Tensor:
@@ -67,6 +69,8 @@ def fit(model, structures: list[Atoms], batch_size: int = 16) -> torch.Tensor:
     p_forces = torch.zeros_like(p_energy)
     se_e, se_f, n_e, n_f = 0.0, 0.0, 0, 0
     gen = torch.Generator().manual_seed(0)
+    mean_atoms = sum(len(a) for a in structures) / max(len(structures), 1)
+    n_probes = int(min(PROBES, max(2, round(PROBE_ATOMS / mean_atoms))))
     for start in range(0, len(structures), batch_size):
         batch = collate(structures[start : start + batch_size], with_labels=True).to(param.device, param.dtype)
         with torch.enable_grad():
@@ -79,12 +83,12 @@ def fit(model, structures: list[Atoms], batch_size: int = 16) -> torch.Tensor:
             # J v by the double-backward trick (two passes per probe, not one per feature)
             w = torch.zeros_like(total, requires_grad=True)
             (g,) = torch.autograd.grad(total, pos, grad_outputs=w, create_graph=True)
-            probes = torch.randn(PROBES, *pos.shape, generator=gen, dtype=pos.dtype)
+            probes = torch.randn(n_probes, *pos.shape, generator=gen, dtype=pos.dtype)
             (jv,) = torch.autograd.grad(g, w, grad_outputs=probes.to(pos.device), is_grads_batched=True)
         t = total.detach().double()
         p_energy += t.T @ t
         jv = jv.detach().double().reshape(-1, d)  # [probes * n_structures, D]
-        p_forces += jv.T @ jv / PROBES
+        p_forces += jv.T @ jv / n_probes
         se_e += float(((out["energy"].detach() - batch.energy_ev) ** 2).sum())
         se_f += float(((out["forces"].detach() - batch.forces_ev_a) ** 2).sum())
         n_e, n_f = n_e + batch.n_structures, n_f + batch.forces_ev_a.numel()
