@@ -75,6 +75,16 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         ],
         [],
     ),  # fmt: skip
+    # a periodic box of 32 waters at GFN1-xTB (tblite): force / stress vs passive xTB MD, 10 ps NVT, O-O RDF
+    "water": (
+        [
+            [CATAL, "run", "configs/water_xtb.yaml", "--set", "out_dir={out}/campaign"],
+            [PY, "benchmarks/water.py", "--campaign", "{out}/campaign", "--md-ps", "10"],
+        ],
+        [
+            [CATAL, "run", "tests/data/tiny_cu_emt.yaml", "--set", "out_dir={out}/campaign"],
+        ],
+    ),
     "async": (
         [[PY, "benchmarks/async.py", "--out", "{out}"]],
         [[PY, "benchmarks/async.py", "--quick", "--out", "{out}"]],
@@ -102,7 +112,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     ),
 }
 # steps whose run folder starts empty (a campaign refuses an existing folder)
-FRESH = {"demo", "multi", "large", "async"}
+FRESH = {"demo", "multi", "large", "water", "async"}
 
 
 def provenance() -> str:
