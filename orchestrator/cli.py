@@ -78,7 +78,7 @@ def cmd_validate(args) -> int:
     b = cfg.budget
     names = [e.label for e in cfg.system.entries()]
     print(
-        f"ok: {cfg.name} -> {cfg.output_dir} | {', '.join(names)} | {cfg.dft.method}/{cfg.dft.basis} | "
+        f"ok: {cfg.name} -> {cfg.output_dir} | {', '.join(names)} | {cfg.dft.level} | "
         f"{cfg.model.backbone.kind} + {cfg.model.head} head | "
         f"{b.max_labels} labels ({cfg.system.initial_labels} initial, {b.holdout_labels} hold-out, "
         f"<= {b.max_labels_per_round}/round) | {cfg.stop.max_rounds} rounds max"

@@ -108,7 +108,7 @@ def seed_normal_modes(
     if missing:  # every missing seed at once, one per DFT worker
         which = ", ".join(str(seed_index(path)) for path in missing)
         with say.phase(f"seed{'s' if len(missing) > 1 else ''} {which}: DFT minimum + Hessian "
-                       f"({dft_cfg.method}/{dft_cfg.basis})"):  # fmt: skip
+                       f"({dft_cfg.level})"):  # fmt: skip
             computed = dict(zip(missing, pool.harmonics([seeds[seed_index(p)] for p in missing]), strict=True))
     for path, ref in computed.items():  # every one that worked is kept before a failure is raised
         if ref.status is Status.OK:

@@ -16,13 +16,13 @@ from typing import Literal
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator
 from ase.units import Bohr, Hartree
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pyscf import dft, gto, lib, scf
 
-from workers.errors import CalculationFailed, ConfigError, SCFError
-from workers.labels import LabelResult, Status  # noqa: F401 - re-exported: workers.dft.Status
+from workers.errors import ConfigError
+from workers.labels import LabelCalculatorBase, LabelResult, Status  # noqa: F401 - Status re-exported
 from workers.schema import Section
 
 HARTREE_PER_BOHR_TO_EV_PER_A = Hartree / Bohr
@@ -93,6 +93,15 @@ class DFTConfig(Section):
         if self.kind == "ase" and not self.calculator:
             raise ValueError("kind: ase needs calculator: module:Class (e.g. ase.calculators.emt:EMT)")
         return self
+
+    @property
+    def level(self) -> str:
+        """The level of theory in one word: ``hf/sto-3g``, ``xtb gfn1-xtb``, ``ase:module:Class``."""
+        if self.kind == "xtb":
+            return f"xtb {self.method}"
+        if self.kind == "ase":
+            return f"ase:{self.calculator}"
+        return f"{self.method}/{self.basis}"
 
     def settings_key(self) -> dict:
         """The settings that change a label's value (part of the label's content hash)."""
@@ -270,27 +279,12 @@ def labelled_atoms(atoms: Atoms, result: LabelResult) -> Atoms:
     return out
 
 
-class PySCFCalculator(Calculator):
-    """ASE calculator over ``label``: energy/free_energy (eV) and forces (eV/Å).
-
-    Unlike ``label``, which returns failures as data, a calculator has to raise: an SCF
-    that never converges raises ``SCFError``, a rejected structure ``CalculationFailed``.
-    ``last_result`` keeps the full ``LabelResult`` (wall time, cycles, rung).
-    """
-
-    implemented_properties = ["energy", "free_energy", "forces"]
+class PySCFCalculator(LabelCalculatorBase, Calculator):
+    """ASE calculator over ``label`` (PySCF): energy/free_energy (eV) and forces (eV/Å); an SCF
+    that never converges raises ``SCFError``, a rejected structure ``CalculationFailed``."""
 
     def __init__(self, cfg: DFTConfig | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.cfg = cfg or DFTConfig()
-        self.last_result: LabelResult | None = None
+        super().__init__(cfg or DFTConfig(), **kwargs)
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        r = label(self.atoms, self.cfg)
-        self.last_result = r
-        if r.status is Status.FAILED:
-            raise SCFError(r.reason)
-        if r.status is Status.REJECTED:
-            raise CalculationFailed(r.reason)
-        self.results = {"energy": r.energy_ev, "free_energy": r.energy_ev, "forces": r.forces_ev_a}
+    def _label(self, atoms: Atoms) -> LabelResult:
+        return label(atoms, self.cfg)

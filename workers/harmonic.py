@@ -23,7 +23,6 @@ from pyscf import lib
 
 from workers.dft import (
     DFTConfig,
-    PySCFCalculator,
     Status,
     build_molecule,
     mean_field,
@@ -83,7 +82,7 @@ def relax(atoms: Atoms, cfg: DFTConfig, fmax_ev_a: float = 0.01, max_steps: int 
     mol.elem = atoms.get_chemical_symbols()
     mol.xyzs = [atoms.positions.copy()]
     mol.build_topology()
-    calc = PySCFCalculator(cfg) if cfg.kind == "pyscf" else LabelCalculator(cfg)
+    calc = LabelCalculator(cfg)  # PySCF, xTB or an ASE calculator, by cfg.kind
     gmax_au = fmax_ev_a / (Hartree / Bohr)  # per-atom gradient norm, Ha/Bohr
     params = OptParams(convergence_gmax=gmax_au, convergence_grms=gmax_au, maxiter=max_steps)
     coords = DelocalizedInternalCoordinates(mol, build=True, connect=False, addcart=False)

@@ -17,13 +17,12 @@ import time
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, CalculatorError, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, CalculatorError, PropertyNotImplementedError
 from ase.data import chemical_symbols
 
 from workers import dft
 from workers.dft import DFTConfig, geometry_problem, structure_settings
-from workers.errors import CalculationFailed, SCFError
-from workers.labels import LabelResult, Status
+from workers.labels import LabelCalculatorBase, LabelResult, Status
 
 XTB_MAX_Z = 86  # GFN1/GFN2-xTB parametrise H-Rn
 TBLITE_METHODS = {"gfn2-xtb": "GFN2-xTB", "gfn1-xtb": "GFN1-xTB", "ipea1-xtb": "IPEA1-xTB"}
@@ -129,25 +128,9 @@ def calculator_label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
     )
 
 
-class LabelCalculator(Calculator):
+class LabelCalculator(LabelCalculatorBase, Calculator):
     """ASE calculator over ``label`` for any labeller (geomeTRIC relaxations, finite-difference
     Hessians): a failed calculation raises ``SCFError``, a refused structure ``CalculationFailed``."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
-
-    def __init__(self, cfg: DFTConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.cfg = cfg
-        self.last_result: LabelResult | None = None
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        r = label(self.atoms, self.cfg)
-        self.last_result = r
-        if r.status is Status.FAILED:
-            raise SCFError(r.reason)
-        if r.status is Status.REJECTED:
-            raise CalculationFailed(r.reason)
-        self.results = {"energy": r.energy_ev, "free_energy": r.energy_ev, "forces": r.forces_ev_a}
-        if r.stress_ev_a3 is not None:
-            self.results["stress"] = r.stress_ev_a3
+    def _label(self, atoms: Atoms) -> LabelResult:
+        return label(atoms, self.cfg)

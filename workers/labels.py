@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
+from ase.calculators.calculator import all_changes
+
+from workers.errors import CalculationFailed, SCFError
 
 
 class Status(str, enum.Enum):
@@ -58,3 +61,32 @@ class LabelResult:
     def cost_s(self) -> float:
         """CPU-seconds charged to the budget: wall seconds x threads."""
         return self.wall_s * self.threads
+
+
+class LabelCalculatorBase:
+    """ASE calculator over a labeller's ``label(atoms, cfg) -> LabelResult`` (subclasses set
+    ``_label``): unlike ``label``, which returns failures as data, a calculator has to raise:
+    a failed calculation raises ``SCFError``, a refused structure ``CalculationFailed``.
+    ``last_result`` keeps the full ``LabelResult`` (wall time, cycles, rung)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.last_result: LabelResult | None = None
+
+    def _label(self, atoms) -> LabelResult:
+        raise NotImplementedError
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
+        r = self._label(self.atoms)
+        self.last_result = r
+        if r.status is Status.FAILED:
+            raise SCFError(r.reason)
+        if r.status is Status.REJECTED:
+            raise CalculationFailed(r.reason)
+        self.results = {"energy": r.energy_ev, "free_energy": r.energy_ev, "forces": r.forces_ev_a}
+        if r.stress_ev_a3 is not None:
+            self.results["stress"] = r.stress_ev_a3
