@@ -115,7 +115,8 @@ def calculator_label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
         a.calc = make_calculator(cfg, a)
         energy = float(a.get_potential_energy())
         forces = np.asarray(a.get_forces(), dtype=np.float64)
-        stress = np.asarray(a.get_stress(voigt=True), dtype=np.float64) if a.pbc.all() else None
+        has_stress = a.pbc.all() and "stress" in getattr(a.calc, "implemented_properties", ())
+        stress = np.asarray(a.get_stress(voigt=True), dtype=np.float64) if has_stress else None
     except CALCULATION_ERRORS as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
         return LabelResult(Status.FAILED, reason=f"{type(err).__name__}: {first}", wall_s=time.perf_counter() - t0,

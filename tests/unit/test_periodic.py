@@ -210,3 +210,15 @@ def test_ase_labeller_labels_a_metal_and_returns_a_calculator_error_as_data():
     si = bulk("Si")  # EMT has no parameters for Si: NotImplementedError, a failed label
     bad = label(si, cfg)
     assert bad.status is Status.FAILED and "Si" in bad.reason
+
+
+def test_a_calculator_without_stress_still_labels_a_cell():
+    """A periodic label from a code that has no stress (ASE's TIP3P): energy and forces, OK."""
+    from workers.dft import DFTConfig, Status
+    from workers.labeller import label
+
+    cfg = DFTConfig(kind="ase", calculator="ase.calculators.tip3p:TIP3P", calculator_kwargs={"rc": 4.5})
+    r = label(water_box(32, seed=1), cfg)
+    assert r.status is Status.OK, r.reason
+    assert r.forces_ev_a.shape == (96, 3) and np.abs(r.forces_ev_a).max() > 0.1
+    assert r.stress_ev_a3 is None
