@@ -14,7 +14,7 @@ FIT = ("train", "calibration")  # what a model or its error bars are fitted on
 
 
 # sets made before frames carried info["molecule"]
-NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2"}
+NAMES = {"C2H6O": "CH3CH2OH", "C2H4O2": "CH3COOH", "C2H5NO": "CH3CONH2", "H64O32": "water32"}
 
 
 def trajectory_key(atoms) -> tuple[str, int]:
@@ -74,3 +74,17 @@ def test_the_final_test_set_shares_no_trajectory_with_any_other_set():
     pool = {trajectory_key(a) for a in read(data / "ethanol_500k_aimd_pool_hf_sto3g.extxyz", index=":")}
     dev = {trajectory_key(a) for a in read(data / "ethanol_500k_hf_sto3g.extxyz", index=":")}
     assert len(pool) == 4 and not pool & dev
+
+
+def test_the_water_test_trajectory_is_its_own():
+    """benchmarks/water.py judges on trajectory 2 only; the campaign's seed box (trajectory 0)
+    and the passive pool (trajectory 1) come from other boxes and velocity seeds."""
+    from ase.io import read
+
+    frames = read(REPO / "benchmarks" / "data" / "water32_300k_gfn1xtb.extxyz", index=":")
+    splits = ("seed", "pool", "test")
+    keys = {split: {trajectory_key(a) for a in frames if a.info["split"] == split} for split in splits}
+    assert all(len(k) == 1 for k in keys.values()), keys
+    assert len(set().union(*keys.values())) == 3, keys
+    seed_box = read(REPO / "configs" / "data" / "water32_300k_gfn1xtb.extxyz")
+    assert int(seed_box.info["trajectory"]) == 0
