@@ -35,8 +35,7 @@ def _limit_threads(n: int) -> None:
 
 @ray.remote
 class DFTWorker:
-    """Labels structures (``workers.labeller``: PySCF, xTB or an ASE calculator); reserves
-    ``cfg.threads`` CPUs (and a GPU for gpu4pyscf)."""
+    """Labels structures (``workers.labeller``); reserves ``cfg.threads`` CPUs (GPU: gpu4pyscf)."""
 
     def __init__(self, cfg: dict):
         self.cfg = DFTConfig.from_dict(cfg)

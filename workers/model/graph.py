@@ -221,3 +221,19 @@ def batch_edges(
     n_mol = len(i)
     vec_p = positions.index_select(0, pj_t[n_mol:]) - positions.index_select(0, pi_t[n_mol:]) + offsets[n_mol:]
     return pi_t, pj_t, torch.cat([vec, vec_p])
+
+
+def zero_strain(batch: Batch, positions: torch.Tensor) -> torch.Tensor | None:
+    """A zero strain ``[n_structures, 3, 3]`` requiring grad for ``batch_edges``; None without cells."""
+    return positions.new_zeros(batch.n_structures, 3, 3, requires_grad=True) if batch.any_periodic else None
+
+
+def stress_from_strain(energy: torch.Tensor, strain: torch.Tensor, batch: Batch, create_graph: bool) -> torch.Tensor:
+    """``[n_structures, 3, 3]`` stress (eV/Å^3, ASE's sign) = dE/dstrain / volume, symmetrised,
+    zeros for molecules; ``strain`` as given to ``batch_edges``. One backward pass of its own,
+    the graph kept for the forces' after it."""
+    (virial,) = torch.autograd.grad(energy.sum(), strain, create_graph=create_graph, retain_graph=True)
+    periodic = batch.periodic.to(virial.device)
+    volume = torch.where(periodic, torch.linalg.det(batch.cell.to(virial.dtype)).abs(), 1.0)
+    sym = 0.5 * (virial + virial.transpose(1, 2))
+    return torch.where(periodic[:, None, None], sym / volume[:, None, None], torch.zeros_like(sym))

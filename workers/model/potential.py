@@ -14,8 +14,7 @@ Heads (``ModelConfig.head`` x ``ModelConfig.histogram``):
   expected value exactly ``mu``: the energy is the histogram's mean, and forces take the
   scalar head's smooth path. The cross-entropy against the HL-Gauss histogram of the
   label's offset from ``mu`` (detached) shapes the histogram and, through the shared
-  backbone, the features; the histogram's spread is the model's error bar. The offsets'
-  support is ``[-relative_span, relative_span]`` (normalised units: multiples of y_std).
+  backbone, the features. The offsets' support: ``[-relative_span, relative_span]`` x y_std.
 * ``categorical`` + ``relative``: as centred but asymmetric, so the energy is
   ``mu + sum_k p_k delta_k``; the offset's mean adds noise to energies (ablation only).
 * ``categorical`` + ``absolute``: the first design, bins fixed over the training range and
@@ -45,7 +44,7 @@ from torch import nn
 from workers.model import ensemble, hlgauss, posterior
 from workers.model.backbone import MAX_Z, BackboneConfig, backbone_from_metadata, build_backbone
 from workers.model.calibration import Calibration
-from workers.model.graph import Batch, batch_edges
+from workers.model.graph import Batch, batch_edges, stress_from_strain, zero_strain
 from workers.schema import Section
 
 
@@ -231,15 +230,12 @@ class Potential(nn.Module):
           entropy minus the HL-Gauss target's own).
 
         ``member_forces`` (training) adds ``forces_members`` [heads, n_atoms, 3], in the graph.
-        ``stress`` (with ``forces``, for batches with periodic structures) adds ``stress``
-        [n_structures, 3, 3] eV/Å^3 (ASE's sign: dE/dstrain / volume; zeros for molecules).
+        ``stress`` adds ``stress`` [n_structures, 3, 3] eV/Å^3 for cells (``graph.stress_from_strain``).
         """
         pos = batch.positions
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        strain = None
-        if stress and forces and batch.any_periodic:
-            strain = pos.new_zeros(batch.n_structures, 3, 3, requires_grad=True)
+        strain = zero_strain(batch, pos) if stress and forces else None  # None: no cell in the batch
         i, j, vec = batch_edges(batch, pos, self.backbone.cutoff, strain)
         feats = self.backbone(batch.numbers, i, j, vec)  # [n_atoms, F]
         n = batch.n_atoms.to(feats.dtype)
@@ -290,7 +286,7 @@ class Potential(nn.Module):
         if raw_atoms is not None:
             out["energies_std"] = scale * raw_atoms
         if strain is not None:
-            self._stress(out, batch, pos, strain, create_graph)
+            out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
         if forces:
             want_heads = member_forces or (uncertainty and heads > 1 and (heads_spread or not fitted))
             columns = [energy_members if want_heads else out["energy"][:, None]]
@@ -318,17 +314,6 @@ class Potential(nn.Module):
             if uncertainty and "forces_std" not in out:  # one head, no posterior
                 self._forces_spread(out, batch, torch.zeros_like(out["forces"][:, 0]).detach())
         return out
-
-    @staticmethod
-    def _stress(out: dict, batch: Batch, pos: torch.Tensor, strain: torch.Tensor, create_graph: bool) -> None:
-        """``stress`` [n_structures, 3, 3] eV/Å^3 = dE/dstrain / volume, symmetrised (zeros for
-        molecules): one backward pass of its own, the graph kept for the forces' after it."""
-        (virial,) = torch.autograd.grad(out["energy"].sum(), strain, create_graph=create_graph, retain_graph=True)
-        volume = torch.linalg.det(batch.cell.to(virial.dtype)).abs()
-        periodic = batch.periodic.to(virial.device)
-        volume = torch.where(periodic, volume, torch.ones_like(volume))
-        sym = 0.5 * (virial + virial.transpose(1, 2))
-        out["stress"] = torch.where(periodic[:, None, None], sym / volume[:, None, None], torch.zeros_like(sym))
 
     @property
     def posterior_fitted(self) -> bool:
