@@ -115,10 +115,10 @@ class Topology:
     bonded0: torch.Tensor  # [n_bonds] int64 sorted keys
 
 
-def close_pairs(topo_or_batch, positions: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, ...]:
+def close_pairs(batch: Batch, positions: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, ...]:
     """``(i, j, d)`` of every ordered pair closer than ``cutoff`` (Å): a molecule's from its
     candidate pairs, a periodic cell's from a neighbour list with images (``batch_edges``)."""
-    i, j, vec = batch_edges(topo_or_batch, positions.detach(), cutoff)
+    i, j, vec = batch_edges(batch, positions.detach(), cutoff)
     return i, j, vec.norm(dim=-1)
 
 
