@@ -27,6 +27,10 @@ experiment in ``--out``; campaigns already there are resumed (a rerun only re-sc
 familiar and unfamiliar frames), the hold-out at 800 K, judged as ``hot`` and by a 2 ps MD at
 800 K of each final model.
 
+``--scenario rare``: the informative frames are few: three replicas in four at 300 K (the
+initial set's temperature), one in four at 900 K; the hold-out at 800 K; judged as ``ramp``.
+Each campaign's line says what share of its picks came from the hotter replicas.
+
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; its
 models are also judged on the AIMD reference's 700 and 800 K trajectories (``hot``), and each
@@ -57,6 +61,7 @@ from workers.harmonic import load_reference
 from workers.model.checkpoint import load_checkpoint
 from workers.model.checks import potential_figures
 from workers.model.training import evaluate
+from workers.sampling import temperature_at
 
 DATA = Path(__file__).resolve().parent / "data"
 JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_500k_test_hf_sto3g.extxyz"}
@@ -78,10 +83,18 @@ SCENARIOS = {
          "sampling.temperature_end_k=1000"],
         HOT,
     ),  # fmt: skip
+    # few informative frames among many redundant ones, as in most campaigns after their first
+    # rounds: three replicas in four run at 300 K (what the initial set knows), one in four at
+    # 900 K (DP-GEN-style per-replica temperatures); judged where the potential must hold (hot)
+    "rare": (
+        ["system.initial_temperature_k=300", "system.holdout_temperature_k=800",
+         "sampling.temperatures_k=[300,300,300,900]"],
+        HOT,
+    ),  # fmt: skip
 }
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
 # check runs at sampling.temperature_k, which a ramp does not stay at)
-STABILITY_K = {"ramp": 800.0}
+STABILITY_K = {"ramp": 800.0, "rare": 800.0}
 
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     DEFAULT: ["selection.strategy=forces_std", "model.head=categorical"],
@@ -112,6 +125,19 @@ def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dic
     models = [(h["round"], s.run.checkpoint(h["round"])) for h in state.history]
     models.append((state.round + 1, s.run.final_model))  # the final model sees every label
     return [score(load_checkpoint(path)[0].eval(), len(s.training_set(rnd)), judges) for rnd, path in models]
+
+
+def hot_share(campaign: Campaign, state) -> float:
+    """Fraction of the campaign's MD picks (every round's picks.extxyz) whose replica ran above
+    the coolest of ``sampling.temperatures_k`` (nan when replicas share one temperature)."""
+    cfg = campaign.session.cfg.sampling
+    if cfg.temperatures_k is None:
+        return math.nan
+    coolest = min(cfg.temperatures_k)
+    picks = [a for h in state.history if campaign.session.run.picks(h["round"]).exists()
+             for a in read(campaign.session.run.picks(h["round"]), index=":")]  # fmt: skip
+    hot = [temperature_at(cfg, 0, a.info["replica"]) > coolest for a in picks]
+    return float(np.mean(hot)) if hot else math.nan
 
 
 def score(model, train_labels: int, judges: dict[str, list]) -> dict:
@@ -238,7 +264,7 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
-    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo, or hot: MD beyond the data")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo; hot, ramp, rare: MD beyond the data")
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):
@@ -284,6 +310,9 @@ def main() -> None:
             if args.scenario in STABILITY_K and not args.quick:
                 md_k = STABILITY_K[args.scenario]
                 md = stability(campaign.session.run.final_model, refs[0], md_k)
+            share = hot_share(campaign, state)
+            if math.isfinite(share):
+                others += f"; picks from the hotter replicas {100 * share:.0f}%"
             stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
             print(
                 f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE hold-out "

@@ -49,6 +49,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
           "forces-std,random", "--out", "{out}"]],  # fmt: skip
         [],
     ),
+    # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
+    "active_learning_rare": (
+        [[PY, "benchmarks/active_learning.py", "--scenario", "rare", "--passive-sizes", "", "--strategies",
+          "forces-std,random", "--out", "{out}"]],  # fmt: skip
+        [],
+    ),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],

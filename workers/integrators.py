@@ -49,8 +49,9 @@ class LangevinCoefficients:
     c5: torch.Tensor
 
 
-def langevin_coefficients(dt: float, kt_ev: float, friction: float, masses: torch.Tensor):
-    """ASE ``Langevin.updatevars``: friction in 1 / ASE time, ``kt_ev = k_B T`` in eV."""
+def langevin_coefficients(dt: float, kt_ev: float | torch.Tensor, friction: float, masses: torch.Tensor):
+    """ASE ``Langevin.updatevars``: friction in 1 / ASE time, ``kt_ev = k_B T`` in eV (a float, or
+    [n_atoms, 1] when replicas run at their own temperatures)."""
     sigma = torch.sqrt(2.0 * kt_ev * friction / masses)
     c1 = dt / 2.0 - dt * dt * friction / 8.0
     c2 = dt * friction / 2.0 - dt * dt * friction * friction / 8.0

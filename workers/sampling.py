@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.data import covalent_radii
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from workers import integrators as md
 from workers.model.graph import Batch, batch_edges, collate
@@ -73,6 +73,9 @@ class MDConfig(Section):
     temperature_k: float = Field(500.0, ge=0.0)
     # ... ramped linearly to this over the run when set
     temperature_end_k: float | None = Field(None, ge=0.0)
+    # K per replica, cycled (DP-GEN's temps): replica r starts and is held at
+    # temperatures_k[r % len]; replaces temperature_k for MD (not a ramp's start)
+    temperatures_k: list[float] | None = Field(None, min_length=1)
     # 0.5 fs resolves X-H stretches
     timestep_fs: float = Field(0.5, gt=0.0, le=5.0)
     # Langevin friction (1/fs); 0.01 couples gently
@@ -85,7 +88,20 @@ class MDConfig(Section):
     stops: StopRules = StopRules()
 
 
-def temperature_at(cfg: MDConfig, step: int) -> float:
+    @model_validator(mode="after")
+    def _one_schedule(self) -> MDConfig:
+        if self.temperatures_k is not None:
+            if self.temperature_end_k is not None:
+                raise ValueError("temperatures_k (one per replica) and temperature_end_k (a ramp) exclude each other")
+            if min(self.temperatures_k) < 0.0:
+                raise ValueError(f"temperatures_k must be >= 0 K, got {self.temperatures_k}")
+        return self
+
+
+def temperature_at(cfg: MDConfig, step: int, replica: int = 0) -> float:
+    """Thermostat target (K) of global replica ``replica`` at MD step ``step``."""
+    if cfg.temperatures_k is not None:
+        return cfg.temperatures_k[replica % len(cfg.temperatures_k)]
     if cfg.temperature_end_k is None:
         return cfg.temperature_k
     t = step / max(cfg.steps, 1)
@@ -99,7 +115,7 @@ def initial_replicas(seeds: list[Atoms], cfg: MDConfig, offset: int = 0) -> list
         a = seeds[(offset + r) % len(seeds)].copy()
         a.calc = None
         rng = np.random.default_rng([cfg.seed, offset + r])
-        thermalize(a, cfg.temperature_k, rng)
+        thermalize(a, temperature_at(cfg, 0, offset + r), rng)
         out.append(a)
     return out
 
@@ -221,6 +237,11 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     topo = topology(batch, x0, cfg.stops)
     dt = cfg.timestep_fs * units.fs
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + replica_offset)
+    atoms_per_replica = batch.n_atoms.numpy()
+
+    def kt_ev(step: int) -> torch.Tensor:  # [n_atoms, 1] k_B T of each atom's replica
+        t_k = [temperature_at(cfg, step, replica_offset + k) for k in range(n)]
+        return torch.from_numpy(np.repeat(units.kB * np.asarray(t_k), atoms_per_replica))[:, None]
     bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
     running = np.ones(n, dtype=bool)
     frames: list[Atoms] = []
@@ -229,8 +250,7 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
         if cfg.ensemble == "nve":
             state = md.verlet_step(state, forces_fn, dt)
         else:
-            kt = units.kB * temperature_at(cfg, step)
-            coef = md.langevin_coefficients(dt, kt, cfg.friction_per_fs / units.fs, masses)
+            coef = md.langevin_coefficients(dt, kt_ev(step), cfg.friction_per_fs / units.fs, masses)
             state = md.langevin_step(state, forces_fn, dt, coef, gen)
         if step % cfg.stride:
             continue
@@ -278,14 +298,14 @@ def run_ase(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset
         else:
             rng = np.random.default_rng([cfg.seed, replica_offset + k])
             dyn = Langevin(
-                atoms, timestep=dt, temperature_K=cfg.temperature_k,
+                atoms, timestep=dt, temperature_K=temperature_at(cfg, 0, replica_offset + k),
                 friction=cfg.friction_per_fs / units.fs, fixcm=False, rng=rng,
             )  # fmt: skip
         batch = collate([atoms])
         topo = topology(batch, batch.positions, cfg.stops)
         for step in range(1, cfg.steps + 1):
             if cfg.ensemble == "nvt" and cfg.temperature_end_k is not None:
-                dyn.set_temperature(temperature_K=temperature_at(cfg, step))
+                dyn.set_temperature(temperature_K=temperature_at(cfg, step, replica_offset + k))
             dyn.run(1)
             if step % cfg.stride:
                 continue

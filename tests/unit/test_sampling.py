@@ -143,3 +143,26 @@ def test_temperature_ramp_heats_the_replicas(small_model, ethanol_labels, engine
     first = np.mean([f.get_temperature() for f in frames if f.info["step"] == 50])
     last = np.mean([f.get_temperature() for f in frames if f.info["step"] == 200])
     assert last > first
+
+
+@pytest.mark.parametrize("engine", ["batched", "ase"])
+def test_each_replica_runs_at_its_own_temperature(small_model, ethanol_labels, engine):
+    from workers.sampling import temperature_at
+
+    cfg = MDConfig(
+        engine=engine, replicas=4, steps=200, stride=50, temperatures_k=[100, 1500], friction_per_fs=0.2,
+        stops=StopRules(check_topology=False, max_force_ev_a=None),
+    )  # fmt: skip
+    assert [temperature_at(cfg, 7, r) for r in range(3)] == [100, 1500, 100]
+    # an actor's replicas are numbered globally: with offset 1 its first replica is the hot one
+    frames = run_md(small_model, ethanol_labels[:1], cfg, replica_offset=1)
+    mean_t = {r: np.mean([f.get_temperature() for f in frames if f.info["replica"] == r]) for r in range(1, 5)}
+    hot, cold = [mean_t[1], mean_t[3]], [mean_t[2], mean_t[4]]
+    assert min(hot) > 4 * max(cold), mean_t  # 15x apart in the thermostat; a 9-atom molecule fluctuates
+
+
+def test_replica_temperatures_and_a_ramp_exclude_each_other():
+    with pytest.raises(ValueError, match="exclude each other"):
+        MDConfig(temperatures_k=[300, 900], temperature_end_k=1000)
+    with pytest.raises(ValueError, match=">= 0 K"):
+        MDConfig(temperatures_k=[300, -5])
