@@ -264,7 +264,7 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
-    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo; hot, ramp, rare: MD beyond the data")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo; hot, ramp, rare: beyond the data")
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):

@@ -87,7 +87,6 @@ class MDConfig(Section):
     seed: int = 0
     stops: StopRules = StopRules()
 
-
     @model_validator(mode="after")
     def _one_schedule(self) -> MDConfig:
         if self.temperatures_k is not None:
@@ -242,6 +241,7 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     def kt_ev(step: int) -> torch.Tensor:  # [n_atoms, 1] k_B T of each atom's replica
         t_k = [temperature_at(cfg, step, replica_offset + k) for k in range(n)]
         return torch.from_numpy(np.repeat(units.kB * np.asarray(t_k), atoms_per_replica))[:, None]
+
     bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
     running = np.ones(n, dtype=bool)
     frames: list[Atoms] = []
