@@ -318,10 +318,10 @@ def main(argv: list[str] | None = None) -> None:
                 preds = {"heads": r["ens"]["sets"], "one": r["ones"][0]["sets"], "committee": r["com"]}
                 pred = preds[kind][name]
                 err = r["err"][name][kind]
-                # the model's stds come calibrated; the committee's are scaled here
-                e_scale, f_scale = (cal.energy_scale, cal.forces_scale) if kind == "committee" else (1.0, 1.0)
-                e_std = e_scale * pred["energy_std"]
-                f_std = f_scale * np.concatenate(pred["forces_std"])[:, None]
+                # the model's stds come calibrated; the committee's are mapped here, the same way
+                e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
+                if kind == "committee":
+                    e_std, f_std = cal.energy(e_std), cal.forces(f_std)
                 f_err = np.concatenate(err["forces"])
                 cols["e68"].append(coverage(err["energy"], e_std))
                 cols["e95"].append(coverage(err["energy"], e_std, cal.energy_k95))
@@ -346,9 +346,14 @@ def main(argv: list[str] | None = None) -> None:
     hits = [float(np.mean([int(np.argmax(v)) in b for v, b in zip(r["com"]["stretched"]["forces_std"], bonds,
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
-    cal = per_seed[0]["cal_ens"]
-    print(f"\ncalibration of seed 0 (default): energy x{cal.energy_scale:.2f} k95 {cal.energy_k95:.2f}; "
-          f"forces x{cal.forces_scale:.2f} k95 {cal.forces_k95:.2f}")  # fmt: skip
+    for label, key in (("default", "cal_ens"), ("one head", "cal_one"), (f"committee x{COMMITTEE}", "cal_com")):
+        cals = [r[key] for r in per_seed]
+
+        def row(field: str, cals=cals) -> str:
+            return ", ".join(f"{getattr(c, field):.2f}" for c in cals)
+
+        print(f"calibration, {label} (seeds 0-{seeds - 1}): energy power {row('energy_power')}, k95 "
+              f"{row('energy_k95')}; forces power {row('forces_power')}, k95 {row('forces_k95')}")  # fmt: skip
     print(f"wall: {time.perf_counter() - t_all:.0f} s")
 
 

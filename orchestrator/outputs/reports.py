@@ -18,7 +18,8 @@ def error_bar_metrics(model, structures: list) -> dict:
     """The calibration in force (hold-out fitted) and how often its 68% / 95% intervals
     cover the errors on ``structures`` (the round's audit frames: MD, never trained on)."""
     cal = model.calibration
-    out = {"calibration_energy_scale": cal.energy_scale, "calibration_forces_scale": cal.forces_scale}
+    out = {"calibration_energy_scale": cal.energy_scale, "calibration_forces_scale": cal.forces_scale,
+           "calibration_energy_power": cal.energy_power, "calibration_forces_power": cal.forces_power}  # fmt: skip
     preds = predict(model, structures) if structures else []
     if not preds or "forces_std" not in preds[0]:
         return out

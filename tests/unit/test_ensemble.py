@@ -278,3 +278,43 @@ def test_posterior_stds_do_not_depend_on_the_batch_in_float32():
     np.testing.assert_allclose(together, alone, rtol=1e-3)
     e_atoms = np.concatenate([r["energies_std"] for r in predict(model, probe)])
     assert e_atoms.min() > 0
+
+
+def test_recalibration_finds_how_fast_errors_grow_and_keeps_a_plain_scale_otherwise():
+    from workers.model.calibration import power_law
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    raw = np.exp(rng.uniform(np.log(0.01), np.log(1.0), n))  # raw stds over two decades
+    steep = 0.5 * raw**2 * rng.standard_normal(n)  # errors grow as raw^2
+    assert power_law(steep, raw, n) == pytest.approx(2.0, abs=0.1)
+    proportional = 3.0 * raw * rng.standard_normal(n)
+    assert power_law(proportional, raw, n) == 1.0
+    # a narrow range of raw stds cannot tell a power from 1: the likelihood-ratio test keeps 1
+    narrow = rng.uniform(0.9, 1.1, 12)
+    assert power_law(narrow**2 * rng.standard_normal(12), narrow, 12) == 1.0
+    cal = fit_calibration(steep[: n // 2], raw[: n // 2], np.repeat(steep[: n // 2, None], 3, 1), raw[: n // 2])
+    assert cal.energy_power == pytest.approx(2.0, abs=0.1) and cal.forces_power == cal.energy_power
+    held_out = cal.energy(raw[n // 2 :])
+    assert coverage(steep[n // 2 :], held_out) == pytest.approx(0.6827, abs=0.03)
+    assert coverage(steep[n // 2 :], held_out, cal.energy_k95) == pytest.approx(0.95, abs=0.02)
+    # the same errors under a plain scale: the small stds over-cover, the large ones under-cover
+    plain = conformal_quantile(np.abs(steep[: n // 2]) / raw[: n // 2], 0.6827) * raw[n // 2 :]
+    small, large = raw[n // 2 :] < 0.05, raw[n // 2 :] > 0.5
+    assert coverage(steep[n // 2 :][small], plain[small]) > 0.95 > 0.5 > coverage(steep[n // 2 :][large], plain[large])
+    assert abs(coverage(steep[n // 2 :][large], held_out[large]) - 0.68) < 0.1
+
+
+def test_a_power_law_calibration_maps_every_reported_std(heads_model):
+    a = collate([molecule("CH3CH2OH"), molecule("CH3OCH3")]).to(dtype=torch.float64)
+    raw = heads_model(a, uncertainty=True)
+    heads_model.calibration = Calibration(energy_scale=2.0, forces_scale=3.0, energy_power=1.5, forces_power=2.0)
+    try:
+        cal = heads_model(a, uncertainty=True)
+        assert torch.allclose(cal["energy_std"], 2.0 * raw["energy_std"] ** 1.5)
+        assert torch.allclose(cal["forces_std"], 3.0 * raw["forces_std"] ** 2)
+        # per atom: each atom's share of its structure's calibrated std
+        share = (cal["energy_std"] / raw["energy_std"])[a.structure]
+        assert torch.allclose(cal["energies_std"], share * raw["energies_std"])
+    finally:
+        heads_model.calibration = Calibration()

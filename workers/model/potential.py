@@ -280,11 +280,11 @@ class Potential(nn.Module):
         raw_std, raw_atoms, draw_energy = heads_std, heads_atoms, None
         if fitted:
             raw_std, raw_atoms, draw_energy = self._llpr(batch, out["last_layer"])
-        scale = self.calibration.energy_scale
-        out["energy_std"] = scale * raw_std
+        out["energy_std"] = self.calibration.energy(raw_std)
         out["energy_std_per_atom"] = out["energy_std"] / n
-        if raw_atoms is not None:
-            out["energies_std"] = scale * raw_atoms
+        if raw_atoms is not None:  # each atom's share of its structure's calibrated std
+            factor = out["energy_std"] / raw_std.clamp_min(1e-30)
+            out["energies_std"] = factor[batch.structure] * raw_atoms
         if strain is not None:
             out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
         if forces:
@@ -360,7 +360,7 @@ class Potential(nn.Module):
     def _forces_spread(self, out, batch, raw: torch.Tensor) -> None:
         """``forces_std`` [n_atoms], its per-structure maximum (eV/Å, calibrated) and
         ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
-        f_std = self.calibration.forces_scale * raw
+        f_std = self.calibration.forces(raw)
         out["forces_std"] = f_std
         out["forces_std_max"] = f_std.new_zeros(batch.n_structures).scatter_reduce(
             0, batch.structure, f_std, reduce="amax", include_self=False
