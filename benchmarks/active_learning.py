@@ -127,17 +127,20 @@ def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dic
     return [score(load_checkpoint(path)[0].eval(), len(s.training_set(rnd)), judges) for rnd, path in models]
 
 
-def hot_share(campaign: Campaign, state) -> float:
-    """Fraction of the campaign's MD picks (every round's picks.extxyz) whose replica ran above
-    the coolest of ``sampling.temperatures_k`` (nan when replicas share one temperature)."""
-    cfg = campaign.session.cfg.sampling
-    if cfg.temperatures_k is None:
+def campaign_picks(campaign: Campaign, state) -> list:
+    """Every round's MD picks (rounds/round_NNN/picks.extxyz) of a finished campaign."""
+    paths = [campaign.session.run.picks(h["round"]) for h in state.history]
+    return [a for path in paths if path.exists() for a in read(path, index=":")]
+
+
+def hot_share(cfg, picks: list) -> float:
+    """Fraction of ``picks`` (MD frames with ``info["replica"]``) whose replica ran above the
+    coolest of ``cfg.temperatures_k`` (``cfg``: the campaign's ``sampling``; nan when every
+    replica runs at one temperature or there are no picks)."""
+    if cfg.temperatures_k is None or not picks:
         return math.nan
     coolest = min(cfg.temperatures_k)
-    picks = [a for h in state.history if campaign.session.run.picks(h["round"]).exists()
-             for a in read(campaign.session.run.picks(h["round"]), index=":")]  # fmt: skip
-    hot = [temperature_at(cfg, 0, a.info["replica"]) > coolest for a in picks]
-    return float(np.mean(hot)) if hot else math.nan
+    return float(np.mean([temperature_at(cfg, 0, int(a.info["replica"])) > coolest for a in picks]))
 
 
 def score(model, train_labels: int, judges: dict[str, list]) -> dict:
@@ -310,7 +313,7 @@ def main() -> None:
             if args.scenario in STABILITY_K and not args.quick:
                 md_k = STABILITY_K[args.scenario]
                 md = stability(campaign.session.run.final_model, refs[0], md_k)
-            share = hot_share(campaign, state)
+            share = hot_share(cfg.sampling, campaign_picks(campaign, state))
             if math.isfinite(share):
                 others += f"; picks from the hotter replicas {100 * share:.0f}%"
             stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"

@@ -1,5 +1,6 @@
 """The evidence benchmarks run end to end (--quick) and print their tables."""
 
+import math
 import os
 import subprocess
 import sys
@@ -145,6 +146,20 @@ def test_dispatch_benchmark_quick():
 
 def _no_ray_address() -> dict:
     return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+def test_share_of_picks_from_the_hotter_replicas():
+    from ase import Atoms
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from active_learning import hot_share
+
+    from workers.sampling import MDConfig
+
+    picks = [Atoms("H", info={"replica": r}) for r in (0, 3, 7, 7, 5, 11)]  # 3, 7, 11 ran at 900 K
+    assert hot_share(MDConfig(temperatures_k=[300, 300, 300, 900]), picks) == pytest.approx(4 / 6)
+    assert math.isnan(hot_share(MDConfig(temperature_k=600), picks))
+    assert math.isnan(hot_share(MDConfig(temperatures_k=[300, 900]), []))
 
 
 def test_every_benchmark_the_docs_cite_is_a_step_of_make_results():
