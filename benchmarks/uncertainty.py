@@ -134,8 +134,10 @@ def run_one(job: dict) -> dict:
     model = train(cfg, sets["train"], model_cfg=model_cfg).model
     wall = time.perf_counter() - t0
     from workers.model.calculator import recalibrate
+    from workers.model.calibration import Calibration
 
     cal = recalibrate(model, sets["calibration"])  # as a campaign does on its hold-out labels
+    model.calibration = Calibration()  # raw stds below; the analysis applies ``cal`` (and a plain scale)
     out = {"job": job, "train_s": wall, "sets": {}, "calibration": cal}
     for name, frames in sets.items():
         out["sets"][name] = outputs(model, frames)
@@ -169,17 +171,32 @@ def committee(members: list[dict], name: str) -> dict:
             "max_devi_f": np.array(devi)}  # fmt: skip
 
 
-def calibrate(pred: dict, frames: list):
+def calibrate(pred: dict, frames: list, power_law_fit: bool = True):
     err = errors(pred, frames)
     return fit_calibration(err["energy"], pred["energy_std"], np.concatenate(err["forces"]),
-                           np.concatenate(pred["forces_std"]))  # fmt: skip
+                           np.concatenate(pred["forces_std"]), power_law_fit)  # fmt: skip
 
 
-def signals(ens: dict, one: dict, com: dict) -> dict:
-    """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them)."""
+def calibrated(raw: dict, cal) -> dict:
+    """A model's raw predictions with its error bars mapped by ``cal`` (as the model reports
+    them: per-atom energies take their structure's factor, ``Potential.forward``)."""
+    out = dict(raw)
+    out["energy_std"] = cal.energy(raw["energy_std"])
+    out["forces_std"] = [cal.forces(f) for f in raw["forces_std"]]
+    if "energies_std" in raw:
+        factor = out["energy_std"] / np.maximum(raw["energy_std"], 1e-30)
+        out["energies_std"] = [k * e for k, e in zip(factor, raw["energies_std"], strict=True)]
+    return out
+
+
+def signals(ens: dict, raw: dict, one: dict, com: dict) -> dict:
+    """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
+    ``raw``: the default's predictions before any recalibration)."""
     return {
         "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
         "energy_std (default)": ens["energy_std"],
+        "forces_std raw (posterior)": np.array([s.max() for s in raw["forces_std"]]),
+        "energy_std raw (posterior)": raw["energy_std"],
         "heads' force spread (max atom)": np.array([s.max() for s in ens["forces_std_heads"]]),
         "heads' energy_std": ens["energy_std_heads"],
         "energy_entropy (heads)": ens["energy_entropy"],
@@ -241,8 +258,15 @@ def main(argv: list[str] | None = None) -> None:
         ens = next(r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "heads")
         ones = [r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "one"]
         cal_com = calibrate(committee(ones, "calibration"), sets["calibration"])
-        res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com, "ens": ens,
-               "ones": ones, "sig": {}, "err": {}, "com": {}}  # fmt: skip
+        cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
+        raw_ens = ens["sets"]
+        # the models' stds as they report them (their own recalibration), and the default with a plain scale
+        ens = {**ens, "sets": {n: calibrated(v, ens["calibration"]) for n, v in raw_ens.items()}}
+        plain = {n: calibrated(v, cal_plain) for n, v in raw_ens.items()}
+        ones = [{**o, "sets": {n: calibrated(v, o["calibration"]) for n, v in o["sets"].items()}} for o in ones]
+        res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
+               "cal_plain": cal_plain, "ens": ens, "plain": plain, "ones": ones, "sig": {}, "err": {},
+               "com": {}}  # fmt: skip
         for name in tests:
             com = committee(ones, name)
             res["com"][name] = com
@@ -251,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                 "one": errors(ones[0]["sets"][name], sets[name]),
                 "committee": errors(com, sets[name]),
             }
-            res["sig"][name] = signals(ens["sets"][name], ones[0]["sets"][name], com)
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com)
         per_seed.append(res)
 
     print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
@@ -308,16 +332,18 @@ def main(argv: list[str] | None = None) -> None:
         "miscalibration area, NLL"
     )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
-    rows = (("default (forces_std, energy_std)", "heads"), ("one head, LLPR", "one"),
-            (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
+    rows = (("default (forces_std, energy_std)", "heads"), ("default, plain scale (power 1)", "plain"),
+            ("one head, LLPR", "one"), (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
     for label, kind in rows:
         for name in tests:
             cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
             for r in per_seed:
-                cal = {"heads": r["cal_ens"], "one": r["cal_one"], "committee": r["cal_com"]}[kind]
-                preds = {"heads": r["ens"]["sets"], "one": r["ones"][0]["sets"], "committee": r["com"]}
+                cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "one": r["cal_one"],
+                       "committee": r["cal_com"]}[kind]  # fmt: skip
+                preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "one": r["ones"][0]["sets"],
+                         "committee": r["com"]}  # fmt: skip
                 pred = preds[kind][name]
-                err = r["err"][name][kind]
+                err = r["err"][name]["heads" if kind == "plain" else kind]
                 # the model's stds come calibrated; the committee's are mapped here, the same way
                 e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
                 if kind == "committee":
@@ -329,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                 cols["f95"].append(coverage(f_err, f_std, cal.forces_k95))
                 cols["ma"].append(miscalibration_area(f_err, f_std))
                 cols["nll"].append(gaussian_nll(f_err, f_std))
-            print(f"   {label:<28} {name:<15} " + " ".join(f"{mean_sd(v):>9}" for v in cols.values()))
+            print(f"   {label:<32} {name:<15} " + " ".join(f"{mean_sd(v):>9}" for v in cols.values()))
 
     print("\n5. per atom, stretched bonds: fraction whose largest per-atom uncertainty is on the bond's atoms")
     stretched = sets["stretched"]
@@ -346,7 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     hits = [float(np.mean([int(np.argmax(v)) in b for v, b in zip(r["com"]["stretched"]["forces_std"], bonds,
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
-    for label, key in (("default", "cal_ens"), ("one head", "cal_one"), (f"committee x{COMMITTEE}", "cal_com")):
+    for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"), ("one head", "cal_one"),
+                       (f"committee x{COMMITTEE}", "cal_com")):  # fmt: skip
         cals = [r[key] for r in per_seed]
 
         def row(field: str, cals=cals) -> str:

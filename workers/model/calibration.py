@@ -94,22 +94,26 @@ def _scales(abs_err: np.ndarray, std: np.ndarray, power: float) -> tuple[float, 
 
 
 def fit_calibration(
-    energy_err_ev: np.ndarray, energy_std_ev: np.ndarray, forces_err_ev_a: np.ndarray, forces_std_ev_a: np.ndarray
+    energy_err_ev: np.ndarray,
+    energy_std_ev: np.ndarray,
+    forces_err_ev_a: np.ndarray,
+    forces_std_ev_a: np.ndarray,
+    power_law_fit: bool = True,
 ) -> Calibration:
-    """Scales from raw stds and the errors they should bound.
+    """Maps from raw stds and the errors they should bound.
 
     ``energy_err_ev [n]`` and ``energy_std_ev [n]`` per structure; ``forces_err_ev_a
     [n_atoms_total, 3]`` and ``forces_std_ev_a [n_atoms_total]`` per atom (all structures'
-    atoms stacked)."""
+    atoms stacked). ``power_law_fit=False``: powers stay 1 (a plain split-conformal scale)."""
     n = len(energy_err_ev)
     if n < 2:
         raise ValueError(f"calibration needs at least 2 labelled structures, got {n}")
     e_err, e_std = np.asarray(energy_err_ev), np.asarray(energy_std_ev)
-    e_power = power_law(e_err, e_std, n)
+    e_power = power_law(e_err, e_std, n) if power_law_fit else 1.0
     e_scale, e_k95 = _scales(e_err, e_std, e_power)
     f_err = np.asarray(forces_err_ev_a).reshape(-1)
     f_std = np.repeat(np.asarray(forces_std_ev_a).reshape(-1, 1), 3, axis=1).reshape(-1)
-    f_power = power_law(f_err, f_std, n)
+    f_power = power_law(f_err, f_std, n) if power_law_fit else 1.0
     f_scale, f_k95 = _scales(f_err, f_std, f_power)
     return Calibration(e_scale, e_k95, f_scale, f_k95, n, e_power, f_power)
 
