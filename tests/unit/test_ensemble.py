@@ -295,6 +295,9 @@ def test_recalibration_finds_how_fast_errors_grow_and_keeps_a_plain_scale_otherw
     assert power_law(narrow**2 * rng.standard_normal(12), narrow, 12) == 1.0
     cal = fit_calibration(steep[: n // 2], raw[: n // 2], np.repeat(steep[: n // 2, None], 3, 1), raw[: n // 2])
     assert cal.energy_power == pytest.approx(2.0, abs=0.1) and cal.forces_power == cal.energy_power
+    plain_cal = fit_calibration(steep[: n // 2], raw[: n // 2], np.repeat(steep[: n // 2, None], 3, 1), raw[: n // 2],
+                                power_law_fit=False)  # fmt: skip
+    assert (plain_cal.energy_power, plain_cal.forces_power) == (1.0, 1.0)
     held_out = cal.energy(raw[n // 2 :])
     assert coverage(steep[n // 2 :], held_out) == pytest.approx(0.6827, abs=0.03)
     assert coverage(steep[n // 2 :], held_out, cal.energy_k95) == pytest.approx(0.95, abs=0.02)
