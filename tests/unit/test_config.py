@@ -65,6 +65,12 @@ BAD = {
     "missing file": ("system", {"structures": "nope/seeds.xyz"}, [], "system.structures: structure file not"),
     "unknown DFT method": ("dft", {"method": "b3lyb"}, [], "dft.method: unknown DFT method"),
     "negative temperature": ("sampling", {"temperature_k": -5}, [], "sampling.temperature_k"),
+    "per-replica temperatures and a ramp": (
+        "sampling",
+        {"temperatures_k": [300, 900], "temperature_end_k": 1000},
+        [],
+        "temperatures_k (one per replica) and temperature_end_k (a ramp) exclude each other",
+    ),
     "charge in the wrong section": ("dft", {"charge": 1}, [], "set charge under system"),
     "bad --set": ("budget", {}, ["budget.max_labels"], "expected key=value"),
     "async with a committee": (
