@@ -74,7 +74,8 @@ class MDConfig(Section):
     # ... ramped linearly to this over the run when set
     temperature_end_k: float | None = Field(None, ge=0.0)
     # K per replica, cycled (DP-GEN's temps): replica r starts and is held at
-    # temperatures_k[r % len]; replaces temperature_k for MD (not a ramp's start)
+    # temperatures_k[r % len] instead of temperature_k (no ramp with it); normal-mode sets
+    # still draw at temperature_k unless system.initial/holdout_temperature_k are set
     temperatures_k: list[float] | None = Field(None, min_length=1)
     # 0.5 fs resolves X-H stretches
     timestep_fs: float = Field(0.5, gt=0.0, le=5.0)

@@ -12,8 +12,8 @@ Per quantity, the raw std ``s`` becomes the error bar ``scale * s**power``:
   of those error bars cover 95% (1.96 for a Gaussian; more for heavier tails).
 
 Energies are judged per structure (|E error| vs ``energy_std``), forces per Cartesian
-component (|F_ic error| vs ``forces_std_i``). Pure numpy; no torch (``apply`` maps numpy
-arrays and torch tensors alike).
+component (|F_ic error| vs ``forces_std_i``). Pure numpy; no torch (``Calibration.energy``
+and ``.forces`` map numpy arrays and torch tensors alike).
 """
 
 from __future__ import annotations
