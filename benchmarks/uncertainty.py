@@ -184,8 +184,7 @@ def calibrated(raw: dict, cal) -> dict:
     out["energy_std"] = cal.energy(raw["energy_std"])
     out["forces_std"] = [cal.forces(f) for f in raw["forces_std"]]
     if "energies_std" in raw:
-        factor = out["energy_std"] / np.maximum(raw["energy_std"], 1e-30)
-        out["energies_std"] = [k * e for k, e in zip(factor, raw["energies_std"], strict=True)]
+        out["energies_std"] = [cal.energies(e, s) for e, s in zip(raw["energies_std"], raw["energy_std"], strict=True)]
     return out
 
 

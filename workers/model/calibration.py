@@ -45,6 +45,14 @@ class Calibration:
         """Calibrated energy std (eV) from raw ``[n]`` (numpy or torch)."""
         return self.energy_scale * (raw if self.energy_power == 1.0 else raw**self.energy_power)
 
+    def energies(self, raw_atoms, raw_structure):
+        """Per-atom energy stds (eV): each atom's share of its structure's calibrated std,
+        ``energy(raw_structure) / raw_structure * raw_atoms`` (``raw_structure`` broadcast to
+        the atoms; no division: ``scale * raw_structure**(power - 1)``)."""
+        if self.energy_power == 1.0:
+            return self.energy_scale * raw_atoms
+        return self.energy_scale * raw_structure ** (self.energy_power - 1.0) * raw_atoms
+
     def forces(self, raw):
         """Calibrated force std (eV/Å) from raw ``[n_atoms]`` (numpy or torch)."""
         return self.forces_scale * (raw if self.forces_power == 1.0 else raw**self.forces_power)

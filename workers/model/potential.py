@@ -283,8 +283,7 @@ class Potential(nn.Module):
         out["energy_std"] = self.calibration.energy(raw_std)
         out["energy_std_per_atom"] = out["energy_std"] / n
         if raw_atoms is not None:  # each atom's share of its structure's calibrated std
-            factor = out["energy_std"] / raw_std.clamp_min(1e-30)
-            out["energies_std"] = factor[batch.structure] * raw_atoms
+            out["energies_std"] = self.calibration.energies(raw_atoms, raw_std[batch.structure])
         if strain is not None:
             out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
         if forces:
