@@ -2,7 +2,7 @@
 
     python benchmarks/make_stretched.py [--source benchmarks/data/ethanol_id_hf_sto3g.extxyz]
         [--trajectory 4] [--frames 40] [--min-factor 1.25] [--max-factor 1.6]
-        [--out benchmarks/data/ethanol_stretched_hf_sto3g.extxyz]
+        [--split test] [--out benchmarks/data/ethanol_stretched_hf_sto3g.extxyz]
 
 For each of ``--frames`` frames of one trajectory of ``--source`` (the in-distribution
 test trajectory: no training or calibration frame is stretched), one bonded pair ``(i, j)``
@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--min-factor", type=float, default=1.25)
     p.add_argument("--max-factor", type=float, default=1.6)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--split", default="test", help="info['split'] of the frames written (test; dev: a development set)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=DATA / "ethanol_stretched_hf_sto3g.extxyz")
     args = p.parse_args()
@@ -100,7 +101,7 @@ def main() -> None:
                 "source_trajectory": args.trajectory,
                 "source_step": frame.info.get("step", -1),
                 "temperature_k": frame.info.get("temperature_k", -1),
-                "split": "test",
+                "split": args.split,
             }
         )
         todo.append(a)

@@ -12,14 +12,18 @@ Data (benchmarks/data/README.md), split by whole trajectories, never by frames:
 * in distribution (ID): trajectory 4 of ``ethanol_id`` (same temperatures, other seeds);
 * out of distribution, each judged against ID: ``hot`` (the reference's 700 and 800 K
   trajectories), ``dimethyl ether`` and ``acetic acid`` (molecules never trained on,
-  same elements), ``stretched`` (one bond of an ID frame pulled to 1.25-1.6x, DFT-labelled).
+  same elements), ``stretched`` (one bond of an ID frame pulled to 1.25-1.6x, DFT-labelled);
+* development families, judged against the calibration frames (where designs and defaults
+  are chosen, so the final families above only report): ``dev: 600 K`` (the reference's 600 K
+  trajectory) and ``dev: stretched`` (bonds of calibration trajectory 3 stretched the same way).
 
 Per seed (training seeds vary): one model with the shipped defaults (``model.heads`` heads on
 one backbone) and four one-head models (the design before heads; together a 4-member
 committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
 ``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
 the one-head histogram std, the committee, LLPR on the pooled features (Bigi et al. 2024, a
-published single-model method) and a trivial one (the model's mean |F|). Printed: accuracy
+published single-model method), the default's posterior with 32 weight draws instead of 8 (less
+sampling noise, more cost) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
 vs per-structure force MAE; coverage of the 68% / 95% intervals, miscalibration area and
 NLL; per-atom localisation on the stretched bonds.
@@ -52,11 +56,16 @@ FAMILIES = {  # name -> (file, frame filter)
     "acetic acid": (DATA / "acetic_acid_500k_hf_sto3g.extxyz", lambda a: True),
     "stretched": (DATA / "ethanol_stretched_hf_sto3g.extxyz", lambda a: True),
 }
+DEV_FAMILIES = {  # development families (judged against the calibration frames): designs are chosen here
+    "dev: 600 K": (REFERENCE, lambda a: a.info["temperature_k"] == 600),
+    "dev: stretched": (DATA / "ethanol_stretched_dev_hf_sto3g.extxyz", lambda a: True),
+}
 SETS = {
     "train": (REFERENCE, lambda a: a.info["temperature_k"] <= 500),
     "calibration": (ID_FILE, lambda a: a.info["trajectory"] in (3, 5)),
     "id": (ID_FILE, lambda a: a.info["trajectory"] == 4),
     **FAMILIES,
+    **DEV_FAMILIES,
 }
 COMMITTEE = 4
 PER_ATOM = ("forces", "forces_std", "energies_std", "forces_std_heads")
@@ -95,6 +104,7 @@ def outputs(model, frames: list) -> dict:
 
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
+MORE_DRAWS = 32  # a row: the default's posterior with this many weight draws (less noise, more cost)
 
 
 def time_per_structure(model, frames: list, uncertainty: bool | int, repeats: int) -> float:
@@ -146,6 +156,15 @@ def run_one(job: dict) -> dict:
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
     md_calls = 2 * MD_STRIDE if job["quick"] else 5 * MD_STRIDE
     out["s_per_structure_md"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
+    if job["kind"] == "heads":  # the same posterior with more weight draws
+        from workers.model.posterior import weight_draws
+
+        model.llpr_draws = weight_draws(model.llpr_root, MORE_DRAWS).to(model.llpr_draws)  # this model only
+        out["more_draws"] = {"calibration": recalibrate(model, sets["calibration"]), "sets": {}}
+        model.calibration = Calibration()
+        for name, frames in sets.items():
+            out["more_draws"]["sets"][name] = outputs(model, frames)
+        out["s_per_structure_md_more"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
     return out
 
 
@@ -188,11 +207,13 @@ def calibrated(raw: dict, cal) -> dict:
     return out
 
 
-def signals(ens: dict, raw: dict, one: dict, com: dict) -> dict:
+def signals(ens: dict, raw: dict, one: dict, com: dict, more: dict) -> dict:
     """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
-    ``raw``: the default's predictions before any recalibration)."""
+    ``raw``: the default's predictions before any recalibration; ``more``: the default's
+    posterior with ``MORE_DRAWS`` weight draws, calibrated)."""
     return {
         "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
+        f"forces_std, {MORE_DRAWS} draws (max atom)": np.array([s.max() for s in more["forces_std"]]),
         "energy_std (default)": ens["energy_std"],
         "forces_std raw (posterior)": np.array([s.max() for s in raw["forces_std"]]),
         "energy_std raw (posterior)": raw["energy_std"],
@@ -251,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = list(ex.map(run_one, jobs))
     print(f"trainings: {len(runs)} in {time.perf_counter() - t_all:.0f} s")
 
-    tests = ["id", *FAMILIES]
+    tests = ["id", *FAMILIES]  # the final sets (reported only)
+    judged = ["calibration", *tests, *DEV_FAMILIES]
     per_seed = []
     for s in range(seeds):
         ens = next(r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "heads")
@@ -260,13 +282,14 @@ def main(argv: list[str] | None = None) -> None:
         cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
         raw_ens = ens["sets"]
         # the models' stds as they report them (their own recalibration), and the default with a plain scale
+        more = {n: calibrated(v, ens["more_draws"]["calibration"]) for n, v in ens["more_draws"]["sets"].items()}
         ens = {**ens, "sets": {n: calibrated(v, ens["calibration"]) for n, v in raw_ens.items()}}
         plain = {n: calibrated(v, cal_plain) for n, v in raw_ens.items()}
         ones = [{**o, "sets": {n: calibrated(v, o["calibration"]) for n, v in o["sets"].items()}} for o in ones]
         res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
-               "cal_plain": cal_plain, "ens": ens, "plain": plain, "ones": ones, "sig": {}, "err": {},
-               "com": {}}  # fmt: skip
-        for name in tests:
+               "cal_plain": cal_plain, "cal_more": ens["more_draws"]["calibration"], "ens": ens, "plain": plain,
+               "more": more, "ones": ones, "sig": {}, "err": {}, "com": {}}  # fmt: skip
+        for name in judged:
             com = committee(ones, name)
             res["com"][name] = com
             res["err"][name] = {
@@ -274,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                 "one": errors(ones[0]["sets"][name], sets[name]),
                 "committee": errors(com, sets[name]),
             }
-            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com)
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, more[name])
         per_seed.append(res)
 
     print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
@@ -293,22 +316,26 @@ def main(argv: list[str] | None = None) -> None:
     inf_heads = statistics.mean(r["ens"]["s_per_structure"] for r in per_seed)
     inf_unc = statistics.mean(r["ens"]["s_per_structure_uncertainty"] for r in per_seed)
     inf_md = statistics.mean(r["ens"]["s_per_structure_md"] for r in per_seed)
+    inf_more = statistics.mean(r["ens"]["s_per_structure_md_more"] for r in per_seed)
     print(f"cost vs one one-head model: training {t_heads / t_one:.2f}x ({t_heads:.0f} s vs {t_one:.0f} s, "
           f"the posterior fit included); inference energy+forces {inf_heads / inf_one:.2f}x, with forces_std "
           f"on every call {inf_unc / inf_one:.2f}x, as MD calls it (forces_std every {MD_STRIDE}th step) "
-          f"{inf_md / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure); "
+          f"{inf_md / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure), with {MORE_DRAWS} draws "
+          f"{inf_more / inf_one:.2f}x; "
           f"committee x{COMMITTEE}: {COMMITTEE}x each")  # fmt: skip
 
     names = list(per_seed[0]["sig"]["id"])
-    print("\n2. novelty: AUROC (family vs ID) and median signal family/ID; the error's ratio (heads' force MAE)")
-    for fam in FAMILIES:
-        err_ratio = [np.median(r["err"][fam]["heads"]["force_mae"]) / np.median(r["err"]["id"]["heads"]["force_mae"])
+    print("\n2. novelty: AUROC (family vs ID) and median signal family/ID; the error's ratio (heads' force MAE); "
+          "development families against the calibration frames")  # fmt: skip
+    for fam in [*FAMILIES, *DEV_FAMILIES]:
+        ref = "calibration" if fam in DEV_FAMILIES else "id"
+        err_ratio = [np.median(r["err"][fam]["heads"]["force_mae"]) / np.median(r["err"][ref]["heads"]["force_mae"])
                      for r in per_seed]  # fmt: skip
         print(f"-- {fam} ({len(sets[fam])} frames): force error ratio {mean_sd(err_ratio, 1)}x")
         for sig in names:
             au, ratio = [], []
             for r in per_seed:
-                a, b = r["sig"]["id"][sig], r["sig"][fam][sig]
+                a, b = r["sig"][ref][sig], r["sig"][fam][sig]
                 au.append(auroc(np.concatenate([a, b]), np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]))
                 ratio.append(float(np.median(b) / max(np.median(a), 1e-12)))
             print(f"   {sig:<32} AUROC {mean_sd(au):>10}   ratio {mean_sd(ratio, 1):>10}x")
@@ -332,17 +359,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
     rows = (("default (forces_std, energy_std)", "heads"), ("default, plain scale (power 1)", "plain"),
-            ("one head, LLPR", "one"), (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
+            (f"default, {MORE_DRAWS} draws", "more"), ("one head, LLPR", "one"),
+            (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
     for label, kind in rows:
-        for name in tests:
+        for name in [*tests, *DEV_FAMILIES]:
             cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
             for r in per_seed:
-                cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "one": r["cal_one"],
+                cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "more": r["cal_more"], "one": r["cal_one"],
                        "committee": r["cal_com"]}[kind]  # fmt: skip
-                preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "one": r["ones"][0]["sets"],
+                preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "more": r["more"], "one": r["ones"][0]["sets"],
                          "committee": r["com"]}  # fmt: skip
                 pred = preds[kind][name]
-                err = r["err"][name]["heads" if kind == "plain" else kind]
+                err = r["err"][name]["heads" if kind in ("plain", "more") else kind]
                 # the model's stds come calibrated; the committee's are mapped here, the same way
                 e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
                 if kind == "committee":
@@ -371,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     hits = [float(np.mean([int(np.argmax(v)) in b for v, b in zip(r["com"]["stretched"]["forces_std"], bonds,
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
-    for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"), ("one head", "cal_one"),
+    for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"),
+                       (f"default, {MORE_DRAWS} draws", "cal_more"), ("one head", "cal_one"),
                        (f"committee x{COMMITTEE}", "cal_com")):  # fmt: skip
         cals = [r[key] for r in per_seed]
 

@@ -11,6 +11,7 @@ import uncertainty  # noqa: E402
 
 DT_FS = 0.5  # the reference MD's time step
 FIT = ("train", "calibration")  # what a model or its error bars are fitted on
+DEV = tuple(uncertainty.DEV_FAMILIES)  # development families: the 600 K reference MD, calibration frames stretched
 
 
 # sets made before frames carried info["molecule"]
@@ -34,7 +35,7 @@ def test_no_test_frame_shares_a_trajectory_with_a_fitted_frame():
             fitted.setdefault(trajectory_key(a), []).append(DT_FS * int(a.info["step"]))
     tested = 0
     for name, frames in sets.items():
-        if name in FIT:
+        if name in FIT + DEV:
             continue
         for a in frames:
             key = trajectory_key(a)
@@ -44,7 +45,20 @@ def test_no_test_frame_shares_a_trajectory_with_a_fitted_frame():
             assert not times.size or np.abs(times - DT_FS * step).min() >= 100.0, (name, key, step)
             assert key not in fitted, (name, key)  # and in fact no shared trajectory at all
             tested += 1
-    assert tested == sum(len(v) for k, v in sets.items() if k not in FIT) > 200
+    assert tested == sum(len(v) for k, v in sets.items() if k not in FIT + DEV) > 200
+
+
+def test_development_families_share_no_trajectory_with_a_final_test_set():
+    """Designs are chosen on the development families: none of their frames comes from an MD
+    the final families (ID, hot, other molecules, stretched) report on."""
+    sets = uncertainty.load_sets(quick=False)
+    final = {trajectory_key(a) for name, v in sets.items() if name not in FIT + DEV for a in v}
+    for name in DEV:
+        keys = {trajectory_key(a) for a in sets[name]}
+        assert keys and not keys & final, (name, keys & final)
+    assert {trajectory_key(a) for a in sets["dev: 600 K"]} == {("CH3CH2OH", 600)}
+    calibration = {trajectory_key(a) for a in sets["calibration"]}
+    assert {trajectory_key(a) for a in sets["dev: stretched"]} <= calibration
 
 
 def test_train_and_calibration_are_distinct_trajectories():

@@ -175,6 +175,28 @@ def test_recalibration_covers_68_and_95_percent_of_unseen_errors():
     assert gaussian_nll(err[n // 2 :], e_std) < gaussian_nll(err[n // 2 :], raw[n // 2 :])
 
 
+def test_the_95_interval_covers_the_small_and_the_large_error_bars_alike():
+    from workers.model.calibration import mondrian_quantile
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    raw = rng.uniform(0.2, 2.0, n)
+    small = raw < 1.1  # the familiar frames: heavy tails; the unfamiliar ones: Gaussian
+    err = raw * np.where(small, rng.standard_t(df=2, size=n), 1.3 * rng.standard_normal(n))  # same 68% point
+    cal = fit_calibration(err[: n // 2], raw[: n // 2], np.repeat(err[: n // 2, None], 3, 1), raw[: n // 2],
+                          power_law_fit=False)  # fmt: skip
+    test, std = err[n // 2 :], cal.energy(raw[n // 2 :])
+    lo, hi = small[n // 2 :], ~small[n // 2 :]
+    assert coverage(test[lo], std[lo], cal.energy_k95) == pytest.approx(0.95, abs=0.02)
+    assert coverage(test[hi], std[hi], cal.energy_k95) > 0.95
+    # one pooled quantile would leave the heavy-tailed half short of 95%
+    pooled = conformal_quantile(np.abs(err[: n // 2]) / cal.energy(raw[: n // 2]), 0.95)
+    assert coverage(test[lo], std[lo], pooled) < 0.935
+    # ratios 0..9, stds the reverse: halves {5..9} and {0..4}, medians (3rd of 5) 7 and 2; pooled 5
+    assert mondrian_quantile(np.arange(10.0), np.arange(10.0)[::-1], 0.5, groups=2) == 7.0
+    assert mondrian_quantile(np.arange(10.0), np.arange(10.0)[::-1], 0.5, groups=1) == 5.0
+
+
 def test_calibration_needs_two_structures():
     with pytest.raises(ValueError, match="at least 2"):
         fit_calibration(np.array([0.1]), np.array([0.1]), np.zeros((3, 3)), np.ones(3))
