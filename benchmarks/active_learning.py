@@ -79,16 +79,23 @@ SCENARIOS = {
     # 300 K initial set already knows and its late ones are not; random picks spend half the
     # labels on the familiar end, a selection that works spends them where the model is wrong
     "ramp": (
-        ["system.initial_temperature_k=300", "system.holdout_temperature_k=800", "sampling.temperature_k=300",
-         "sampling.temperature_end_k=1000"],
+        [
+            "system.initial_temperature_k=300",
+            "system.holdout_temperature_k=800",
+            "sampling.temperature_k=300",
+            "sampling.temperature_end_k=1000",
+        ],
         HOT,
     ),  # fmt: skip
     # few informative frames among many redundant ones, as in most campaigns after their first
     # rounds: three replicas in four run at 300 K (what the initial set knows), one in four at
     # 900 K (DP-GEN-style per-replica temperatures); judged where the potential must hold (hot)
     "rare": (
-        ["system.initial_temperature_k=300", "system.holdout_temperature_k=800",
-         "sampling.temperatures_k=[300,300,300,900]"],
+        [
+            "system.initial_temperature_k=300",
+            "system.holdout_temperature_k=800",
+            "sampling.temperatures_k=[300,300,300,900]",
+        ],
         HOT,
     ),  # fmt: skip
 }

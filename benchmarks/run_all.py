@@ -40,31 +40,81 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
     "active_learning_hot": (
-        [[PY, "benchmarks/active_learning.py", "--scenario", "hot", "--passive-sizes", "", "--strategies",
-          "forces-std,random", "--out", "{out}"]],  # fmt: skip
+        [
+            [
+                PY,
+                "benchmarks/active_learning.py",
+                "--scenario",
+                "hot",
+                "--passive-sizes",
+                "",
+                "--strategies",
+                "forces-std,random",
+                "--out",
+                "{out}",
+            ]
+        ],  # fmt: skip
         [],
     ),
     "active_learning_ramp": (
-        [[PY, "benchmarks/active_learning.py", "--scenario", "ramp", "--passive-sizes", "", "--strategies",
-          "forces-std,random", "--out", "{out}"]],  # fmt: skip
+        [
+            [
+                PY,
+                "benchmarks/active_learning.py",
+                "--scenario",
+                "ramp",
+                "--passive-sizes",
+                "",
+                "--strategies",
+                "forces-std,random",
+                "--out",
+                "{out}",
+            ]
+        ],  # fmt: skip
         [],
     ),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
     "active_learning_rare": (
-        [[PY, "benchmarks/active_learning.py", "--scenario", "rare", "--passive-sizes", "", "--strategies",
-          "forces-std,random", "--out", "{out}"]],  # fmt: skip
+        [
+            [
+                PY,
+                "benchmarks/active_learning.py",
+                "--scenario",
+                "rare",
+                "--passive-sizes",
+                "",
+                "--strategies",
+                "forces-std,random",
+                "--out",
+                "{out}",
+            ]
+        ],  # fmt: skip
         [],
     ),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
-            [PY, "benchmarks/potential_check.py", "{out}/campaign/model.pt", "--reference", FINAL_TEST,
-             "--hessian", "{out}/campaign/harmonic/seed_000.npz"],
+            [
+                PY,
+                "benchmarks/potential_check.py",
+                "{out}/campaign/model.pt",
+                "--reference",
+                FINAL_TEST,
+                "--hessian",
+                "{out}/campaign/harmonic/seed_000.npz",
+            ],
         ],
         [
             [CATAL, "run", "tests/data/tiny_campaign.yaml", "--set", "out_dir={out}/campaign"],
-            [PY, "benchmarks/potential_check.py", "{out}/campaign/model.pt", "--reference", FINAL_TEST,
-             "--md-ps", "0.05"],
+            [
+                PY,
+                "benchmarks/potential_check.py",
+                "{out}/campaign/model.pt",
+                "--reference",
+                FINAL_TEST,
+                "--md-ps",
+                "0.05",
+            ],
         ],
     ),  # fmt: skip
     # one potential for three molecules against the demo on each alone, in one run
@@ -76,8 +126,17 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "large": (
         [
             [CATAL, "run", "configs/large.yaml", "--set", "out_dir={out}/campaign"],
-            [PY, "benchmarks/potential_check.py", "{out}/campaign/model.pt", "--reference", LARGE_TEST,
-             "--hessian", "{out}/campaign/harmonic/seed_000.npz", "--temperature", "400"],
+            [
+                PY,
+                "benchmarks/potential_check.py",
+                "{out}/campaign/model.pt",
+                "--reference",
+                LARGE_TEST,
+                "--hessian",
+                "{out}/campaign/harmonic/seed_000.npz",
+                "--temperature",
+                "400",
+            ],
         ],
         [],
     ),  # fmt: skip

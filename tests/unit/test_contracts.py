@@ -47,9 +47,18 @@ LAYERS = (
     ("orchestrator.campaign",),
     ("orchestrator.loop",),
     ("orchestrator.session",),
-    ("orchestrator.steps", "orchestrator.selection", "orchestrator.initial", "orchestrator.references",
-     "orchestrator.seeds", "orchestrator.config", "orchestrator.sections", "orchestrator.systems",
-     "orchestrator.cluster", "orchestrator.outputs"),  # fmt: skip
+    (
+        "orchestrator.steps",
+        "orchestrator.selection",
+        "orchestrator.initial",
+        "orchestrator.references",
+        "orchestrator.seeds",
+        "orchestrator.config",
+        "orchestrator.sections",
+        "orchestrator.systems",
+        "orchestrator.cluster",
+        "orchestrator.outputs",
+    ),  # fmt: skip
     ("orchestrator.records", "orchestrator"),
     ("workers",),
 )
