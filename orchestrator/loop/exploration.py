@@ -117,8 +117,9 @@ def offer(r: AsyncRun, frames: list, source: int, labelled_emb) -> None:
     if not frames:
         return
     n_audit = max(cfg.selection.audit_per_round - info["audits"], 0)
-    ranked = rank_frames(frames, cfg.selection, n_audit, None, labelled_emb, selection_rng(cfg.seed, r.gen, r.runs),
-                         r.s.weights)
+    ranked = rank_frames(
+        frames, cfg.selection, n_audit, None, labelled_emb, selection_rng(cfg.seed, r.gen, r.runs), r.s.weights
+    )
     info["md_frames"] += len(frames)
     info["md_stopped"] += int(ranked.stopped.sum())
     info["audits"] += len(ranked.audits)
