@@ -195,6 +195,10 @@ def test_the_95_interval_covers_the_small_and_the_large_error_bars_alike():
     # ratios 0..9, stds the reverse: halves {5..9} and {0..4}, medians (3rd of 5) 7 and 2; pooled 5
     assert mondrian_quantile(np.arange(10.0), np.arange(10.0)[::-1], 0.5, groups=2) == 7.0
     assert mondrian_quantile(np.arange(10.0), np.arange(10.0)[::-1], 0.5, groups=1) == 5.0
+    # a group with no finite ratio is left out; none at all is the one clear error
+    assert mondrian_quantile(np.r_[np.full(5, np.nan), np.arange(5.0)], np.arange(10.0), 0.5) == 2.0
+    with pytest.raises(ValueError, match="at least one finite"):
+        mondrian_quantile(np.full(4, np.nan), np.arange(4.0), 0.5)
 
 
 def test_calibration_needs_two_structures():

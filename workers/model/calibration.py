@@ -105,7 +105,8 @@ def mondrian_quantile(ratios: np.ndarray, std: np.ndarray, level: float, groups:
     on average over them (Vovk et al. 2005, Mondrian conformal prediction)."""
     order = np.argsort(np.asarray(std, dtype=float), kind="stable")
     ratios = np.asarray(ratios, dtype=float)
-    return max(conformal_quantile(ratios[g], level) for g in np.array_split(order, groups) if g.size)
+    parts = [ratios[g] for g in np.array_split(order, groups) if np.isfinite(ratios[g]).any()]
+    return max(conformal_quantile(r, level) for r in parts) if parts else conformal_quantile(ratios, level)
 
 
 def _scales(abs_err: np.ndarray, std: np.ndarray, power: float) -> tuple[float, float]:
