@@ -29,6 +29,13 @@ CATAL = str(Path(PY).with_name("catal"))
 FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
 LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
+
+def scenario(name: str) -> list[str]:
+    """The active-learning benchmark's ``--scenario name``: the default against pure random, no passive rows."""
+    return [PY, "benchmarks/active_learning.py", "--scenario", name, "--passive-sizes", "", "--strategies",
+            "forces-std,random", "--out", "{out}"]  # fmt: skip
+
+
 # step -> (full commands, quick commands); {out} is the step's run folder
 STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "uncertainty": (
@@ -39,58 +46,10 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
-    "active_learning_hot": (
-        [
-            [
-                PY,
-                "benchmarks/active_learning.py",
-                "--scenario",
-                "hot",
-                "--passive-sizes",
-                "",
-                "--strategies",
-                "forces-std,random",
-                "--out",
-                "{out}",
-            ]
-        ],  # fmt: skip
-        [],
-    ),
-    "active_learning_ramp": (
-        [
-            [
-                PY,
-                "benchmarks/active_learning.py",
-                "--scenario",
-                "ramp",
-                "--passive-sizes",
-                "",
-                "--strategies",
-                "forces-std,random",
-                "--out",
-                "{out}",
-            ]
-        ],  # fmt: skip
-        [],
-    ),
+    "active_learning_hot": ([scenario("hot")], []),
+    "active_learning_ramp": ([scenario("ramp")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
-    "active_learning_rare": (
-        [
-            [
-                PY,
-                "benchmarks/active_learning.py",
-                "--scenario",
-                "rare",
-                "--passive-sizes",
-                "",
-                "--strategies",
-                "forces-std,random",
-                "--out",
-                "{out}",
-            ]
-        ],  # fmt: skip
-        [],
-    ),
+    "active_learning_rare": ([scenario("rare")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
