@@ -108,8 +108,9 @@ MORE_DRAWS = 32  # a row: the default's posterior with this many weight draws (l
 
 
 def time_per_structure(model, frames: list, uncertainty: bool | int, repeats: int) -> float:
-    """Seconds per structure of one model call (energy + forces [+ uncertainty]), batches of 16.
-    ``uncertainty`` an int ``k``: MD's pattern, forces_std on every ``k``-th call only."""
+    """Seconds per structure of one model call, batches of 16: bare energy + forces, or with
+    ``uncertainty`` (forces_std) on every call, or (an int ``k``) MD's pattern: forces_std on
+    every ``k``-th call, the others bare (as ``workers.sampling.run_batched`` calls them)."""
     import torch
 
     from workers.model.graph import collate
@@ -121,7 +122,8 @@ def time_per_structure(model, frames: list, uncertainty: bool | int, repeats: in
     t0 = time.perf_counter()
     with torch.enable_grad():
         for k in range(repeats):
-            model(batch, uncertainty=bool(every) and (k + 1) % every == 0)
+            recording = bool(every) and (k + 1) % every == 0
+            model(batch, uncertainty=recording, bare=not recording)
     return (time.perf_counter() - t0) / (repeats * batch.n_structures)
 
 

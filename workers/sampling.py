@@ -221,12 +221,12 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     n = batch.n_structures
     x0 = batch.positions.double()
 
-    recording = [True]  # the per-atom force spread (one batched backward) on recorded steps only
+    recording = [True]  # uncertainty on recorded steps only; the others are bare energy + forces
 
     def forces_fn(x: torch.Tensor):
         b = batch.to(param.device, param.dtype)
         b.positions = x.to(param.device, param.dtype)
-        out = model(b, forces=True, uncertainty=recording[0])
+        out = model(b, forces=True, uncertainty=recording[0], bare=not recording[0])
         aux = {k: v.detach().cpu() for k, v in out.items() if k in AUX_KEYS}
         return out["forces"].detach().cpu().double(), aux
 

@@ -101,6 +101,23 @@ def test_batched_equals_single(head):
         assert together["energy_entropy"][k].item() == pytest.approx(alone["energy_entropy"].item(), abs=1e-9)
 
 
+@pytest.mark.parametrize("head", ["categorical", "scalar", "relative", "absolute", "pooled"])
+def test_a_bare_call_gives_the_same_energy_and_forces_and_no_uncertainty(head):
+    """MD's unrecorded steps: energy and forces identical to the full call's, nothing else computed."""
+    model = _model(head)
+    mols = [molecule("CH3CH2OH"), molecule("H2O")]
+    for k, m in enumerate(mols):
+        m.rattle(0.05, seed=k)
+    batch = collate(mols).to(dtype=torch.float64)
+    full, bare = model(batch, uncertainty=True), model(batch, bare=True)
+    assert torch.allclose(bare["energy"], full["energy"], rtol=0, atol=1e-10)
+    assert torch.allclose(bare["forces"], full["forces"], rtol=0, atol=1e-10)
+    assert "forces_std" in full and "energy_std" in full
+    assert not {"energy_std", "energies_std", "forces_std", "energy_entropy", "energy_std_heads"} & set(bare)
+    with pytest.raises(ValueError, match="bare"):
+        model(batch, bare=True, uncertainty=True)
+
+
 def test_element_refs_fit_composition_exactly():
     # energies that are exactly additive in per-element references are fit exactly
     true = {1: -13.6, 6: -1030.0, 8: -2040.0}

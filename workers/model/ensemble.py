@@ -96,14 +96,21 @@ def mixture_entropy(probs: torch.Tensor, shift_bins: torch.Tensor) -> dict:
 def member_forces(member_energy: torch.Tensor, positions: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
     """Each member's forces ``[M, n_atoms, 3]`` (eV/Å) from its energies ``[n_structures, M]``.
 
-    One batched backward pass (``is_grads_batched``) for all members; their mean is the
-    force of the mean energy."""
+    On an accelerator one batched backward pass (``is_grads_batched``) for all members; on
+    the CPU one backward pass per member, which there takes about half the time of the
+    batched one (9 columns, 16-45 ethanol frames, PaiNN 64x3: 54 vs 95 ms, 139 vs 248 ms).
+    Their mean is the force of the mean energy."""
     m = member_energy.shape[-1]
+    total = member_energy.sum(0)  # [M]
+    if positions.device.type == "cpu":
+        grads = [
+            torch.autograd.grad(total[k], positions, create_graph=create_graph, retain_graph=True)[0] for k in range(m)
+        ]
+        return -torch.stack(grads)
     eye = torch.eye(m, dtype=member_energy.dtype, device=member_energy.device)
     (grad,) = torch.autograd.grad(
-        member_energy.sum(0), positions, grad_outputs=eye, is_grads_batched=True, create_graph=create_graph,
-        retain_graph=True,
-    )  # fmt: skip
+        total, positions, grad_outputs=eye, is_grads_batched=True, create_graph=create_graph, retain_graph=True
+    )
     return -grad
 
 

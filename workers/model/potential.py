@@ -205,6 +205,7 @@ class Potential(nn.Module):
         member_forces: bool = False,
         heads_spread: bool = False,
         stress: bool = False,
+        bare: bool = False,
     ) -> dict:
         """Predictions for a batch.
 
@@ -231,7 +232,11 @@ class Potential(nn.Module):
 
         ``member_forces`` (training) adds ``forces_members`` [heads, n_atoms, 3], in the graph.
         ``stress`` adds ``stress`` [n_structures, 3, 3] eV/Å^3 for cells (``graph.stress_from_strain``).
+        ``bare``: ``energy``, ``forces``, ``y_norm``, ``embedding`` and the locations only, no
+        uncertainty of any kind and no histogram the energy does not need (MD's unrecorded steps).
         """
+        if bare and (uncertainty or member_forces or heads_spread):
+            raise ValueError("bare asks for no uncertainty: uncertainty, member_forces and heads_spread must be off")
         pos = batch.positions
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
@@ -255,7 +260,8 @@ class Potential(nn.Module):
             out["location"] = loc.mean(-1)
             y_members = loc
         hist_var = None
-        if self.cfg.head == "categorical":
+        needs_histogram = self.absolute or self.cfg.histogram == "relative"  # the energy reads it
+        if self.cfg.head == "categorical" and (needs_histogram or not bare):
             logits = self.head(pooled)  # [n_structures, heads, num_bins]
             if self.cfg.histogram == "centred":  # symmetric about 0: the mean is the location
                 logits = 0.5 * (logits + logits.flip(-1))
@@ -265,8 +271,9 @@ class Potential(nn.Module):
                 y_members = offset
             elif self.cfg.histogram == "relative":
                 y_members = y_members + offset
-            hist_var = hlgauss.std(logits, self.support).detach() ** 2
-            self._entropies(out, logits, offset.detach(), None if self.absolute else loc.detach())
+            if not bare:
+                hist_var = hlgauss.std(logits, self.support).detach() ** 2
+                self._entropies(out, logits, offset.detach(), None if self.absolute else loc.detach())
         out["y_members"] = y_members
         y_norm = y_members.mean(-1)
         out["y_norm"] = y_norm
@@ -274,16 +281,8 @@ class Potential(nn.Module):
         ref = self._ref_sum(batch, torch.float64)
         energy_members = n.double()[:, None] * (self.y_mean + self.y_std * y_members).double() + ref[:, None]
         out["energy"] = energy_members.mean(-1)
-        heads_std, heads_atoms = self._heads_energy_spread(n, y_members.detach(), hist_var, contrib)
-        out["energy_std_heads"] = heads_std
         fitted = self.posterior_fitted
-        raw_std, raw_atoms, draw_energy = heads_std, heads_atoms, None
-        if fitted:
-            raw_std, raw_atoms, draw_energy = self._llpr(batch, out["last_layer"])
-        out["energy_std"] = self.calibration.energy(raw_std)
-        out["energy_std_per_atom"] = out["energy_std"] / n
-        if raw_atoms is not None:  # each atom's share of its structure's calibrated std
-            out["energies_std"] = self.calibration.energies(raw_atoms, raw_std[batch.structure])
+        draw_energy = None if bare else self._energy_uncertainty(out, batch, n, y_members.detach(), hist_var, contrib)
         if strain is not None:
             out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
         if forces:
@@ -313,6 +312,20 @@ class Potential(nn.Module):
             if uncertainty and "forces_std" not in out:  # one head, no posterior
                 self._forces_spread(out, batch, torch.zeros_like(out["forces"][:, 0]).detach())
         return out
+
+    def _energy_uncertainty(self, out, batch, n, y_members, hist_var, contrib) -> torch.Tensor | None:
+        """``energy_std_heads``, the calibrated ``energy_std`` (+ per atom, ``energies_std``) into
+        ``out``; returns the posterior's weight-draw energies [n_structures, draws] (None unfitted)."""
+        heads_std, heads_atoms = self._heads_energy_spread(n, y_members, hist_var, contrib)
+        out["energy_std_heads"] = heads_std
+        raw_std, raw_atoms, draw_energy = heads_std, heads_atoms, None
+        if self.posterior_fitted:
+            raw_std, raw_atoms, draw_energy = self._llpr(batch, out["last_layer"])
+        out["energy_std"] = self.calibration.energy(raw_std)
+        out["energy_std_per_atom"] = out["energy_std"] / n
+        if raw_atoms is not None:  # each atom's share of its structure's calibrated std
+            out["energies_std"] = self.calibration.energies(raw_atoms, raw_std[batch.structure])
+        return draw_energy
 
     @property
     def posterior_fitted(self) -> bool:
