@@ -15,15 +15,16 @@ Data (benchmarks/data/README.md), split by whole trajectories, never by frames:
   same elements), ``stretched`` (one bond of an ID frame pulled to 1.25-1.6x, DFT-labelled);
 * development families, judged against the calibration frames (where designs and defaults
   are chosen, so the final families above only report): ``dev: 600 K`` (the reference's 600 K
-  trajectory) and ``dev: stretched`` (bonds of calibration trajectory 3 stretched the same way).
+  trajectory), ``dev: stretched`` (bonds of calibration trajectory 3 stretched the same way) and
+  ``dev: hot`` (700 and 800 K MD like ``hot``'s, own velocity seeds 3700 and 3800).
 
 Per seed (training seeds vary): one model with the shipped defaults (``model.heads`` heads on
 one backbone) and four one-head models (the design before heads; together a 4-member
 committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
 ``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
 the one-head histogram std, the committee, LLPR on the pooled features (Bigi et al. 2024, a
-published single-model method), the default's posterior with 32 weight draws instead of 8 (less
-sampling noise, more cost) and a trivial one (the model's mean |F|). Printed: accuracy
+published single-model method), the default's posterior with 8 and 32 random weight draws
+instead of its 8 principal directions (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
 vs per-structure force MAE; coverage of the 68% / 95% intervals, miscalibration area and
 NLL; per-atom localisation on the stretched bonds.
@@ -59,6 +60,7 @@ FAMILIES = {  # name -> (file, frame filter)
 DEV_FAMILIES = {  # development families (judged against the calibration frames): designs are chosen here
     "dev: 600 K": (REFERENCE, lambda a: a.info["temperature_k"] == 600),
     "dev: stretched": (DATA / "ethanol_stretched_dev_hf_sto3g.extxyz", lambda a: True),
+    "dev: hot": (DATA / "ethanol_hot_dev_hf_sto3g.extxyz", lambda a: True),
 }
 SETS = {
     "train": (REFERENCE, lambda a: a.info["temperature_k"] <= 500),
@@ -104,7 +106,10 @@ def outputs(model, frames: list) -> dict:
 
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
-MORE_DRAWS = 32  # a row: the default's posterior with this many weight draws (less noise, more cost)
+VARIANTS = {  # rows: the default model's posterior with other weight perturbations, recalibrated on their own
+    "8 random draws": ("random", 8),  # LLPR's sampling, as many as the default's principal directions
+    "32 random draws": ("random", 32),  # less sampling noise, 4x the backward passes
+}
 
 
 def time_per_structure(model, frames: list, uncertainty: bool | int, repeats: int) -> float:
@@ -158,15 +163,19 @@ def run_one(job: dict) -> dict:
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
     md_calls = 2 * MD_STRIDE if job["quick"] else 5 * MD_STRIDE
     out["s_per_structure_md"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
-    if job["kind"] == "heads":  # the same posterior with more weight draws
-        from workers.model.posterior import weight_draws
+    if job["kind"] == "heads":  # the same posterior with other weight perturbations
+        from workers.model.posterior import principal_directions, weight_draws
 
-        model.llpr_draws = weight_draws(model.llpr_root, MORE_DRAWS).to(model.llpr_draws)  # this model only
-        out["more_draws"] = {"calibration": recalibrate(model, sets["calibration"]), "sets": {}}
-        model.calibration = Calibration()
-        for name, frames in sets.items():
-            out["more_draws"]["sets"][name] = outputs(model, frames)
-        out["s_per_structure_md_more"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
+        out["variants"] = {}
+        for label, (how, k) in VARIANTS.items():
+            make = principal_directions if how == "principal" else weight_draws
+            model.llpr_draws = make(model.llpr_root, k).to(model.llpr_draws)  # this model only
+            variant = {"calibration": recalibrate(model, sets["calibration"]), "sets": {}}
+            model.calibration = Calibration()
+            for name, frames in sets.items():
+                variant["sets"][name] = outputs(model, frames)
+            variant["s_per_structure_md"] = time_per_structure(model, sets["id"], MD_STRIDE, md_calls)
+            out["variants"][label] = variant
     return out
 
 
@@ -209,13 +218,16 @@ def calibrated(raw: dict, cal) -> dict:
     return out
 
 
-def signals(ens: dict, raw: dict, one: dict, com: dict, more: dict) -> dict:
+def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict) -> dict:
     """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
-    ``raw``: the default's predictions before any recalibration; ``more``: the default's
-    posterior with ``MORE_DRAWS`` weight draws, calibrated)."""
+    ``raw``: the default's predictions before any recalibration; ``variants``: label -> the
+    default's posterior with ``VARIANTS``' weight perturbations, calibrated)."""
     return {
         "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
-        f"forces_std, {MORE_DRAWS} draws (max atom)": np.array([s.max() for s in more["forces_std"]]),
+        **{
+            f"forces_std, {label} (max atom)": np.array([x.max() for x in v["forces_std"]])
+            for label, v in variants.items()
+        },  # fmt: skip
         "energy_std (default)": ens["energy_std"],
         "forces_std raw (posterior)": np.array([s.max() for s in raw["forces_std"]]),
         "energy_std raw (posterior)": raw["energy_std"],
@@ -284,13 +296,15 @@ def main(argv: list[str] | None = None) -> None:
         cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
         raw_ens = ens["sets"]
         # the models' stds as they report them (their own recalibration), and the default with a plain scale
-        more = {n: calibrated(v, ens["more_draws"]["calibration"]) for n, v in ens["more_draws"]["sets"].items()}
+        variants = {label: {n: calibrated(v, var["calibration"]) for n, v in var["sets"].items()}
+                    for label, var in ens["variants"].items()}  # fmt: skip
         ens = {**ens, "sets": {n: calibrated(v, ens["calibration"]) for n, v in raw_ens.items()}}
         plain = {n: calibrated(v, cal_plain) for n, v in raw_ens.items()}
         ones = [{**o, "sets": {n: calibrated(v, o["calibration"]) for n, v in o["sets"].items()}} for o in ones]
         res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
-               "cal_plain": cal_plain, "cal_more": ens["more_draws"]["calibration"], "ens": ens, "plain": plain,
-               "more": more, "ones": ones, "sig": {}, "err": {}, "com": {}}  # fmt: skip
+               "cal_plain": cal_plain, "ens": ens, "plain": plain, "ones": ones, "variants": variants,
+               "cal_variants": {label: var["calibration"] for label, var in ens["variants"].items()},
+               "sig": {}, "err": {}, "com": {}}  # fmt: skip
         for name in judged:
             com = committee(ones, name)
             res["com"][name] = com
@@ -299,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
                 "one": errors(ones[0]["sets"][name], sets[name]),
                 "committee": errors(com, sets[name]),
             }
-            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, more[name])
+            by_variant = {label: v[name] for label, v in variants.items()}
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant)
         per_seed.append(res)
 
     print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
@@ -318,12 +333,14 @@ def main(argv: list[str] | None = None) -> None:
     inf_heads = statistics.mean(r["ens"]["s_per_structure"] for r in per_seed)
     inf_unc = statistics.mean(r["ens"]["s_per_structure_uncertainty"] for r in per_seed)
     inf_md = statistics.mean(r["ens"]["s_per_structure_md"] for r in per_seed)
-    inf_more = statistics.mean(r["ens"]["s_per_structure_md_more"] for r in per_seed)
+    inf_variants = ", ".join(
+        f"{label} {statistics.mean(r['ens']['variants'][label]['s_per_structure_md'] for r in per_seed) / inf_one:.2f}x"
+        for label in VARIANTS
+    )
     print(f"cost vs one one-head model: training {t_heads / t_one:.2f}x ({t_heads:.0f} s vs {t_one:.0f} s, "
           f"the posterior fit included); inference energy+forces {inf_heads / inf_one:.2f}x, with forces_std "
           f"on every call {inf_unc / inf_one:.2f}x, as MD calls it (forces_std every {MD_STRIDE}th step) "
-          f"{inf_md / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure), with {MORE_DRAWS} draws "
-          f"{inf_more / inf_one:.2f}x; "
+          f"{inf_md / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure), with {inf_variants}; "
           f"committee x{COMMITTEE}: {COMMITTEE}x each")  # fmt: skip
 
     names = list(per_seed[0]["sig"]["id"])
@@ -361,18 +378,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
     rows = (("default (forces_std, energy_std)", "heads"), ("default, plain scale (power 1)", "plain"),
-            (f"default, {MORE_DRAWS} draws", "more"), ("one head, LLPR", "one"),
+            *((f"default, {label}", label) for label in VARIANTS), ("one head, LLPR", "one"),
             (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
     for label, kind in rows:
         for name in [*tests, *DEV_FAMILIES]:
             cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
             for r in per_seed:
-                cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "more": r["cal_more"], "one": r["cal_one"],
-                       "committee": r["cal_com"]}[kind]  # fmt: skip
-                preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "more": r["more"], "one": r["ones"][0]["sets"],
-                         "committee": r["com"]}  # fmt: skip
+                cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "one": r["cal_one"], "committee": r["cal_com"],
+                       **r["cal_variants"]}[kind]  # fmt: skip
+                preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "one": r["ones"][0]["sets"],
+                         "committee": r["com"], **r["variants"]}  # fmt: skip
                 pred = preds[kind][name]
-                err = r["err"][name]["heads" if kind in ("plain", "more") else kind]
+                err = r["err"][name]["heads" if kind in ("plain", *VARIANTS) else kind]
                 # the model's stds come calibrated; the committee's are mapped here, the same way
                 e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
                 if kind == "committee":
@@ -402,9 +419,9 @@ def main(argv: list[str] | None = None) -> None:
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
     for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"),
-                       (f"default, {MORE_DRAWS} draws", "cal_more"), ("one head", "cal_one"),
+                       *((f"default, {v}", v) for v in VARIANTS), ("one head", "cal_one"),
                        (f"committee x{COMMITTEE}", "cal_com")):  # fmt: skip
-        cals = [r[key] for r in per_seed]
+        cals = [r[key] if key in r else r["cal_variants"][key] for r in per_seed]
 
         def row(field: str, cals=cals) -> str:
             return ", ".join(f"{getattr(c, field):.2f}" for c in cals)

@@ -22,9 +22,11 @@ def test_uncertainty_benchmark_quick():
     out = proc.stdout
     novelty = out.split("2. novelty")[1].split("3. ranking")[0]
     families = re.findall(r"^-- (.+?) \(\d+ frames\)", novelty, flags=re.M)
-    assert families == ["hot", "dimethyl ether", "acetic acid", "stretched", "dev: 600 K", "dev: stretched"], novelty
+    assert families == [
+        "hot", "dimethyl ether", "acetic acid", "stretched", "dev: 600 K", "dev: stretched", "dev: hot"
+    ], novelty  # fmt: skip
     rows = re.findall(r"^   (.+?)\s+AUROC\s+([\d.]+)±([\d.]+)\s+ratio\s+([\d.]+)±", novelty, flags=re.M)
-    assert len(rows) == 6 * 13, novelty  # 13 signals per family
+    assert len(rows) == 7 * 14, novelty  # 14 signals per family
     assert all(0.0 <= float(au) <= 1.0 and float(ratio) > 0 for _, au, _, ratio in rows)
     # the recalibration is monotone: the calibrated error bars rank as the raw posterior does
     auroc = {}
@@ -33,9 +35,9 @@ def test_uncertainty_benchmark_quick():
     assert auroc["forces_std (default, max atom)"] == auroc["forces_std raw (posterior)"], auroc
     assert auroc["energy_std (default)"] == auroc["energy_std raw (posterior)"], auroc
     table = out.split("4. calibration")[1].split("5. per atom")[0]
-    sets = "id|hot|dimethyl ether|acetic acid|stretched|dev: 600 K|dev: stretched"
+    sets = "id|hot|dimethyl ether|acetic acid|stretched|dev: 600 K|dev: stretched|dev: hot"
     coverage_rows = re.findall(rf"^   (default|one head|committee).+?({sets})\s+(.+)$", table, flags=re.M)
-    assert len(coverage_rows) == 5 * 7  # default, under a plain scale, with 32 draws, one head, committee
+    assert len(coverage_rows) == 6 * 8  # default, a plain scale, 8 and 32 random draws, one head, committee
     for *_, cols in coverage_rows:
         cov = [float(c.split("±")[0]) for c in cols.split()[:4]]
         assert all(0.0 <= c <= 1.0 for c in cov), cols

@@ -11,7 +11,7 @@ import uncertainty  # noqa: E402
 
 DT_FS = 0.5  # the reference MD's time step
 FIT = ("train", "calibration")  # what a model or its error bars are fitted on
-DEV = tuple(uncertainty.DEV_FAMILIES)  # development families: the 600 K reference MD, calibration frames stretched
+DEV = tuple(uncertainty.DEV_FAMILIES)  # development families: 600 K and 700/800 K MD, calibration frames stretched
 
 
 # sets made before frames carried info["molecule"]
@@ -57,6 +57,7 @@ def test_development_families_share_no_trajectory_with_a_final_test_set():
         keys = {trajectory_key(a) for a in sets[name]}
         assert keys and not keys & final, (name, keys & final)
     assert {trajectory_key(a) for a in sets["dev: 600 K"]} == {("CH3CH2OH", 600)}
+    assert {trajectory_key(a) for a in sets["dev: hot"]} == {("CH3CH2OH", 3700), ("CH3CH2OH", 3800)}
     calibration = {trajectory_key(a) for a in sets["calibration"]}
     assert {trajectory_key(a) for a in sets["dev: stretched"]} <= calibration
 

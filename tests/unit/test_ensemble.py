@@ -201,6 +201,26 @@ def test_the_95_interval_covers_the_small_and_the_large_error_bars_alike():
         mondrian_quantile(np.full(4, np.nan), np.arange(4.0), 0.5)
 
 
+def test_principal_directions_give_the_posterior_variance_truncated_to_the_largest():
+    """All D directions: their mean square projection is the exact variance phi^T C phi; the
+    top k keep the k largest-variance terms (a lower bound), the same every time."""
+    from workers.model.posterior import covariance_root, principal_directions
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    cov = a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    root = covariance_root(cov)
+    phi = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    exact = torch.einsum("nd,de,ne->n", phi, cov, phi)
+    every = principal_directions(root, 6)
+    assert torch.allclose((phi @ every.T).pow(2).mean(-1), exact, rtol=1e-10)
+    top2 = principal_directions(root, 2)
+    evals, evecs = torch.linalg.eigh(cov)
+    expected = (evals[-2:] * (phi @ evecs[:, -2:]).pow(2)).sum(-1)
+    assert torch.allclose((phi @ top2.T).pow(2).mean(-1), expected, rtol=1e-10)
+    assert (expected < exact).all() and torch.equal(top2, principal_directions(root, 2))
+
+
 def test_calibration_needs_two_structures():
     with pytest.raises(ValueError, match="at least 2"):
         fit_calibration(np.array([0.1]), np.array([0.1]), np.zeros((3, 3)), np.ones(3))

@@ -3,8 +3,9 @@
 The energy is linear in the heads' last-layer features ``phi`` (``[n_atoms, D]``, summed per
 structure): ``E = y_std * sum_i phi_i . w``. A Gaussian posterior on ``w`` from the training
 energies and forces gives each prediction a variance: exact for energies (``phi^T C phi``),
-and for forces through the forces of a few fixed weight draws ``d_k ~ N(0, C)``, whose spread
-is distance-aware: large where the features move along directions training never pinned.
+and for forces through the forces of a few fixed weight perturbations ``d_k`` (the posterior's
+principal directions, or draws ``N(0, C)``), whose spread is distance-aware: large where the
+features move along directions training never pinned.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def weight_draws(root: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(k, root.shape[0], generator=gen, dtype=torch.float64)
     return z @ root.double().T
+
+
+def principal_directions(root: torch.Tensor, k: int) -> torch.Tensor:
+    """The posterior's ``k`` largest-variance directions ``[k, D]``, each ``sqrt(k lambda) u``
+    (``cov = R R^T = sum lambda u u^T``): the mean square of their forces is the force variance
+    the posterior puts along them, ``sum_k lambda_k |J u_k|^2``, the exact variance truncated to
+    the directions the training labels constrained least. Deterministic (no sampling noise)."""
+    evals, evecs = torch.linalg.eigh(root.double() @ root.double().T)  # ascending
+    top = min(k, len(evals))
+    lam = evals[-top:].flip(0).clamp_min(0.0)
+    return (evecs[:, -top:].flip(1) * (top * lam).sqrt()).T
 
 
 def predictive(batch: Batch, phi_ev: torch.Tensor, root: torch.Tensor, draws: torch.Tensor) -> tuple:

@@ -26,7 +26,8 @@ location + histogram heads share the backbone (their mean is the prediction; ent
 mean histogram = mean entropy + mutual information). After training, ``fit_llpr`` puts a
 Gaussian posterior on the heads' last layer from the training energies and forces (LLPR,
 Bigi et al. 2024): ``energy_std`` / ``energies_std`` (eV) are its exact predictive stds and
-``forces_std`` (eV/Å per atom) the spread of the forces of ``llpr_samples`` weight draws. A
+``forces_std`` (eV/Å per atom) the spread of the forces of ``llpr_samples`` weight
+perturbations (the posterior's principal directions, ``llpr_directions``). A
 campaign rescales them on its hold-out labels (``calculator.recalibrate``): they are error
 bars, 68% / 95% intervals as ``Calibration`` says (docs/results.md section 1).
 """
@@ -76,6 +77,10 @@ class ModelConfig(Section):
     # last-layer posterior (LLPR) on the heads' hidden features: draws of last-layer weights
     # whose forces give a distance-aware force spread (0 = off; atomwise readout only)
     llpr_samples: int = Field(8, ge=0, le=256)
+    # which weight perturbations: the posterior's llpr_samples largest-variance directions
+    # (deterministic; on the development families larger growth out of distribution than as
+    # many random draws at the same cost) or random draws from it (the sampling of LLPR's paper)
+    llpr_directions: Literal["principal", "random"] = "principal"
     # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
     llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
     backbone: BackboneConfig = BackboneConfig()
@@ -222,7 +227,7 @@ class Potential(nn.Module):
         * ``energy_std_heads`` (raw eV): ``sqrt(aleatoric^2 + epistemic^2)``, the
           histograms' width beyond the HL-Gauss smoothing and the heads' disagreement;
         * with ``uncertainty`` (needs ``forces``): ``forces_std`` [n_atoms] eV/Å per
-          Cartesian component, from the forces of the posterior's weight draws (or the
+          Cartesian component, from the forces of the posterior's weight perturbations (or the
           heads' spread before a fit), and ``forces_std_max`` [n_structures];
           ``heads_spread`` adds ``forces_std_heads`` (raw, the heads' force spread);
         * categorical: ``logits`` [n_structures, heads, num_bins], ``energy_entropy`` (of
@@ -343,7 +348,12 @@ class Potential(nn.Module):
         cov = posterior.fit(self, structures)
         root = posterior.covariance_root(cov)
         self.llpr_root.copy_(root.to(self.llpr_root))
-        self.llpr_draws.copy_(posterior.weight_draws(root, self.cfg.llpr_samples).to(self.llpr_draws))
+        k = self.cfg.llpr_samples
+        if self.cfg.llpr_directions == "principal":
+            draws = posterior.principal_directions(root, k)
+        else:
+            draws = posterior.weight_draws(root, k)
+        self.llpr_draws.copy_(draws.to(self.llpr_draws))
 
     def _entropies(self, out: dict, logits: torch.Tensor, offset: torch.Tensor, loc: torch.Tensor | None) -> None:
         """The heads' histograms on one grid (each at its location): entropy = aleatoric + MI."""
