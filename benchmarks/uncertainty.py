@@ -23,8 +23,8 @@ one backbone) and four one-head models (the design before heads; together a 4-me
 committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
 ``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
 the one-head histogram std, the committee, LLPR on the pooled features (Bigi et al. 2024, a
-published single-model method), the default's posterior with 8 and 32 random weight draws
-instead of its 8 principal directions (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
+published single-model method), the default's posterior with its 8 principal directions or 32
+random weight draws instead of 8 random draws (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
 vs per-structure force MAE; coverage of the 68% / 95% intervals, miscalibration area and
 NLL; per-atom localisation on the stretched bonds.
@@ -107,7 +107,7 @@ def outputs(model, frames: list) -> dict:
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
 VARIANTS = {  # rows: the default model's posterior with other weight perturbations, recalibrated on their own
-    "8 random draws": ("random", 8),  # LLPR's sampling, as many as the default's principal directions
+    "8 principal directions": ("principal", 8),  # model.llpr_directions: principal, the same cost
     "32 random draws": ("random", 32),  # less sampling noise, 4x the backward passes
 }
 

@@ -219,6 +219,12 @@ def test_principal_directions_give_the_posterior_variance_truncated_to_the_large
     expected = (evals[-2:] * (phi @ evecs[:, -2:]).pow(2)).sum(-1)
     assert torch.allclose((phi @ top2.T).pow(2).mean(-1), expected, rtol=1e-10)
     assert (expected < exact).all() and torch.equal(top2, principal_directions(root, 2))
+    # the model's option: its posterior's perturbations are these directions
+    cfg = ModelConfig(num_bins=32, heads=2, llpr_directions="principal", backbone=BackboneConfig(features=8, layers=1))
+    model = Potential.fit(cfg, rattled_ethanols()).double()
+    model.fit_llpr(rattled_ethanols())
+    assert model.posterior_fitted
+    assert torch.allclose(model.llpr_draws, principal_directions(model.llpr_root, cfg.llpr_samples), rtol=1e-6)
 
 
 def test_calibration_needs_two_structures():

@@ -27,7 +27,7 @@ mean histogram = mean entropy + mutual information). After training, ``fit_llpr`
 Gaussian posterior on the heads' last layer from the training energies and forces (LLPR,
 Bigi et al. 2024): ``energy_std`` / ``energies_std`` (eV) are its exact predictive stds and
 ``forces_std`` (eV/Å per atom) the spread of the forces of ``llpr_samples`` weight
-perturbations (the posterior's principal directions, ``llpr_directions``). A
+perturbations (draws from the posterior, or its principal directions: ``llpr_directions``). A
 campaign rescales them on its hold-out labels (``calculator.recalibrate``): they are error
 bars, 68% / 95% intervals as ``Calibration`` says (docs/results.md section 1).
 """
@@ -77,10 +77,10 @@ class ModelConfig(Section):
     # last-layer posterior (LLPR) on the heads' hidden features: draws of last-layer weights
     # whose forces give a distance-aware force spread (0 = off; atomwise readout only)
     llpr_samples: int = Field(8, ge=0, le=256)
-    # which weight perturbations: the posterior's llpr_samples largest-variance directions
-    # (deterministic; on the development families larger growth out of distribution than as
-    # many random draws at the same cost) or random draws from it (the sampling of LLPR's paper)
-    llpr_directions: Literal["principal", "random"] = "principal"
+    # which weight perturbations: random draws from the posterior (LLPR's sampling) or its
+    # llpr_samples largest-variance directions (deterministic; on the development families
+    # larger growth out of distribution at the same cost: docs/results.md section 1)
+    llpr_directions: Literal["random", "principal"] = "random"
     # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
     llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
     backbone: BackboneConfig = BackboneConfig()
