@@ -60,7 +60,7 @@ def main() -> None:
     if not args.model.is_file():
         raise SystemExit(f"potential_check: model not found: {args.model}")
     frames = read(args.reference, index=":")
-    calc = CatalCalculator.from_checkpoint(args.model, device="cpu")
+    calc = CatalCalculator.from_checkpoint(args.model, device="cpu", uncertainty=False)  # reads no error bar
     print(f"model: {args.model}\nreference: {args.reference} ({len(frames)} frames)")
 
     acc = accuracy(calc, frames)

@@ -292,7 +292,7 @@ def run_ase(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset
     frames: list[Atoms] = []
     for k, start in enumerate(starts):
         atoms = start.copy()
-        atoms.calc = CatalCalculator(model)
+        atoms.calc = CatalCalculator(model, uncertainty=False)  # recorded steps call predict below
         dt = cfg.timestep_fs * units.fs
         if cfg.ensemble == "nve":
             dyn = VelocityVerlet(atoms, timestep=dt)

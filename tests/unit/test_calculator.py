@@ -109,3 +109,19 @@ def test_predict_many_matches_single_calls(checkpoint):
         assert r["energy"] == pytest.approx(m.get_potential_energy(), abs=1e-9)
         assert np.allclose(r["forces"], m.get_forces(), atol=1e-9)
         assert r["energy_entropy"] == pytest.approx(calc.results["energy_entropy"], abs=1e-9)
+
+
+def test_a_calculator_without_uncertainty_gives_the_same_energy_and_forces_and_no_error_bars(checkpoint):
+    """For MD that reads no error bar: the numbers of the full call, none of its uncertainty."""
+    a = molecule("CH3CH2OH")
+    a.rattle(0.08, seed=4)
+    full = CatalCalculator.from_checkpoint(checkpoint)
+    bare = CatalCalculator.from_checkpoint(checkpoint, uncertainty=False)
+    a.calc = full
+    e, f = a.get_potential_energy(), a.get_forces()
+    assert {"forces_std", "energy_std", "energy_entropy"} <= set(full.results)
+    b = a.copy()
+    b.calc = bare
+    assert b.get_potential_energy() == pytest.approx(e, abs=1e-10)
+    assert np.allclose(b.get_forces(), f, atol=1e-10, rtol=0)
+    assert not {"forces_std", "energy_std", "energies_std", "energy_entropy"} & set(bare.results)

@@ -137,7 +137,7 @@ def potential_figures(model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, 
     Hessian and (``md_ps`` > 0) a short Langevin run at the sampling temperature."""
     from workers.model.calculator import CatalCalculator
 
-    calc = CatalCalculator(model.double())
+    calc = CatalCalculator(model.double(), uncertainty=False)  # MD and frequencies read no error bar
     freq = frequencies_vs_reference(calc, dft_minimum, dft_hessian_ev_a2)
     out = {
         "final_freq_mae_cm": freq["freq_mae_cm"],
