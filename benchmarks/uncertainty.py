@@ -22,7 +22,8 @@ Per seed (training seeds vary): one model with the shipped defaults (``model.hea
 one backbone) and four one-head models (the design before heads; together a 4-member
 committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
 ``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
-the one-head histogram std, the committee, LLPR on the pooled features (Bigi et al. 2024, a
+the one-head histogram std, the committee, a latent distance (the default's last-layer features
+against the training atoms', a k-nearest-neighbour density), LLPR on the pooled features (Bigi et al. 2024, a
 published single-model method), the default's posterior with its 8 principal directions or 32
 random weight draws instead of 8 random draws (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
@@ -82,8 +83,9 @@ def load_sets(quick: bool) -> dict:
     return out
 
 
-def outputs(model, frames: list) -> dict:
-    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...])."""
+def outputs(model, frames: list, latent: bool = False) -> dict:
+    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...]);
+    ``latent``: also each atom's last-layer features (``latent``, float32 [n_atoms, D] each)."""
     import torch
 
     from workers.model.graph import collate
@@ -97,12 +99,41 @@ def outputs(model, frames: list) -> dict:
             out = model(batch, uncertainty=True, heads_spread=model.cfg.heads > 1)
             bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
             for key, value in out.items():
+                if key == "last_layer" and latent:
+                    v = value.detach().float().numpy()
+                    rows.setdefault("latent", []).extend(v[bounds[k] : bounds[k + 1]] for k in range(len(chunk)))
+                    continue
                 v = value.detach().double().numpy()
                 if key in PER_ATOM:
                     rows.setdefault(key, []).extend(v[bounds[k] : bounds[k + 1]] for k in range(len(chunk)))
                 elif key in PER_STRUCTURE:
                     rows.setdefault(key, []).extend(v)
-    return {k: (v if k in PER_ATOM else np.array(v)) for k, v in rows.items()}
+    return {k: (v if k in (*PER_ATOM, "latent") else np.array(v)) for k, v in rows.items()}
+
+
+LATENT_K = 5  # the latent distance: to the 5th nearest training atom of the same element
+
+
+def latent_distance(train: dict, train_frames: list, pred: dict, frames: list) -> np.ndarray:
+    """A feature-space distance (a k-nearest-neighbour density, after Zhu et al. 2023): per
+    structure [n], the largest over its atoms of the distance from its last-layer features to
+    the ``LATENT_K``-th nearest training atom of the same element, features standardised over
+    the training atoms. An element training never saw is infinitely far."""
+    ref = np.concatenate(train["latent"]).astype(np.float64)
+    ref_z = np.concatenate([a.numbers for a in train_frames])
+    mean, scale = ref.mean(0), ref.std(0) + 1e-8
+    ref = (ref - mean) / scale
+    x = (np.concatenate(pred["latent"]).astype(np.float64) - mean) / scale
+    z = np.concatenate([a.numbers for a in frames])
+    dist = np.full(len(x), np.inf)
+    for element in np.unique(z):
+        here, known = z == element, ref[ref_z == element]
+        if len(known) < LATENT_K:
+            continue
+        d2 = (x[here] ** 2).sum(1)[:, None] + (known**2).sum(1)[None, :] - 2.0 * x[here] @ known.T
+        dist[here] = np.sqrt(np.maximum(np.partition(d2, LATENT_K - 1, axis=1)[:, LATENT_K - 1], 0.0))
+    bounds = np.cumsum([0, *(len(a) for a in frames)])
+    return np.array([dist[bounds[k] : bounds[k + 1]].max() for k in range(len(frames))])
 
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
@@ -157,7 +188,7 @@ def run_one(job: dict) -> dict:
     model.calibration = Calibration()  # raw stds below; the analysis applies ``cal`` (and a plain scale)
     out = {"job": job, "train_s": wall, "sets": {}, "calibration": cal}
     for name, frames in sets.items():
-        out["sets"][name] = outputs(model, frames)
+        out["sets"][name] = outputs(model, frames, latent=job["kind"] == "heads")
     reps = 2 if job["quick"] else 20
     out["s_per_structure"] = time_per_structure(model, sets["id"], False, reps)
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
@@ -218,10 +249,11 @@ def calibrated(raw: dict, cal) -> dict:
     return out
 
 
-def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict) -> dict:
+def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict, latent: np.ndarray) -> dict:
     """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
     ``raw``: the default's predictions before any recalibration; ``variants``: label -> the
-    default's posterior with ``VARIANTS``' weight perturbations, calibrated)."""
+    default's posterior with ``VARIANTS``' weight perturbations, calibrated; ``latent``: the
+    default's ``latent_distance``)."""
     return {
         "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
         **{
@@ -235,6 +267,7 @@ def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict) -> dict:
         "heads' energy_std": ens["energy_std_heads"],
         "energy_entropy (heads)": ens["energy_entropy"],
         "mutual information (heads)": ens["energy_mutual_information"],
+        "latent distance (kNN, max atom)": latent,
         "one head: histogram width": one["energy_std_heads"],
         "one head: LLPR forces_std": np.array([s.max() for s in one["forces_std"]]),
         f"committee x{COMMITTEE} max_devi_f": com["max_devi_f"],
@@ -314,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
                 "committee": errors(com, sets[name]),
             }
             by_variant = {label: v[name] for label, v in variants.items()}
-            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant)
+            latent = latent_distance(raw_ens["train"], sets["train"], raw_ens[name], sets[name])
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant, latent)
         per_seed.append(res)
 
     print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
