@@ -2,7 +2,8 @@
 
 from workers.model.calculator import CatalCalculator, predict
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
-from workers.model.potential import ModelConfig, Potential
+from workers.model.config import ModelConfig
+from workers.model.potential import Potential
 from workers.model.training import TrainConfig, evaluate, train
 
 __all__ = [

@@ -34,62 +34,16 @@ bars, 68% / 95% intervals as ``Calibration`` says (docs/results.md section 1).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 from ase import Atoms
-from pydantic import Field
 from torch import nn
 
 from workers.model import ensemble, hlgauss, posterior
-from workers.model.backbone import MAX_Z, BackboneConfig, backbone_from_metadata, build_backbone
+from workers.model.backbone import MAX_Z, backbone_from_metadata, build_backbone
 from workers.model.calibration import Calibration
+from workers.model.config import ModelConfig
 from workers.model.graph import Batch, batch_edges, stress_from_strain, zero_strain
-from workers.schema import Section
-
-
-class ModelConfig(Section):
-    # categorical predicts a histogram (entropy = uncertainty); scalar is the MSE baseline
-    head: Literal["categorical", "scalar"] = "categorical"
-    # "Stop Regressing": 128 bins match scalar accuracy
-    num_bins: int = Field(128, ge=8, le=4096)
-    # HL-Gauss sigma in bin widths (0.75 is the paper's default)
-    sigma_ratio: float = Field(0.75, gt=0.0, le=10.0)
-    # centred: a symmetric histogram of offsets from a regressed location, whose mean is that
-    # location (scalar-level accuracy, sharp histograms); relative: the same, asymmetric;
-    # absolute: bins fixed over the training range (the first design). docs/results.md
-    histogram: Literal["centred", "relative", "absolute"] = "centred"
-    # centred/relative: half-width of the offsets' support in units of the training set's
-    # per-atom energy std (2.0 = ±0.4 eV for ethanol at 300-800 K; bins of 6 meV)
-    relative_span: float = Field(2.0, gt=0.0, le=100.0)
-    # absolute histogram: support padding beyond the training range, in sigmas ...
-    pad_sigmas: float = Field(3.0, ge=0.0)
-    # ... plus this fraction of the range: room for the higher energies AL explores
-    pad_fraction: float = Field(0.25, ge=0.0, le=5.0)
-    # location: per-atom contributions averaged (atomwise, the usual locality) or one MLP
-    # on mean-pooled features (pooled)
-    readout: Literal["atomwise", "pooled"] = "atomwise"
-    # heads on the one backbone (a categorical shallow ensemble): their disagreement is the
-    # epistemic part of energy_std and the per-atom energies_std / forces_std (eV/Å);
-    # 1 = one head, whose histogram width alone is the spread (workers/model/ensemble.py)
-    heads: int = Field(4, ge=1, le=32)
-    # last-layer posterior (LLPR) on the heads' hidden features: draws of last-layer weights
-    # whose forces give a distance-aware force spread (0 = off; atomwise readout only)
-    llpr_samples: int = Field(8, ge=0, le=256)
-    # which weight perturbations: random draws from the posterior (LLPR's sampling) or its
-    # llpr_samples largest-variance directions (deterministic; on the development families
-    # larger growth out of distribution at the same cost: docs/results.md section 1)
-    llpr_directions: Literal["random", "principal"] = "random"
-    # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
-    llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
-    backbone: BackboneConfig = BackboneConfig()
-
-    @property
-    def has_posterior(self) -> bool:
-        """A last-layer posterior needs per-atom location heads (not the absolute histogram)."""
-        absolute = self.head == "categorical" and self.histogram == "absolute"
-        return self.llpr_samples > 0 and self.readout == "atomwise" and not absolute
 
 
 def per_atom_targets(structures: list[Atoms], refs: np.ndarray) -> np.ndarray:
