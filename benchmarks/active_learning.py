@@ -7,7 +7,7 @@
 Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at 600 K) with
 the same initial set and hold-out (``system.seed`` fixed) and the same label budget; only
 ``selection.strategy`` and the campaign ``seed`` change (the seed moves the MD, the picks
-and every training). Rows: the default ``forces-std``, ``entropy``, ``committee`` (4
+and every training). Rows: the default ``forces-std``, ``entropy``, ``latent-distance``, ``committee`` (4
 scalar-head models, DP-GEN's max_devi_f), ``random`` (pure: a uniform draw among the MD
 frames, no window or diversity step) and ``random-scalar`` (the committee's like-for-like
 random baseline). A **passive** row trains the same model (``model``, ``training`` of the
@@ -113,6 +113,8 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "selection.committee_members=4",
     ],  # fmt: skip
     "entropy": ["selection.strategy=entropy", "model.head=categorical"],
+    # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours)
+    "latent-distance": ["selection.strategy=latent_distance", "model.head=categorical"],
     # random picks for the one-head scalar model: separates the committee's selection from its model
     "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }

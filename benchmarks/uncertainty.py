@@ -22,8 +22,9 @@ Per seed (training seeds vary): one model with the shipped defaults (``model.hea
 one backbone) and four one-head models (the design before heads; together a 4-member
 committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
 ``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
-the one-head histogram std, the committee, a latent distance (the default's last-layer features
-against the training atoms', a k-nearest-neighbour density), LLPR on the pooled features (Bigi et al. 2024, a
+the one-head histogram std, the committee, the default's ``latent_distance`` (its last-layer
+features against the training atoms', a k-nearest-neighbour density; also mapped into eV/Å and
+eV by the calibration's power law), LLPR on the pooled features (Bigi et al. 2024, a
 published single-model method), the default's posterior with its 8 principal directions or 32
 random weight draws instead of 8 random draws (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
@@ -71,8 +72,16 @@ SETS = {
     **DEV_FAMILIES,
 }
 COMMITTEE = 4
-PER_ATOM = ("forces", "forces_std", "energies_std", "forces_std_heads")
-PER_STRUCTURE = ("energy", "energy_std", "energy_std_heads", "energy_entropy", "energy_mutual_information", "embedding")
+PER_ATOM = ("forces", "forces_std", "energies_std", "forces_std_heads", "latent_distance")
+PER_STRUCTURE = (
+    "energy",
+    "energy_std",
+    "energy_std_heads",
+    "energy_entropy",
+    "energy_mutual_information",
+    "latent_distance_max",
+    "embedding",
+)
 
 
 def load_sets(quick: bool) -> dict:
@@ -83,9 +92,8 @@ def load_sets(quick: bool) -> dict:
     return out
 
 
-def outputs(model, frames: list, latent: bool = False) -> dict:
-    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...]);
-    ``latent``: also each atom's last-layer features (``latent``, float32 [n_atoms, D] each)."""
+def outputs(model, frames: list) -> dict:
+    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...])."""
     import torch
 
     from workers.model.graph import collate
@@ -99,41 +107,12 @@ def outputs(model, frames: list, latent: bool = False) -> dict:
             out = model(batch, uncertainty=True, heads_spread=model.cfg.heads > 1)
             bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
             for key, value in out.items():
-                if key == "last_layer" and latent:
-                    v = value.detach().float().numpy()
-                    rows.setdefault("latent", []).extend(v[bounds[k] : bounds[k + 1]] for k in range(len(chunk)))
-                    continue
                 v = value.detach().double().numpy()
                 if key in PER_ATOM:
                     rows.setdefault(key, []).extend(v[bounds[k] : bounds[k + 1]] for k in range(len(chunk)))
                 elif key in PER_STRUCTURE:
                     rows.setdefault(key, []).extend(v)
-    return {k: (v if k in (*PER_ATOM, "latent") else np.array(v)) for k, v in rows.items()}
-
-
-LATENT_K = 5  # the latent distance: to the 5th nearest training atom of the same element
-
-
-def latent_distance(train: dict, train_frames: list, pred: dict, frames: list) -> np.ndarray:
-    """A feature-space distance (a k-nearest-neighbour density, after Zhu et al. 2023): per
-    structure [n], the largest over its atoms of the distance from its last-layer features to
-    the ``LATENT_K``-th nearest training atom of the same element, features standardised over
-    the training atoms. An element training never saw is infinitely far."""
-    ref = np.concatenate(train["latent"]).astype(np.float64)
-    ref_z = np.concatenate([a.numbers for a in train_frames])
-    mean, scale = ref.mean(0), ref.std(0) + 1e-8
-    ref = (ref - mean) / scale
-    x = (np.concatenate(pred["latent"]).astype(np.float64) - mean) / scale
-    z = np.concatenate([a.numbers for a in frames])
-    dist = np.full(len(x), np.inf)
-    for element in np.unique(z):
-        here, known = z == element, ref[ref_z == element]
-        if len(known) < LATENT_K:
-            continue
-        d2 = (x[here] ** 2).sum(1)[:, None] + (known**2).sum(1)[None, :] - 2.0 * x[here] @ known.T
-        dist[here] = np.sqrt(np.maximum(np.partition(d2, LATENT_K - 1, axis=1)[:, LATENT_K - 1], 0.0))
-    bounds = np.cumsum([0, *(len(a) for a in frames)])
-    return np.array([dist[bounds[k] : bounds[k + 1]].max() for k in range(len(frames))])
+    return {k: (v if k in PER_ATOM else np.array(v)) for k, v in rows.items()}
 
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
@@ -188,7 +167,7 @@ def run_one(job: dict) -> dict:
     model.calibration = Calibration()  # raw stds below; the analysis applies ``cal`` (and a plain scale)
     out = {"job": job, "train_s": wall, "sets": {}, "calibration": cal}
     for name, frames in sets.items():
-        out["sets"][name] = outputs(model, frames, latent=job["kind"] == "heads")
+        out["sets"][name] = outputs(model, frames)
     reps = 2 if job["quick"] else 20
     out["s_per_structure"] = time_per_structure(model, sets["id"], False, reps)
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
@@ -249,11 +228,18 @@ def calibrated(raw: dict, cal) -> dict:
     return out
 
 
-def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict, latent: np.ndarray) -> dict:
+def as_error_bars(raw: dict) -> dict:
+    """A model's raw predictions with the latent distance (per atom, and its per-structure
+    maximum) in place of the posterior's stds, for ``calibrate``/``calibrated`` to map into eV/Å
+    and eV by the same power law and conformal scale."""
+    out = {k: v for k, v in raw.items() if k != "energies_std"}
+    return {**out, "energy_std": raw["latent_distance_max"], "forces_std": raw["latent_distance"]}
+
+
+def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict) -> dict:
     """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
     ``raw``: the default's predictions before any recalibration; ``variants``: label -> the
-    default's posterior with ``VARIANTS``' weight perturbations, calibrated; ``latent``: the
-    default's ``latent_distance``)."""
+    default's posterior with ``VARIANTS``' weight perturbations, calibrated)."""
     return {
         "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
         **{
@@ -267,7 +253,7 @@ def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict, latent: 
         "heads' energy_std": ens["energy_std_heads"],
         "energy_entropy (heads)": ens["energy_entropy"],
         "mutual information (heads)": ens["energy_mutual_information"],
-        "latent distance (kNN, max atom)": latent,
+        "latent_distance_max (kNN)": ens["latent_distance_max"],
         "one head: histogram width": one["energy_std_heads"],
         "one head: LLPR forces_std": np.array([s.max() for s in one["forces_std"]]),
         f"committee x{COMMITTEE} max_devi_f": com["max_devi_f"],
@@ -328,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         cal_com = calibrate(committee(ones, "calibration"), sets["calibration"])
         cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
         raw_ens = ens["sets"]
+        cal_latent = calibrate(as_error_bars(raw_ens["calibration"]), sets["calibration"])
+        latent = {n: calibrated(as_error_bars(v), cal_latent) for n, v in raw_ens.items()}
         # the models' stds as they report them (their own recalibration), and the default with a plain scale
         variants = {label: {n: calibrated(v, var["calibration"]) for n, v in var["sets"].items()}
                     for label, var in ens["variants"].items()}  # fmt: skip
@@ -335,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         plain = {n: calibrated(v, cal_plain) for n, v in raw_ens.items()}
         ones = [{**o, "sets": {n: calibrated(v, o["calibration"]) for n, v in o["sets"].items()}} for o in ones]
         res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
-               "cal_plain": cal_plain, "ens": ens, "plain": plain, "ones": ones, "variants": variants,
+               "cal_plain": cal_plain, "cal_latent": cal_latent, "latent": latent,
+               "ens": ens, "plain": plain, "ones": ones, "variants": variants,
                "cal_variants": {label: var["calibration"] for label, var in ens["variants"].items()},
                "sig": {}, "err": {}, "com": {}}  # fmt: skip
         for name in judged:
@@ -347,8 +336,7 @@ def main(argv: list[str] | None = None) -> None:
                 "committee": errors(com, sets[name]),
             }
             by_variant = {label: v[name] for label, v in variants.items()}
-            latent = latent_distance(raw_ens["train"], sets["train"], raw_ens[name], sets[name])
-            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant, latent)
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant)
         per_seed.append(res)
 
     print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
@@ -412,18 +400,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
     rows = (("default (forces_std, energy_std)", "heads"), ("default, plain scale (power 1)", "plain"),
-            *((f"default, {label}", label) for label in VARIANTS), ("one head, LLPR", "one"),
+            *((f"default, {label}", label) for label in VARIANTS), ("latent distance, power law", "latent"),
+            ("one head, LLPR", "one"),
             (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
     for label, kind in rows:
         for name in [*tests, *DEV_FAMILIES]:
             cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
             for r in per_seed:
                 cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "one": r["cal_one"], "committee": r["cal_com"],
-                       **r["cal_variants"]}[kind]  # fmt: skip
+                       "latent": r["cal_latent"], **r["cal_variants"]}[kind]  # fmt: skip
                 preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "one": r["ones"][0]["sets"],
-                         "committee": r["com"], **r["variants"]}  # fmt: skip
+                         "committee": r["com"], "latent": r["latent"], **r["variants"]}  # fmt: skip
                 pred = preds[kind][name]
-                err = r["err"][name]["heads" if kind in ("plain", *VARIANTS) else kind]
+                err = r["err"][name]["heads" if kind in ("plain", "latent", *VARIANTS) else kind]
                 # the model's stds come calibrated; the committee's are mapped here, the same way
                 e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
                 if kind == "committee":
@@ -441,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
     stretched = sets["stretched"]
     bonds = [stretched_bond(a) for a in stretched]
     for label, key in (("forces_std (default)", "forces_std"), ("energies_std (default)", "energies_std"),
-                       ("heads' force spread", "forces_std_heads")):  # fmt: skip
+                       ("heads' force spread", "forces_std_heads"),
+                       ("latent_distance", "latent_distance")):  # fmt: skip
         hits = []
         for r in per_seed:
             per_atom = r["ens"]["sets"]["stretched"].get(key)
@@ -453,7 +443,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
     for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"),
-                       *((f"default, {v}", v) for v in VARIANTS), ("one head", "cal_one"),
+                       *((f"default, {v}", v) for v in VARIANTS), ("latent distance", "cal_latent"),
+                       ("one head", "cal_one"),
                        (f"committee x{COMMITTEE}", "cal_com")):  # fmt: skip
         cals = [r[key] if key in r else r["cal_variants"][key] for r in per_seed]
 

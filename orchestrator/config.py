@@ -71,6 +71,8 @@ class CampaignConfig(Section):
                 f"selection.strategy: {strategy} needs the last-layer posterior (model.llpr_samples > 0, "
                 "readout atomwise) or model.heads >= 2"
             )
+        if strategy == "latent_distance" and not m.has_latent:
+            raise ValueError("selection.strategy: latent_distance needs model.latent_neighbours > 0, readout atomwise")
         if self.selection.strategy == "committee" and self.model.head != "scalar":
             raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
         if self.campaign.mode == "async" and self.selection.strategy == "committee":

@@ -34,6 +34,7 @@ SCORE_KEYS = {
     "energy_std": "energy_std",
     "excess_entropy": "energy_excess_entropy",
     "committee": "committee_force_dev",
+    "latent_distance": "latent_distance_max",
 }
 
 
@@ -42,10 +43,18 @@ class SelectionConfig(Section):
     # last-layer posterior, calibrated on the hold-out; DP-GEN's max_devi_f from one model),
     # energy_std (eV), the heads' histograms' entropy or its mutual information (the heads'
     # disagreement, nats), the excess entropy
-    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); or nothing (random:
+    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); latent_distance (the
+    # most unfamiliar atom's feature-space distance to the training atoms); or nothing (random:
     # uniform among the physical frames, no window or diversity). docs/results.md section 1
     strategy: Literal[
-        "forces_std", "entropy", "mutual_information", "energy_std", "excess_entropy", "committee", "random"
+        "forces_std",
+        "entropy",
+        "mutual_information",
+        "energy_std",
+        "excess_entropy",
+        "committee",
+        "latent_distance",
+        "random",
     ] = "forces_std"
     # committee strategy: independently seeded scalar-head models trained each round
     committee_members: int = Field(4, ge=2, le=16)

@@ -11,7 +11,8 @@ Every ``stride`` steps each running replica yields a frame (``ase.Atoms``) whose
 holds the model's ``model_energy`` (eV), its uncertainty (``UNCERTAINTY_KEYS``: ``energy_std``
 (eV), ``forces_std_max`` (eV/Å, the largest per-atom force std) and ``forces_std_atom`` (the
 index of the atom that has it: the most uncertain atom), ``energy_entropy``,
-``energy_mutual_information`` and ``energy_excess_entropy`` (nats); nan where the head has none),
+``energy_mutual_information`` and ``energy_excess_entropy`` (nats), ``latent_distance_max`` (the
+most unfamiliar atom's distance to the training atoms in feature space); nan where the model has none),
 ``embedding`` ([F] pooled features), ``replica``, ``step``, ``stop_reason`` ("" when
 fine) and the start's ``CARRIED_INFO`` (its system, charge and spin), and whose
 ``arrays["model_forces"]`` holds forces (eV/Å). A replica stops at the first frame that
@@ -44,6 +45,7 @@ UNCERTAINTY_KEYS = (
     "energy_entropy",
     "energy_mutual_information",
     "energy_excess_entropy",
+    "latent_distance_max",
 )
 AUX_KEYS = ("energy", *UNCERTAINTY_KEYS, "embedding")
 # what a frame keeps of its start's info: which system it is, with its charge and spin

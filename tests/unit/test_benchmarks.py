@@ -201,33 +201,3 @@ def test_run_all_writes_each_step_under_its_provenance(tmp_path):
     temps = re.findall(r"^\s*(\d+) K  C\(t\) at t \(fs\) 0:\+1\.00 .+ first zero ", text, flags=re.M)
     assert temps == ["300", "400", "500", "600", "700", "800"], text
     assert "1/1 steps" in proc.stdout
-
-
-def test_latent_distance_is_the_kth_nearest_training_atom_of_the_same_element():
-    """Brute force on random features: per structure, the largest over its atoms of the distance
-    (standardised over the training atoms) to the 5th nearest same-element training atom."""
-    import numpy as np
-    from ase import Atoms
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import uncertainty
-
-    rng = np.random.default_rng(0)
-    train_frames = [Atoms("H2O", positions=np.zeros((3, 3))) for _ in range(6)]
-    frames = [Atoms("OH2", positions=np.zeros((3, 3))), Atoms("HN", positions=np.zeros((2, 3)))]
-    train = {"latent": [rng.normal(size=(3, 4)).astype(np.float32) for _ in train_frames]}
-    pred = {"latent": [rng.normal(size=(len(a), 4)).astype(np.float32) for a in frames]}
-    got = uncertainty.latent_distance(train, train_frames, pred, frames)
-    ref = np.concatenate(train["latent"]).astype(float)
-    ref_z = np.concatenate([a.numbers for a in train_frames])
-    mean, scale = ref.mean(0), ref.std(0) + 1e-8
-    expected = []
-    for feats, a in zip(pred["latent"], frames, strict=True):
-        per_atom = []
-        for f, z in zip(feats.astype(float), a.numbers, strict=True):
-            known = (ref[ref_z == z] - mean) / scale
-            d = np.sort(np.linalg.norm(known - (f - mean) / scale, axis=1)) if len(known) else []
-            per_atom.append(d[4] if len(d) >= 5 else np.inf)
-        expected.append(max(per_atom))
-    assert np.isfinite(got[0]) and got[0] == pytest.approx(expected[0], rel=1e-9)
-    assert got[1] == np.inf  # nitrogen: an element no training atom has

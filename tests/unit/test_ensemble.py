@@ -299,14 +299,15 @@ def test_a_stretched_bond_is_flagged_on_its_own_atoms():
         i, j = pairs[int(rng.integers(len(pairs)))]
         cases.append((stretch(a, i, j, 1.5), {i, j}))
     preds = predict(model, [c for c, _ in cases])
-    for key in ("forces_std", "energies_std"):
+    for key in ("forces_std", "energies_std", "latent_distance"):
         hits = sum(int(np.argmax(p[key])) in bond for p, (_, bond) in zip(preds, cases, strict=True))
         assert hits >= 6, (key, hits)  # chance: 12 x 2/9 = 2.7 (P(>= 6) = 0.03 at chance)
     # the most uncertain atom each prediction names is the argmax of its per-atom force std
     assert [p["forces_std_atom"] for p in preds] == [int(np.argmax(p["forces_std"])) for p in preds]
     # and the stretched structures read as far more uncertain than the unstretched ones
     plain = predict(model, [unseen[3 * k] for k in range(12)])
-    assert np.median([p["forces_std_max"] for p in preds]) > 2 * np.median([p["forces_std_max"] for p in plain])
+    for key in ("forces_std_max", "latent_distance_max"):
+        assert np.median([p[key] for p in preds]) > 2 * np.median([p[key] for p in plain]), key
 
 
 def test_posterior_stds_do_not_depend_on_the_batch_in_float32():

@@ -10,7 +10,8 @@ from scipy.spatial.transform import Rotation
 from tests.unit.helpers import rattled_ethanols
 from workers.model.backbone import BackboneConfig
 from workers.model.graph import collate
-from workers.model.potential import ModelConfig, Potential, fit_element_refs
+from workers.model.potential import ModelConfig, Potential
+from workers.model.references import fit_element_refs
 
 # head variants on PaiNN, and both heads on the MACE backbone (mace-torch)
 HEADS = ["categorical", "scalar", "relative", "absolute", "pooled", "mace", "mace-scalar"]

@@ -177,6 +177,6 @@ def test_snapshot_sees_each_epoch_and_the_last_is_what_comes_back(ethanol_labels
     )
     assert [e for e, _ in seen] == [0, 1, 2]
     # few validation structures: the last epoch comes back (its last-layer posterior fitted after)
-    final = {k: v for k, v in result.model.state_dict().items() if not k.startswith("llpr_")}
+    final = {k: v for k, v in result.model.state_dict().items() if not k.startswith(("llpr_", "latent_"))}
     assert all(torch.equal(seen[-1][1][k], final[k]) for k in final)
     assert not all(torch.equal(seen[0][1][k], final[k]) for k in final)  # the weights moved

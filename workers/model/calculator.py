@@ -21,8 +21,9 @@ STRUCTURE_KEYS = (
     "energy_entropy",
     "energy_mutual_information",
     "energy_excess_entropy",
+    "latent_distance_max",
 )
-ATOM_KEYS = ("forces_std", "energies_std")
+ATOM_KEYS = ("forces_std", "energies_std", "latent_distance")
 
 
 def predict(
@@ -36,7 +37,8 @@ def predict(
     (eV/Å; with ``uncertainty``: the posterior's, or the heads' spread before one is fitted)
     with ``forces_std_atom`` (the index of the atom that has it),
     ``energies_std`` [n_atoms] (eV), and for the categorical head ``energy_entropy``, ``energy_mutual_information`` and
-    ``energy_excess_entropy`` (nats); a periodic structure adds ``stress`` (eV/Å^3, ASE's
+    ``energy_excess_entropy`` (nats), ``latent_distance`` [n_atoms] and ``latent_distance_max``
+    (training-feature stds: how far from the training atoms); a periodic structure adds ``stress`` (eV/Å^3, ASE's
     Voigt order ``[xx, yy, zz, yz, xz, xy]``). ``bare``: energy, forces, embedding and stress
     alone, no uncertainty of any kind (``Potential.forward``; what MD that reads none needs).
     """

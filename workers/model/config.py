@@ -44,6 +44,10 @@ class ModelConfig(Section):
     llpr_directions: Literal["random", "principal"] = "random"
     # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
     llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
+    # latent distance: each atom's distance (training-feature stds) from its last-layer
+    # features to the k-th nearest training atom of its element (workers/model/latent.py); the
+    # training atoms' features are kept in the model. 0 = off (atomwise readout only)
+    latent_neighbours: int = Field(5, ge=0, le=64)
     backbone: BackboneConfig = BackboneConfig()
 
     @property
@@ -51,3 +55,9 @@ class ModelConfig(Section):
         """A last-layer posterior needs per-atom location heads (not the absolute histogram)."""
         absolute = self.head == "categorical" and self.histogram == "absolute"
         return self.llpr_samples > 0 and self.readout == "atomwise" and not absolute
+
+    @property
+    def has_latent(self) -> bool:
+        """A latent distance needs the location heads' per-atom features (as the posterior does)."""
+        absolute = self.head == "categorical" and self.histogram == "absolute"
+        return self.latent_neighbours > 0 and self.readout == "atomwise" and not absolute

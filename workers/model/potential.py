@@ -30,42 +30,22 @@ Bigi et al. 2024): ``energy_std`` / ``energies_std`` (eV) are its exact predicti
 perturbations (draws from the posterior, or its principal directions: ``llpr_directions``). A
 campaign rescales them on its hold-out labels (``calculator.recalibrate``): they are error
 bars, 68% / 95% intervals as ``Calibration`` says (docs/results.md section 1).
+``fit_latent`` keeps the training atoms' last-layer features: ``latent_distance`` (per atom,
+dimensionless) is how far an atom's features lie from them (``latent_neighbours``-th nearest).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase import Atoms
 from torch import nn
 
-from workers.model import ensemble, hlgauss, posterior
-from workers.model.backbone import MAX_Z, backbone_from_metadata, build_backbone
+from workers.model import ensemble, hlgauss, latent, posterior
+from workers.model.backbone import backbone_from_metadata, build_backbone
 from workers.model.calibration import Calibration
 from workers.model.config import ModelConfig
 from workers.model.graph import Batch, batch_edges, stress_from_strain, zero_strain
-
-
-def per_atom_targets(structures: list[Atoms], refs: np.ndarray) -> np.ndarray:
-    """``(E - sum_i ref[Z_i]) / n_atoms`` (eV/atom) for labelled structures ``[n]``."""
-    return np.array([(a.get_potential_energy() - refs[a.numbers].sum()) / len(a) for a in structures])
-
-
-def fit_element_refs(structures: list[Atoms]) -> np.ndarray:
-    """Per-element reference energies ``[MAX_Z + 1]`` (eV) by least squares on composition.
-
-    Rank-deficient compositions (e.g. every structure is ethanol) get the minimum-norm
-    solution, which is fine: only the referenced residual is learned.
-    """
-    counts = np.zeros((len(structures), MAX_Z + 1))
-    for k, a in enumerate(structures):
-        np.add.at(counts[k], a.numbers, 1.0)
-    energies = np.array([a.get_potential_energy() for a in structures])
-    present = counts.sum(axis=0) > 0
-    sol, *_ = np.linalg.lstsq(counts[:, present], energies, rcond=None)
-    refs = np.zeros(MAX_Z + 1)
-    refs[present] = sol
-    return refs
+from workers.model.references import fit_element_refs, per_atom_targets
 
 
 class Potential(nn.Module):
@@ -99,6 +79,9 @@ class Potential(nn.Module):
         if self.llpr:  # fitted after training (fit_llpr); zeros until then
             self.register_buffer("llpr_root", torch.zeros(m * f, m * f))  # covariance = root @ root.T
             self.register_buffer("llpr_draws", torch.zeros(cfg.llpr_samples, m * f))
+        if cfg.has_latent:  # the training atoms' features (fit_latent; latent_ref, _z, _mean, _scale)
+            for name, value in latent.empty_index(m * f).items():
+                self.register_buffer(name, value)
         if cfg.head == "categorical":  # each head's logits over the bins
             self.head = ensemble.EnsembleMLP(f, f, cfg.num_bins, m)
 
@@ -149,6 +132,13 @@ class Potential(nn.Module):
         total = per_atom.new_zeros(batch.n_structures, per_atom.shape[1]).index_add(0, batch.structure, per_atom)
         return total / batch.n_atoms.to(per_atom.dtype)[:, None]
 
+    @staticmethod
+    def _max(batch: Batch, per_atom: torch.Tensor) -> torch.Tensor:
+        """Per-structure maximum ``[n_structures]`` of a per-atom quantity ``[n_atoms]``."""
+        return per_atom.new_zeros(batch.n_structures).scatter_reduce(
+            0, batch.structure, per_atom, reduce="amax", include_self=False
+        )
+
     def _ref_sum(self, batch: Batch, dtype) -> torch.Tensor:
         per_atom = self.element_refs[batch.numbers].to(dtype)
         return torch.zeros(batch.n_structures, dtype=dtype, device=per_atom.device).index_add(
@@ -184,6 +174,9 @@ class Potential(nn.Module):
           Cartesian component, from the forces of the posterior's weight perturbations (or the
           heads' spread before a fit), and ``forces_std_max`` [n_structures];
           ``heads_spread`` adds ``forces_std_heads`` (raw, the heads' force spread);
+        * ``latent_distance`` [n_atoms] (training-feature stds) and ``latent_distance_max``
+          [n_structures]: each atom's distance to the training atoms in feature space
+          (``fit_latent``; workers/model/latent.py);
         * categorical: ``logits`` [n_structures, heads, num_bins], ``energy_entropy`` (of
           the heads' mean histogram, nats) = ``energy_aleatoric_entropy`` +
           ``energy_mutual_information``, and ``energy_excess_entropy`` (the heads' mean
@@ -242,6 +235,8 @@ class Potential(nn.Module):
         out["energy"] = energy_members.mean(-1)
         fitted = self.posterior_fitted
         draw_energy = None if bare else self._energy_uncertainty(out, batch, n, y_members.detach(), hist_var, contrib)
+        if not bare and self.latent_fitted:
+            self._latent_distance(out, batch)
         if strain is not None:
             out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
         if forces:
@@ -295,6 +290,31 @@ class Potential(nn.Module):
         """The posterior's raw stds and weight-draw energies (``posterior.predictive``)."""
         return posterior.predictive(batch, self.y_std * phi, self.llpr_root, self.llpr_draws)
 
+    @property
+    def latent_fitted(self) -> bool:
+        """Whether ``fit_latent`` has stored training atoms' features to measure distances to."""
+        return self.cfg.has_latent and len(self.latent_ref) > 0
+
+    def _latent_distance(self, out: dict, batch: Batch) -> None:
+        """``latent_distance`` [n_atoms] (training-feature stds; ``latent.distance``) and its
+        per-structure maximum ``latent_distance_max`` [n_structures] into ``out``."""
+        index = latent.LatentIndex(self.latent_ref, self.latent_z, self.latent_mean, self.latent_scale)
+        d = latent.distance(index, out["last_layer"], batch.numbers, self.cfg.latent_neighbours)
+        out["latent_distance"] = d
+        out["latent_distance_max"] = self._max(batch, d)
+
+    def fit_uncertainty(self, structures: list[Atoms]) -> None:
+        """After training, on its labelled ``structures``: the last-layer posterior
+        (``fit_llpr``) and the training atoms' features for the latent distance (``fit_latent``)."""
+        self.fit_llpr(structures)
+        self.fit_latent(structures)
+
+    def fit_latent(self, structures: list[Atoms]) -> None:
+        """Keep ``structures``' atoms' last-layer features (standardised; ``latent.fit``)."""
+        if self.cfg.has_latent and structures:
+            for name, value in latent.fit(self, structures).buffers().items():
+                setattr(self, name, value.to(self.latent_mean.device))
+
     def fit_llpr(self, structures: list[Atoms]) -> None:
         """The last-layer posterior from labelled ``structures`` (the training set; ``posterior.fit``)."""
         if not self.llpr or not structures:
@@ -338,9 +358,7 @@ class Potential(nn.Module):
         ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
         f_std = self.calibration.forces(raw)
         out["forces_std"] = f_std
-        out["forces_std_max"] = f_std.new_zeros(batch.n_structures).scatter_reduce(
-            0, batch.structure, f_std, reduce="amax", include_self=False
-        )
+        out["forces_std_max"] = self._max(batch, f_std)
         first = torch.cumsum(batch.n_atoms, 0) - batch.n_atoms  # [n_structures] first atom's index
         local = (torch.arange(len(f_std), device=f_std.device) - first[batch.structure]).to(f_std.dtype)
         at_max = torch.where(f_std.detach() >= out["forces_std_max"].detach()[batch.structure], local, float("inf"))
@@ -372,5 +390,10 @@ class Potential(nn.Module):
             backbone_from_metadata(cfg.backbone, meta["backbone"]),
             Calibration.from_dict(meta.get("calibration")),
         )
+        if cfg.has_latent:  # sized by the training set; absent (unfitted) in checkpoints before it
+            empty = latent.empty_index(model.latent_mean.shape[0])
+            state_dict = {**empty, **state_dict}
+            for name in empty:
+                setattr(model, name, torch.empty_like(state_dict[name]))
         model.load_state_dict(state_dict)
         return model

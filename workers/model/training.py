@@ -335,7 +335,7 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    model.fit_llpr(train_set + val_set)  # the last-layer posterior of the model returned
+    model.fit_uncertainty(train_set + val_set)  # the last-layer posterior and latent index of the model returned
     result.structures_per_s = n_seen / max(t_train, 1e-9)
     result.optimizer_state = opt.state_dict()
     return result
