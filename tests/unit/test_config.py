@@ -85,6 +85,12 @@ BAD = {
         [],
         "selection.strategy: forces_std needs the last-layer posterior",
     ),
+    "latent_distance without a latent index": (
+        "model",
+        {"latent_neighbours": 0},
+        ["selection.strategy=latent_distance"],
+        "selection.strategy: latent_distance needs model.latent_neighbours > 0",
+    ),
     "unknown xTB method": ("dft", {"kind": "xtb", "method": "b3lyp"}, [], "dft.method: unknown xTB method"),
     "ase labeller without a calculator": ("dft", {"kind": "ase"}, [], "kind: ase needs calculator"),
     "ase calculator that is not there": (
