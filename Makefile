@@ -19,14 +19,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/catal run configs/demo.yaml --set out_dir=runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# two pytest workers (pytest-xdist), a test file each at a time: the integration tests wait on Ray,
+# servers and subprocesses about as long as they compute (one worker: 34 min on 2 cores)
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # the fast lane: lint + every test not marked slow (pure unit tests and quick integration ones)
 test-fast: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

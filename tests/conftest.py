@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-# two cores: keep torch and OpenMP from oversubscribing them (Ray workers set their own)
+# keep torch and OpenMP from oversubscribing the cores (Ray workers set their own): the cores
+# shared among pytest-xdist's workers (`make test` runs 2), at most 2 threads each; threads
+# that outnumber the cores spin-wait on each other (a 5 s training took 80 s)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(2)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
 
 DATA = Path(__file__).parent / "data"
 
