@@ -54,10 +54,7 @@ class Campaign:
                 finalise(s, state)
                 s.say_tracking()
             except BaseException as err:  # stored labels and the saved state stay for `catal resume`
-                status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-                if state.round_run_id:
-                    s.tracker.end(state.round_run_id, status)
-                s.tracker.end(state.parent_run_id, status)
+                s.tracker.end_open("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
                 raise
             finally:
                 if s.rt is not None:

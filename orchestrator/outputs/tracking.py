@@ -84,6 +84,7 @@ class Tracker:
         self.tried_at = 0.0  # when the last try while away ended
         self.retry_s = RETRY_S[0]
         self.refused = 0
+        self.opened: list[str] = []  # runs this session started or reopened and has not ended
         carried = self.queued  # what an earlier session could not send
         if carried and self.flush():
             self.warn(f"MLflow tracking at {uri} took the {carried} records an earlier session had queued")
@@ -92,9 +93,11 @@ class Tracker:
     def start_campaign(self, name: str, params: dict, run_id: str | None = None) -> str:
         """The parent run's handle (reopened on resume); the flattened config as its params."""
         if run_id is not None:
+            self.opened.append(run_id)
             self._put("update_run", run=run_id, status="RUNNING")
             return run_id
         handle = new_handle()
+        self.opened.append(handle)  # before it is sent: a signal mid-send still finds it (end_open)
         self.outbox.put("create_run", handle=handle, name=name, tags={"catal.kind": "campaign"})
         items = [[k, str(v)[:6000]] for k, v in sorted(params.items())]
         for start in range(0, len(items), PARAM_BATCH):
@@ -106,9 +109,11 @@ class Tracker:
         """A nested child run for round ``rnd`` (reused when resuming that round); ``kind``
         "generation": the asynchronous campaign's model ``rnd``, with a round's metrics."""
         if run_id is not None:
+            self.opened.append(run_id)
             self._put("update_run", run=run_id, status="RUNNING")
             return run_id
         handle = new_handle()
+        self.opened.append(handle)  # before it is sent: a signal mid-send still finds it (end_open)
         tags = {"mlflow.parentRunId": parent_id, "catal.kind": kind, "catal.round": str(rnd)}
         self._put("create_run", handle=handle, name=f"{kind}_{rnd:03d}", tags=tags)
         return handle
@@ -134,6 +139,8 @@ class Tracker:
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         """Close a run. A campaign stopping for a full disk (the outbox's too) still marks
         its run FAILED / KILLED straight on the server when that answers."""
+        if run_id in self.opened:
+            self.opened.remove(run_id)
         try:
             self._put("terminate", run=run_id, status=status)
         except OutOfSpace:
@@ -143,6 +150,13 @@ class Tracker:
             if run is not None:
                 with contextlib.suppress(MlflowException, requests.RequestException, OSError):
                     self.client.set_terminated(run, status=status)
+
+    def end_open(self, status: str) -> None:
+        """Close every run this session opened and has not ended (rounds before their
+        campaign) with ``status``: a campaign stopped by a signal or an error, whichever run
+        it was in, even one whose handle the caller had not been given back yet."""
+        for run_id in reversed(list(self.opened)):
+            self.end(run_id, status)
 
     @property
     def queued(self) -> int:

@@ -118,3 +118,20 @@ def test_a_damaged_outbox_is_set_aside_and_runs_resolve_from_their_tags(tmp_path
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.metrics == {"m": 1.0}
+
+
+def test_a_stopped_campaign_closes_every_run_it_opened_even_one_its_caller_never_got(tmp_path):
+    """A signal can land after a round's run is created and before the loop holds its handle:
+    ``end_open`` closes it with the campaign's status all the same; ended runs stay ended."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=print)
+    parent = tracker.start_campaign("c", {"a": 1})
+    done = tracker.start_round(parent, 1)
+    tracker.end(done)
+    tracker.start_round(parent, 2)  # the handle the interrupted loop never stored
+    tracker.end_open("KILLED")
+    assert tracker.opened == []
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    status = {r.data.tags.get("catal.round", "campaign"): r.info.status for r in runs}
+    assert status == {"campaign": "KILLED", "1": "FINISHED", "2": "KILLED"}
