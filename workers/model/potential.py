@@ -174,9 +174,9 @@ class Potential(nn.Module):
           Cartesian component, from the forces of the posterior's weight perturbations (or the
           heads' spread before a fit), and ``forces_std_max`` [n_structures];
           ``heads_spread`` adds ``forces_std_heads`` (raw, the heads' force spread);
-        * ``latent_distance`` [n_atoms] (training-feature stds) and ``latent_distance_max``
-          [n_structures]: each atom's distance to the training atoms in feature space
-          (``fit_latent``; workers/model/latent.py);
+        * with ``uncertainty``: ``latent_distance`` [n_atoms] (training-feature stds) and
+          ``latent_distance_max`` [n_structures], each atom's distance to the training atoms
+          in feature space (``fit_latent``; workers/model/latent.py);
         * categorical: ``logits`` [n_structures, heads, num_bins], ``energy_entropy`` (of
           the heads' mean histogram, nats) = ``energy_aleatoric_entropy`` +
           ``energy_mutual_information``, and ``energy_excess_entropy`` (the heads' mean
@@ -235,7 +235,7 @@ class Potential(nn.Module):
         out["energy"] = energy_members.mean(-1)
         fitted = self.posterior_fitted
         draw_energy = None if bare else self._energy_uncertainty(out, batch, n, y_members.detach(), hist_var, contrib)
-        if not bare and self.latent_fitted:
+        if uncertainty and self.latent_fitted:  # not in training's and evaluation's calls
             self._latent_distance(out, batch)
         if strain is not None:
             out["stress"] = stress_from_strain(out["energy"], strain, batch, create_graph)
