@@ -51,13 +51,18 @@ class ModelConfig(Section):
     backbone: BackboneConfig = BackboneConfig()
 
     @property
-    def has_posterior(self) -> bool:
-        """A last-layer posterior needs per-atom location heads (not the absolute histogram)."""
+    def has_last_layer(self) -> bool:
+        """Per-atom location heads (atomwise readout, not the absolute histogram): the
+        last-layer features the posterior and the latent distance are on."""
         absolute = self.head == "categorical" and self.histogram == "absolute"
-        return self.llpr_samples > 0 and self.readout == "atomwise" and not absolute
+        return self.readout == "atomwise" and not absolute
+
+    @property
+    def has_posterior(self) -> bool:
+        """A last-layer posterior (``llpr_samples`` > 0 on per-atom location heads)."""
+        return self.llpr_samples > 0 and self.has_last_layer
 
     @property
     def has_latent(self) -> bool:
-        """A latent distance needs the location heads' per-atom features (as the posterior does)."""
-        absolute = self.head == "categorical" and self.histogram == "absolute"
-        return self.latent_neighbours > 0 and self.readout == "atomwise" and not absolute
+        """A latent distance (``latent_neighbours`` > 0 on per-atom location heads)."""
+        return self.latent_neighbours > 0 and self.has_last_layer
