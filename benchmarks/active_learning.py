@@ -1,13 +1,13 @@
 """Does selection buy accuracy per DFT label? Strategies, random picks and AIMD, one run.
 
-    python benchmarks/active_learning.py [--seeds 3] [--strategies forces-std,random,...]
+    python benchmarks/active_learning.py [--seeds 3] [--strategies latent-distance,random,...]
     python benchmarks/active_learning.py --scenario hot --passive-sizes ''   # MD beyond the data
     python benchmarks/active_learning.py --quick    # tiny campaigns and sets (tests)
 
 Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at 600 K) with
 the same initial set and hold-out (``system.seed`` fixed) and the same label budget; only
 ``selection.strategy`` and the campaign ``seed`` change (the seed moves the MD, the picks
-and every training). Rows: the default ``forces-std``, ``entropy``, ``latent-distance``, ``committee`` (4
+and every training). Rows: the default ``latent-distance``, ``forces-std``, ``entropy``, ``committee`` (4
 scalar-head models, DP-GEN's max_devi_f), ``random`` (pure: a uniform draw among the MD
 frames, no window or diversity step) and ``random-scalar`` (the committee's like-for-like
 random baseline). A **passive** row trains the same model (``model``, ``training`` of the
@@ -66,7 +66,7 @@ from workers.sampling import temperature_at
 DATA = Path(__file__).resolve().parent / "data"
 JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_500k_test_hf_sto3g.extxyz"}
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
-DEFAULT, BASELINE = "forces-std", "random"
+DEFAULT, BASELINE = "latent-distance", "random"
 
 HOT = {"hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700)}
 # scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
@@ -104,8 +104,11 @@ SCENARIOS = {
 STABILITY_K = {"ramp": 800.0, "rare": 800.0}
 
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
-    DEFAULT: ["selection.strategy=forces_std", "model.head=categorical"],
+    # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours)
+    DEFAULT: ["selection.strategy=latent_distance", "model.head=categorical"],
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    # the largest calibrated per-atom force std (eV/Å): the error bar, and the default until 2026-12-05
+    "forces-std": ["selection.strategy=forces_std", "model.head=categorical"],
     "committee": [
         "selection.strategy=committee",
         "model.head=scalar",
@@ -113,8 +116,6 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "selection.committee_members=4",
     ],  # fmt: skip
     "entropy": ["selection.strategy=entropy", "model.head=categorical"],
-    # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours)
-    "latent-distance": ["selection.strategy=latent_distance", "model.head=categorical"],
     # random picks for the one-head scalar model: separates the committee's selection from its model
     "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }

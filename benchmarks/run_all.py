@@ -31,9 +31,10 @@ LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
 
 def scenario(name: str) -> list[str]:
-    """The active-learning benchmark's ``--scenario name``: the default against pure random, no passive rows."""
+    """The active-learning benchmark's ``--scenario name``: the default against pure random and the
+    force std (the error bar's signal), no passive rows."""
     return [PY, "benchmarks/active_learning.py", "--scenario", name, "--passive-sizes", "", "--strategies",
-            "forces-std,random", "--out", "{out}"]  # fmt: skip
+            "latent-distance,random,forces-std", "--out", "{out}"]  # fmt: skip
 
 
 # step -> (full commands, quick commands); {out} is the step's run folder
@@ -196,7 +197,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=None, help="campaign folders (default runs/results[-quick])")
     p.add_argument(
         "--extra", action="append", default=[], metavar="STEP:ARGS",
-        help="more arguments for a step's benchmark, e.g. 'active_learning:--strategies forces-std,random'",
+        help="more arguments for a step's benchmark, e.g. 'active_learning:--strategies latent-distance,random'",
     )  # fmt: skip
     args = p.parse_args()
     steps = [s.strip() for s in args.only.split(",") if s.strip()]

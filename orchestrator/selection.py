@@ -39,13 +39,15 @@ SCORE_KEYS = {
 
 
 class SelectionConfig(Section):
-    # what ranks candidates: forces_std (the largest per-atom force std, eV/Å, from the
-    # last-layer posterior, calibrated on the hold-out; DP-GEN's max_devi_f from one model),
-    # energy_std (eV), the heads' histograms' entropy or its mutual information (the heads'
-    # disagreement, nats), the excess entropy
-    # beyond the HL-Gauss floor; a committee's force deviation (DP-GEN); latent_distance (the
-    # most unfamiliar atom's feature-space distance to the training atoms); or nothing (random:
-    # uniform among the physical frames, no window or diversity). docs/results.md section 1
+    # what ranks candidates: latent_distance (default: the most unfamiliar atom's distance, in
+    # training-feature stds, to its k-th nearest training atom of the same element; the best
+    # ranking of force errors and the best selection where MD leaves the data, docs/results.md
+    # sections 1-2); forces_std (the largest per-atom force std, eV/Å, from the last-layer
+    # posterior, calibrated on the hold-out; DP-GEN's max_devi_f from one model, the signal for
+    # absolute trust levels in eV/Å), energy_std (eV), the heads' histograms' entropy or its
+    # mutual information (the heads' disagreement, nats), the excess entropy beyond the HL-Gauss
+    # floor; a committee's force deviation (DP-GEN); or nothing (random: uniform among the
+    # physical frames, no window or diversity)
     strategy: Literal[
         "forces_std",
         "entropy",
@@ -55,7 +57,7 @@ class SelectionConfig(Section):
         "committee",
         "latent_distance",
         "random",
-    ] = "forces_std"
+    ] = "latent_distance"
     # committee strategy: independently seeded scalar-head models trained each round
     committee_members: int = Field(4, ge=2, le=16)
     # window bounds read as quantiles of this round's candidates, or as absolute scores

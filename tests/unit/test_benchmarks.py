@@ -116,7 +116,7 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     assert [int(n) for n, _ in passive] == [8, 8] and all(float(m) > 0 for _, m in passive)
     test = out.split("\ntest: force MAE")[1]
     rows = re.findall(r"^  (\S+)\s+(\d+): ([\d.]+) \[([\d.]+), ([\d.]+)\]", test, flags=re.M)
-    assert {r[0] for r in rows} >= {"forces-std", "random", "passive"}
+    assert {r[0] for r in rows} >= {"latent-distance", "forces-std", "random", "passive"}
     assert all(float(lo) <= float(m) <= float(hi) for _, _, m, lo, hi in rows)
     assert "AIMD frames to match" in out.split("verdict on the test set")[1]
     assert (tmp_path / "learning_curves_test.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()

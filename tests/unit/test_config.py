@@ -82,7 +82,7 @@ BAD = {
     "forces_std without a spread": (
         "model",
         {"heads": 1, "llpr_samples": 0},
-        [],
+        ["selection.strategy=forces_std"],
         "selection.strategy: forces_std needs the last-layer posterior",
     ),
     "latent_distance without a latent index": (
