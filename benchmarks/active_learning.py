@@ -107,6 +107,13 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours)
     DEFAULT: ["selection.strategy=latent_distance", "model.head=categorical"],
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    # the same score, picks drawn in proportion to it over all but the top 2% (selection.draw)
+    "latent-proportional": [
+        "selection.strategy=latent_distance",
+        "selection.draw=proportional",
+        "selection.window_lo=0.0",
+        "model.head=categorical",
+    ],  # fmt: skip
     # the largest calibrated per-atom force std (eV/Å): the error bar, and the default until 2026-12-05
     "forces-std": ["selection.strategy=forces_std", "model.head=categorical"],
     "committee": [

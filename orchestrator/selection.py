@@ -72,7 +72,12 @@ class SelectionConfig(Section):
     # label cap) and scored with the round's model before any model trains on them: the
     # unbiased error where the model runs MD (audit_force_mae), which biased picks cannot give
     audit_per_round: int = Field(2, ge=0)
-    # farthest-point sampling runs over the top (factor x quota) candidates
+    # how picks are drawn from the window: top (the top_k_factor x quota highest scores, then
+    # farthest-point sampling) or proportional (a random draw without replacement, each frame's
+    # chance proportional to its score: stochastic acquisition, Kirsch et al. 2023; picks lean
+    # to the unfamiliar without leaving the pool's typical frames unlabelled)
+    draw: Literal["top", "proportional"] = "top"
+    # farthest-point sampling runs over the top (factor x quota) candidates (draw: top)
     top_k_factor: float = Field(3.0, ge=1.0)
     # diversity by farthest-point sampling on pooled embeddings
     diversity: bool = True
@@ -150,8 +155,9 @@ def select(
     labelled_embeddings: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> Selection:
-    """Pick at most ``quota`` candidates: window, then top-k, then diversity (``random``:
-    a uniform draw among the frames no stop rule ended, nothing else)."""
+    """Pick at most ``quota`` candidates: window, then top-k and diversity (``draw: top``) or a
+    score-proportional draw (``draw: proportional``; ``rng``); ``random``: a uniform draw among
+    the frames no stop rule ended, nothing else."""
     scores = np.asarray(scores, dtype=float)
     stopped = np.asarray(stopped, dtype=bool)
     n = scores.shape[0]
@@ -171,12 +177,11 @@ def select(
         if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
             d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
             eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
-        order = eligible[np.argsort(-scores[eligible], kind="stable")]
-        if cfg.diversity:
-            pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
-            picked = pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
+        if cfg.draw == "proportional":
+            rng = rng or np.random.default_rng(0)
+            picked = _dedupe(eligible[proportional_order(scores[eligible], rng)], embeddings, quota)
         else:
-            picked = _dedupe(order, embeddings, quota)
+            picked = _top(scores, embeddings, eligible, cfg, quota)
     frac = np.bincount(cls, minlength=3) / max(n, 1)
     return Selection(
         picked=np.asarray(picked, dtype=np.int64),
@@ -186,6 +191,29 @@ def select(
         frac_failed=float(frac[2]),
         counts={"frames": n, "eligible": int(len(eligible)), "picked": int(len(picked))},
     )
+
+
+def _top(scores: np.ndarray, embeddings: np.ndarray, eligible: np.ndarray, cfg: SelectionConfig, quota: int):
+    """The ``top_k_factor x quota`` highest-scoring eligible frames, then farthest-point
+    sampling among them (``diversity``), or the highest-scoring distinct ones."""
+    order = eligible[np.argsort(-scores[eligible], kind="stable")]
+    if cfg.diversity:
+        pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
+        return pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
+    return _dedupe(order, embeddings, quota)
+
+
+def proportional_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``scores`` in which each next item is drawn with probability
+    proportional to its score among those left (Efraimidis-Spirakis keys ``log(u) / w``);
+    non-positive scores come last, in random order (uniform when no score is positive)."""
+    w = np.clip(np.asarray(scores, dtype=float), 0.0, None)
+    u = rng.random(w.shape[0])
+    if not (w > 0).any():
+        return np.argsort(u)
+    keys = np.full(w.shape[0], -np.inf)
+    keys[w > 0] = np.log(u[w > 0]) / w[w > 0]
+    return np.lexsort((u, keys))[::-1]
 
 
 def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray:

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.selection import SelectionConfig, farthest_point_sampling, select, selection_rng, trust_window
+from orchestrator.selection import (
+    SelectionConfig,
+    farthest_point_sampling,
+    proportional_order,
+    select,
+    selection_rng,
+    trust_window,
+)
 
 
 def _data(n=50, d=4, seed=0):
@@ -130,3 +137,33 @@ def test_audits_are_drawn_among_physical_frames_and_left_out_of_the_rest():
     assert sorted(audit.tolist()) == [1, 2, 4, 5] and rest.tolist() == [0, 3]
     audit, rest = draw_audits(stopped, 0, np.random.default_rng(0))
     assert len(audit) == 0 and rest.tolist() == list(range(6))
+
+
+def test_proportional_draw_picks_each_frame_as_often_as_its_score_says():
+    w = np.array([1.0, 2.0, 3.0, 4.0, 0.0])
+    rng = np.random.default_rng(0)
+    orders = np.array([proportional_order(w, rng) for _ in range(20000)])
+    first = np.bincount(orders[:, 0], minlength=5) / len(orders)
+    np.testing.assert_allclose(first, w / w.sum(), atol=0.015)  # ~4 sd of a binomial share
+    assert (orders[:, -1] == 4).all()  # a zero score comes after every positive one
+    # second draw among those left: P(second = 3 | first = 0) = 4 / 9
+    after0 = orders[orders[:, 0] == 0]
+    assert np.mean(after0[:, 1] == 3) == pytest.approx(4 / 9, abs=0.04)
+    assert sorted(proportional_order(np.zeros(4), rng).tolist()) == [0, 1, 2, 3]  # no signal: uniform
+
+
+def test_proportional_selection_stays_in_the_window_and_leans_to_high_scores():
+    scores, emb, stopped = _data(200)
+    cfg = SelectionConfig(strategy="latent_distance", draw="proportional", window_lo=0.0, window_hi=0.9)
+    hi = np.quantile(scores, 0.9)
+    picked = [select(scores, emb, stopped, cfg, 10, rng=selection_rng(0, r)).picked for r in range(300)]
+    assert all(len(p) == 10 and len(set(p.tolist())) == 10 and (scores[p] <= hi).all() for p in picked)
+    got = np.concatenate(picked)
+    # the mean picked score of a score-proportional draw is E[s^2] / E[s] over the window
+    inside = scores[scores <= hi]
+    assert scores[got].mean() == pytest.approx((inside**2).mean() / inside.mean(), rel=0.05)
+    assert scores[got].mean() > inside.mean() * 1.15
+    # exact duplicates are never both picked
+    dup = np.repeat(np.eye(3), 10, axis=0)
+    sel = select(np.linspace(1, 2, 30), dup, np.zeros(30, bool), cfg.model_copy(update={"window_hi": 1.0}), 5)
+    assert len(sel.picked) == 3 and len({tuple(dup[i]) for i in sel.picked}) == 3
