@@ -1,13 +1,14 @@
 """Does selection buy accuracy per DFT label? Strategies, random picks and AIMD, one run.
 
-    python benchmarks/active_learning.py [--seeds 3] [--strategies latent-distance,random,...]
+    python benchmarks/active_learning.py [--seeds 3] [--strategies latent-proportional,random,...]
     python benchmarks/active_learning.py --scenario hot --passive-sizes ''   # MD beyond the data
     python benchmarks/active_learning.py --quick    # tiny campaigns and sets (tests)
 
 Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at 600 K) with
 the same initial set and hold-out (``system.seed`` fixed) and the same label budget; only
 ``selection.strategy`` and the campaign ``seed`` change (the seed moves the MD, the picks
-and every training). Rows: the default ``latent-distance``, ``forces-std``, ``entropy``, ``committee`` (4
+and every training). Rows: the default ``latent-proportional`` (latent distance, drawn in proportion),
+``latent-distance`` (its top frames), ``forces-std``, ``entropy``, ``committee`` (4
 scalar-head models, DP-GEN's max_devi_f), ``random`` (pure: a uniform draw among the MD
 frames, no window or diversity step) and ``random-scalar`` (the committee's like-for-like
 random baseline). A **passive** row trains the same model (``model``, ``training`` of the
@@ -66,7 +67,7 @@ from workers.sampling import temperature_at
 DATA = Path(__file__).resolve().parent / "data"
 JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_500k_test_hf_sto3g.extxyz"}
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
-DEFAULT, BASELINE = "latent-distance", "random"
+DEFAULT, BASELINE = "latent-proportional", "random"
 
 HOT = {"hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700)}
 # scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
@@ -103,26 +104,25 @@ SCENARIOS = {
 # check runs at sampling.temperature_k, which a ramp does not stay at)
 STABILITY_K = {"ramp": 800.0, "rare": 800.0}
 
+TOP = ["selection.draw=top", "selection.window_lo=0.5"]  # the top of the more uncertain half, farthest-point
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
-    # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours)
-    DEFAULT: ["selection.strategy=latent_distance", "model.head=categorical"],
+    # the default: the most unfamiliar atom's feature-space distance to the training atoms
+    # (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
+    DEFAULT: ["selection.strategy=latent_distance", "selection.draw=proportional", "selection.window_lo=0.0",
+              "model.head=categorical"],  # fmt: skip
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
-    # the same score, picks drawn in proportion to it over all but the top 2% (selection.draw)
-    "latent-proportional": [
-        "selection.strategy=latent_distance",
-        "selection.draw=proportional",
-        "selection.window_lo=0.0",
-        "model.head=categorical",
-    ],  # fmt: skip
+    # the same score, its top frames picked (farthest-point among the top 3 x quota)
+    "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],
     # the largest calibrated per-atom force std (eV/Å): the error bar, and the default until 2026-12-05
-    "forces-std": ["selection.strategy=forces_std", "model.head=categorical"],
+    "forces-std": ["selection.strategy=forces_std", *TOP, "model.head=categorical"],
     "committee": [
         "selection.strategy=committee",
+        *TOP,
         "model.head=scalar",
         "model.heads=1",
         "selection.committee_members=4",
     ],  # fmt: skip
-    "entropy": ["selection.strategy=entropy", "model.head=categorical"],
+    "entropy": ["selection.strategy=entropy", *TOP, "model.head=categorical"],
     # random picks for the one-head scalar model: separates the committee's selection from its model
     "random-scalar": ["selection.strategy=random", "model.head=scalar", "model.heads=1"],
 }
@@ -305,6 +305,7 @@ def main() -> None:
     base = [*scenario_sets, *args.set]
     refs = compute_references(load_config(config, base), args.out / "shared")
     curves: dict[str, list[list[dict]]] = {}
+    freqs: dict[str, list[float]] = {}  # the final models' harmonic frequency MAE (cm^-1)
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
@@ -334,11 +335,12 @@ def main() -> None:
             if math.isfinite(share):
                 others += f"; picks from the hotter replicas {100 * share:.0f}%"
             stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
+            freqs.setdefault(strategy, []).append(md.get("final_freq_mae_cm", math.nan))
             print(
                 f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE hold-out "
                 f"{final['holdout_force_mae']:.3f}, dev {final['dev_force_mae']:.3f}, "
-                f"test {final['test_force_mae']:.3f}{others} eV/Å; {md.get('final_md_ps_run', 0):.1f} ps MD at "
-                f"{md_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
+                f"test {final['test_force_mae']:.3f}{others} eV/Å; frequencies {freqs[strategy][-1]:.1f} cm^-1; "
+                f"{md.get('final_md_ps_run', 0):.1f} ps MD at {md_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
                 flush=True,
             )
     pool = read(POOL, index=":") if sizes else []  # read when needed (a campaign's hours may come first)
@@ -357,6 +359,9 @@ def main() -> None:
     plot = summarise(curves, "test", args.target, args.out)
     for judge in ["dev", *extra_judges, "test"]:
         verdict(curves, judge, args.target, stride)
+    print("final models' harmonic frequency MAE vs DFT (cm^-1), mean [min, max] over seeds")
+    for strategy, f in freqs.items():
+        print(f"  {strategy:<14} {statistics.mean(f):.1f} [{min(f):.1f}, {max(f):.1f}]")
     print(f"\nplot: {plot}\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
 
 

@@ -30,11 +30,11 @@ FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
 LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
 
-def scenario(name: str) -> list[str]:
+def scenario(name: str, seeds: int = 3, strategies: str = "latent-distance,random,forces-std") -> list[str]:
     """The active-learning benchmark's ``--scenario name``: the default against pure random and the
     force std (the error bar's signal), no passive rows."""
-    return [PY, "benchmarks/active_learning.py", "--scenario", name, "--passive-sizes", "", "--strategies",
-            "latent-distance,random,forces-std", "--out", "{out}"]  # fmt: skip
+    return [PY, "benchmarks/active_learning.py", "--scenario", name, "--seeds", str(seeds), "--passive-sizes", "",
+            "--strategies", strategies, "--out", "{out}"]  # fmt: skip
 
 
 # step -> (full commands, quick commands); {out} is the step's run folder
@@ -47,10 +47,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
+    # the default, random and forces_std on five campaign seeds (the first three are the step above's)
+    "active_learning_seeds": ([scenario("demo", 5)], []),
     "active_learning_hot": ([scenario("hot")], []),
     "active_learning_ramp": ([scenario("ramp")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
-    "active_learning_rare": ([scenario("rare")], []),
+    "active_learning_rare": ([scenario("rare", 5, "latent-distance,random,forces-std,latent-proportional")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
@@ -138,6 +140,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
 }
 # steps whose run folder starts empty (a campaign refuses an existing folder)
 FRESH = {"demo", "multi", "large", "water", "async"}
+# steps that resume another step's campaigns (run folder: that step's)
+SHARES = {"active_learning_seeds": "active_learning"}
 
 
 def provenance() -> str:
@@ -163,7 +167,7 @@ def provenance() -> str:
 def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str] | None = None) -> bool:
     """Run one step's commands (``extra`` arguments added to its first); on success write
     ``results/<name>.txt``. True if it passed."""
-    out_dir = runs / name
+    out_dir = runs / SHARES.get(name, name)
     if name in FRESH and out_dir.exists():
         shutil.rmtree(out_dir)
     commands = [[part.replace("{out}", str(out_dir)) for part in cmd] for cmd in STEPS[name][1 if quick else 0]]

@@ -1,12 +1,14 @@
-"""Which MD frames deserve DFT: trust window, top-k by uncertainty, diversity (pure numpy).
+"""Which MD frames deserve DFT: trust window, then a draw by uncertainty (pure numpy).
 
 1. Trust window on the uncertainty score ``[lo, hi]``, absolute or as quantiles of the
    round's candidates: below ``lo`` the model is confident (not worth DFT), above ``hi``
    the frame is likely unphysical. Frames a stop rule ended count as failed.
 2. Among in-window frames not within ``min_embedding_distance`` of an already labelled
-   structure: the ``top_k_factor * quota`` most uncertain, then greedy farthest-point
-   sampling on embeddings (seeded with the most uncertain) so picks are not near-duplicate
-   MD frames; exact duplicates are never both picked.
+   structure (``orchestrator.draws``): ``draw: proportional`` (default) draws the picks at
+   random, each frame's chance proportional to its score; ``draw: top`` takes the
+   ``top_k_factor * quota`` most uncertain, then greedy farthest-point sampling on embeddings
+   (seeded with the most uncertain) so picks are not near-duplicate MD frames. Exact
+   duplicates are never both picked.
 3. The accurate / candidate / failed fractions are DP-GEN's convergence signal.
 
 ``random`` is the baseline selection is judged against: a uniform draw among the frames no
@@ -22,10 +24,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from orchestrator.draws import DUPLICATE_TOL, dedupe, proportional_order, top_picks
 from orchestrator.systems import pick_quotas
 from workers.schema import Section
 
-DUPLICATE_TOL = 1e-8  # embedding distance below which two frames are the same structure
 # frame.info key holding each strategy's score
 SCORE_KEYS = {
     "forces_std": "forces_std_max",
@@ -62,8 +64,9 @@ class SelectionConfig(Section):
     committee_members: int = Field(4, ge=2, le=16)
     # window bounds read as quantiles of this round's candidates, or as absolute scores
     window_mode: Literal["quantile", "absolute"] = "quantile"
-    # lower bound: frames below are "accurate" (quantile 0.5 = the more uncertain half)
-    window_lo: float = 0.5
+    # lower bound: frames below are "accurate" (quantile 0.5 = the more uncertain half; 0 with
+    # a proportional draw, which weighs the frames itself)
+    window_lo: float = 0.0
     # upper bound: frames above are "failed" (likely unphysical)
     window_hi: float = 0.98
     # labels per round (also capped by budget.max_labels_per_round)
@@ -76,7 +79,8 @@ class SelectionConfig(Section):
     # farthest-point sampling) or proportional (a random draw without replacement, each frame's
     # chance proportional to its score: stochastic acquisition, Kirsch et al. 2023; picks lean
     # to the unfamiliar without leaving the pool's typical frames unlabelled)
-    draw: Literal["top", "proportional"] = "top"
+    # (default: proportional, docs/results.md section 2)
+    draw: Literal["top", "proportional"] = "proportional"
     # farthest-point sampling runs over the top (factor x quota) candidates (draw: top)
     top_k_factor: float = Field(3.0, ge=1.0)
     # diversity by farthest-point sampling on pooled embeddings
@@ -122,30 +126,6 @@ def classify(scores: np.ndarray, stopped: np.ndarray, window: tuple[float, float
     return cls
 
 
-def farthest_point_sampling(
-    x: np.ndarray, k: int, first: int = 0, exclude_near: np.ndarray | None = None
-) -> np.ndarray:
-    """Greedy max-min picks from ``x [n, d]``; stops early once only duplicates remain.
-
-    ``exclude_near [m, d]``: points already taken (labelled) that picks must keep away from.
-    """
-    n = x.shape[0]
-    if n == 0 or k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    dmin = np.full(n, np.inf)
-    if exclude_near is not None and len(exclude_near):
-        dmin = np.min(np.linalg.norm(x[:, None, :] - exclude_near[None, :, :], axis=-1), axis=1)
-    picks = [first]
-    dmin = np.minimum(dmin, np.linalg.norm(x - x[first], axis=1))
-    while len(picks) < k:
-        nxt = int(np.argmax(dmin))
-        if dmin[nxt] <= DUPLICATE_TOL:
-            break
-        picks.append(nxt)
-        dmin = np.minimum(dmin, np.linalg.norm(x - x[nxt], axis=1))
-    return np.asarray(picks, dtype=np.int64)
-
-
 def select(
     scores: np.ndarray,
     embeddings: np.ndarray,
@@ -179,9 +159,9 @@ def select(
             eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
         if cfg.draw == "proportional":
             rng = rng or np.random.default_rng(0)
-            picked = _dedupe(eligible[proportional_order(scores[eligible], rng)], embeddings, quota)
+            picked = dedupe(eligible[proportional_order(scores[eligible], rng)], embeddings, quota)
         else:
-            picked = _top(scores, embeddings, eligible, cfg, quota)
+            picked = top_picks(scores, embeddings, eligible, quota, cfg.top_k_factor, cfg.diversity)
     frac = np.bincount(cls, minlength=3) / max(n, 1)
     return Selection(
         picked=np.asarray(picked, dtype=np.int64),
@@ -191,39 +171,6 @@ def select(
         frac_failed=float(frac[2]),
         counts={"frames": n, "eligible": int(len(eligible)), "picked": int(len(picked))},
     )
-
-
-def _top(scores: np.ndarray, embeddings: np.ndarray, eligible: np.ndarray, cfg: SelectionConfig, quota: int):
-    """The ``top_k_factor x quota`` highest-scoring eligible frames, then farthest-point
-    sampling among them (``diversity``), or the highest-scoring distinct ones."""
-    order = eligible[np.argsort(-scores[eligible], kind="stable")]
-    if cfg.diversity:
-        pool = order[: max(quota, math.ceil(cfg.top_k_factor * quota))]
-        return pool[farthest_point_sampling(embeddings[pool], quota)] if len(pool) else pool
-    return _dedupe(order, embeddings, quota)
-
-
-def proportional_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random order of ``scores`` in which each next item is drawn with probability
-    proportional to its score among those left (Efraimidis-Spirakis keys ``log(u) / w``);
-    non-positive scores come last, in random order (uniform when no score is positive)."""
-    w = np.clip(np.asarray(scores, dtype=float), 0.0, None)
-    u = rng.random(w.shape[0])
-    if not (w > 0).any():
-        return np.argsort(u)
-    keys = np.full(w.shape[0], -np.inf)
-    keys[w > 0] = np.log(u[w > 0]) / w[w > 0]
-    return np.lexsort((u, keys))[::-1]
-
-
-def _dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray:
-    out: list[int] = []
-    for i in order:
-        if len(out) >= quota:
-            break
-        if all(np.linalg.norm(embeddings[i] - embeddings[j]) > DUPLICATE_TOL for j in out):
-            out.append(int(i))
-    return np.asarray(out, dtype=np.int64)
 
 
 def selection_rng(*key: int) -> np.random.Generator:

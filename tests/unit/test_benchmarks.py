@@ -112,6 +112,9 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     assert sorted(f[0] for f in finals) == sorted(STRATEGIES) and "latent-distance" in STRATEGIES
     assert all(0.0 < float(x) < 50.0 for f in finals for x in f[2:]), finals
     assert len({f[1] for f in finals}) == 1  # one budget: every strategy trains on as many labels
+    freq_table = out.split("harmonic frequency MAE")[1]
+    freqs = re.findall(r"^  (\S+)\s+([\d.]+) \[([\d.]+), ([\d.]+)\]$", freq_table, flags=re.M)
+    assert sorted(f[0] for f in freqs) == sorted(STRATEGIES), out[-2000:]  # each strategy's final models' frequencies
     passive = re.findall(r"^passive-s0\s+(\d+) AIMD frames: test F MAE ([\d.]+)", out, flags=re.M)
     assert [int(n) for n, _ in passive] == [8, 8] and all(float(m) > 0 for _, m in passive)
     test = out.split("\ntest: force MAE")[1]

@@ -2,14 +2,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.selection import (
-    SelectionConfig,
-    farthest_point_sampling,
-    proportional_order,
-    select,
-    selection_rng,
-    trust_window,
-)
+from orchestrator.draws import farthest_point_sampling, proportional_order
+from orchestrator.selection import SelectionConfig, select, selection_rng, trust_window
 
 
 def _data(n=50, d=4, seed=0):
@@ -19,7 +13,7 @@ def _data(n=50, d=4, seed=0):
 
 def test_never_exceeds_quota_and_respects_window():
     scores, emb, stopped = _data()
-    cfg = SelectionConfig(window_mode="absolute", window_lo=1.0, window_hi=4.0)
+    cfg = SelectionConfig(draw="top", window_mode="absolute", window_lo=1.0, window_hi=4.0)
     for quota in (0, 1, 5, 17, 100):
         sel = select(scores, emb, stopped, cfg, quota)
         assert len(sel.picked) <= quota
@@ -31,7 +25,7 @@ def test_never_exceeds_quota_and_respects_window():
 
 def test_top_k_by_score_without_diversity():
     scores, emb, stopped = _data()
-    cfg = SelectionConfig(window_mode="absolute", window_lo=0.0, window_hi=10.0, diversity=False)
+    cfg = SelectionConfig(draw="top", window_mode="absolute", window_lo=0.0, window_hi=10.0, diversity=False)
     sel = select(scores, emb, stopped, cfg, 5)
     assert set(sel.picked) == set(np.argsort(-scores)[:5])
 
@@ -40,7 +34,9 @@ def test_duplicated_candidates_yield_distinct_picks():
     emb = np.repeat(np.eye(3), 10, axis=0)  # 3 distinct structures, each 10 times
     scores = np.linspace(1, 2, 30)
     for diversity in (True, False):
-        cfg = SelectionConfig(window_mode="absolute", window_lo=0, window_hi=10, diversity=diversity, top_k_factor=10)
+        cfg = SelectionConfig(
+            draw="top", window_mode="absolute", window_lo=0, window_hi=10, diversity=diversity, top_k_factor=10
+        )
         sel = select(scores, emb, np.zeros(30, bool), cfg, 5)
         assert len(sel.picked) == 3
         assert len({tuple(emb[i]) for i in sel.picked}) == 3
@@ -49,7 +45,7 @@ def test_duplicated_candidates_yield_distinct_picks():
 def test_stopped_frames_are_never_picked_and_count_as_failed():
     scores, emb, stopped = _data(20)
     stopped[:10] = True
-    sel = select(scores, emb, stopped, SelectionConfig(window_lo=0.0, window_hi=1.0), 20)
+    sel = select(scores, emb, stopped, SelectionConfig(draw="top", window_lo=0.0, window_hi=1.0), 20)
     assert not set(sel.picked.tolist()) & set(range(10))
     assert sel.frac_failed >= 0.5
     assert sel.frac_accurate + sel.frac_candidate + sel.frac_failed == pytest.approx(1.0)
@@ -58,13 +54,15 @@ def test_stopped_frames_are_never_picked_and_count_as_failed():
 def test_quantile_window_edges():
     # all equal entropies: window collapses to the value, everything is a candidate
     emb = np.random.default_rng(1).normal(size=(6, 3))
-    sel = select(np.full(6, 2.0), emb, np.zeros(6, bool), SelectionConfig(), 4)
+    sel = select(np.full(6, 2.0), emb, np.zeros(6, bool), SelectionConfig(draw="top"), 4)
     assert sel.window == (2.0, 2.0) and len(sel.picked) == 4 and sel.frac_candidate == 1.0
     # fewer candidates than quota: all in-window ones, no more
-    sel = select(np.array([1.0, 2.0, 3.0]), emb[:3], np.zeros(3, bool), SelectionConfig(window_lo=0, window_hi=1), 10)
+    sel = select(
+        np.array([1.0, 2.0, 3.0]), emb[:3], np.zeros(3, bool), SelectionConfig(draw="top", window_lo=0, window_hi=1), 10
+    )
     assert sorted(sel.picked.tolist()) == [0, 1, 2]
     # no candidates at all
-    sel = select(np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool), SelectionConfig(), 4)
+    sel = select(np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool), SelectionConfig(draw="top"), 4)
     assert len(sel.picked) == 0
     lo, hi = trust_window(np.array([1.0, np.nan, 3.0]), 0.0, 1.0, "quantile")
     assert (lo, hi) == (1.0, 3.0)
@@ -73,7 +71,7 @@ def test_quantile_window_edges():
 def test_candidates_near_labelled_structures_are_dropped():
     scores, emb, stopped = _data(10)
     labelled = emb[:3] + 1e-3
-    cfg = SelectionConfig(window_mode="absolute", window_lo=0, window_hi=10, min_embedding_distance=0.01)
+    cfg = SelectionConfig(draw="top", window_mode="absolute", window_lo=0, window_hi=10, min_embedding_distance=0.01)
     sel = select(scores, emb, stopped, cfg, 10, labelled_embeddings=labelled)
     assert not set(sel.picked.tolist()) & {0, 1, 2}
     assert len(sel.picked) == 7
@@ -100,7 +98,7 @@ def test_random_strategy_is_a_uniform_draw_among_physical_frames():
     expected = draws * 3 / (n - 2)  # 100 per physical frame
     assert np.all(np.abs(counts[:-2] - expected) < 35), counts  # ~3.5 sd of a binomial(600, 1/6)
     # the strategies that rank take the far frames every time instead
-    sel = select(np.ones(n), emb, stopped, SelectionConfig(strategy="energy_std", window_lo=0.0), 3)
+    sel = select(np.ones(n), emb, stopped, SelectionConfig(draw="top", strategy="energy_std", window_lo=0.0), 3)
     assert {0, 1} <= set(sel.picked.tolist())
 
 

@@ -126,7 +126,9 @@ def test_each_system_ranks_its_own_frames_for_its_share():
     # system a's frames are all more uncertain than any of b's: one ranking on one scale would
     # give a every pick; per system, b keeps its share by weight (and a gets the need share)
     frames = _frames("a", list(np.linspace(1.0, 2.0, 20)), 0) + _frames("b", list(np.linspace(0.01, 0.1, 20)), 100)
-    cfg = SelectionConfig(strategy="forces_std", picks_per_round=12, window_lo=0.0, window_hi=1.0, diversity=False)
+    cfg = SelectionConfig(
+        strategy="forces_std", draw="top", picks_per_round=12, window_lo=0.0, window_hi=1.0, diversity=False
+    )
     ranked = rank_frames(frames, cfg, 0, None, None, selection_rng(0, 1), {"a": 1.0, "b": 1.0})
     got = [frames[int(i)].info["system"] for i in ranked.picks]
     assert got.count("b") >= 3 and got.count("a") > got.count("b") and len(got) == 12
