@@ -108,8 +108,12 @@ TOP = ["selection.draw=top", "selection.window_lo=0.5"]  # the top of the more u
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     # the default: the most unfamiliar atom's feature-space distance to the training atoms
     # (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
-    DEFAULT: ["selection.strategy=latent_distance", "selection.draw=proportional", "selection.window_lo=0.0",
-              "model.head=categorical"],  # fmt: skip
+    DEFAULT: [
+        "selection.strategy=latent_distance",
+        "selection.draw=proportional",
+        "selection.window_lo=0.0",
+        "model.head=categorical",
+    ],  # fmt: skip
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
     # the same score, its top frames picked (farthest-point among the top 3 x quota)
     "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],

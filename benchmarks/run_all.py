@@ -30,9 +30,11 @@ FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
 LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
 
-def scenario(name: str, seeds: int = 3, strategies: str = "latent-distance,random,forces-std") -> list[str]:
-    """The active-learning benchmark's ``--scenario name``: the default against pure random and the
-    force std (the error bar's signal), no passive rows."""
+def scenario(
+    name: str, seeds: int = 3, strategies: str = "latent-proportional,random,latent-distance,forces-std"
+) -> list[str]:
+    """The active-learning benchmark's ``--scenario name``: the default against pure random, its
+    score's top frames and the force std's (the error bar's signal), no passive rows."""
     return [PY, "benchmarks/active_learning.py", "--scenario", name, "--seeds", str(seeds), "--passive-sizes", "",
             "--strategies", strategies, "--out", "{out}"]  # fmt: skip
 
@@ -47,12 +49,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
-    # the default, random and forces_std on five campaign seeds (the first three are the step above's)
+    # the default, random, top latent and forces_std on five campaign seeds (the first three: the step above's)
     "active_learning_seeds": ([scenario("demo", 5)], []),
     "active_learning_hot": ([scenario("hot")], []),
     "active_learning_ramp": ([scenario("ramp")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
-    "active_learning_rare": ([scenario("rare", 5, "latent-distance,random,forces-std,latent-proportional")], []),
+    "active_learning_rare": ([scenario("rare", 5)], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
