@@ -5,7 +5,7 @@
 
 Runs ``configs/multi.yaml`` (ethanol, acetic acid and acetamide in one campaign, 1.9x the
 demo's labels) and, in the same run, ``configs/demo.yaml`` on each molecule alone (the whole
-demo budget on it), then scores every final model on each molecule's AIMD set (whole
+demo budget on it, selecting as the multi config does), then scores every final model on each molecule's AIMD set (whole
 trajectories the campaigns never saw; benchmarks/data/README.md): force and energy MAE (no
 offset removed), the ratio multi / single (asked: <= 1.3), each system's share of the
 multi campaign's picks (asked: none under 15%) and the wall time of each campaign.
@@ -69,10 +69,13 @@ def main() -> None:
     multi_cfg = load_config("configs/multi.yaml")
     entries = multi_cfg.system.entries()
     walls = {"multi": campaign("configs/multi.yaml", args.out / "multi", quick)}
+    sel = multi_cfg.selection  # the alone campaigns select as the multi campaign does
+    same_selection = [f"selection.{k}={getattr(sel, k)}" for k in ("strategy", "draw", "window_lo", "window_hi")]
     for e in entries:  # the demo on this molecule alone, its seed given as in the multi config
         spec = e.structures if e.structures else json.dumps({"smiles": e.smiles})
         walls[e.label] = campaign("configs/demo.yaml", args.out / e.label,
-                                  [f"system.structures={spec}", f"name=demo-{e.label}", *quick])  # fmt: skip
+                                  [f"system.structures={spec}", f"name=demo-{e.label}", *same_selection,
+                                   *quick])  # fmt: skip
     state = json.loads((args.out / "multi" / "state.json").read_text())
     picks = {e.label: sum(h.get(f"picks/{e.label}", 0.0) for h in state["history"]) for e in entries}
     total = max(sum(picks.values()), 1.0)
