@@ -54,7 +54,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_hot": ([scenario("hot")], []),
     "active_learning_ramp": ([scenario("ramp")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
-    "active_learning_rare": ([scenario("rare", 5)], []),
+    "active_learning_rare": ([scenario("rare")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
