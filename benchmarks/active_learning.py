@@ -104,7 +104,7 @@ SCENARIOS = {
 # check runs at sampling.temperature_k, which a ramp does not stay at)
 STABILITY_K = {"ramp": 800.0, "rare": 800.0}
 
-TOP = ["selection.draw=top", "selection.window_lo=0.5"]  # the top of the more uncertain half, farthest-point
+TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     # the default: the most unfamiliar atom's feature-space distance to the training atoms
     # (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
