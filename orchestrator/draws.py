@@ -59,6 +59,7 @@ def proportional_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def dedupe(order: np.ndarray, embeddings: np.ndarray, quota: int) -> np.ndarray:
+    """The first ``quota`` frames of ``order`` whose embeddings differ from every one taken before."""
     out: list[int] = []
     for i in order:
         if len(out) >= quota:
