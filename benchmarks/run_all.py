@@ -55,6 +55,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_ramp": ([scenario("ramp")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
     "active_learning_rare": ([scenario("rare")], []),
+    # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
+    "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
@@ -143,7 +145,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
 # steps whose run folder starts empty (a campaign refuses an existing folder)
 FRESH = {"demo", "multi", "large", "water", "async"}
 # steps that resume another step's campaigns (run folder: that step's)
-SHARES = {"active_learning_seeds": "active_learning"}
+SHARES = {"active_learning_seeds": "active_learning", "active_learning_rare_seeds": "active_learning_rare"}
 
 
 def provenance() -> str:
