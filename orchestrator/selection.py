@@ -78,8 +78,8 @@ class SelectionConfig(Section):
     # how picks are drawn from the window: top (the top_k_factor x quota highest scores, then
     # farthest-point sampling) or proportional (a random draw without replacement, each frame's
     # chance proportional to its score: stochastic acquisition, Kirsch et al. 2023; picks lean
-    # to the unfamiliar without leaving the pool's typical frames unlabelled)
-    # (default: proportional, docs/results.md section 2)
+    # to the unfamiliar without leaving the pool's typical frames unlabelled; the default,
+    # docs/results.md section 2)
     draw: Literal["top", "proportional"] = "proportional"
     # farthest-point sampling runs over the top (factor x quota) candidates (draw: top)
     top_k_factor: float = Field(3.0, ge=1.0)
@@ -150,15 +150,14 @@ def select(
     )
     cls = classify(scores, stopped, window)
     eligible = np.nonzero(cls == 1)[0]
+    rng = rng or np.random.default_rng(0)  # the random and proportional draws' stream
     if cfg.strategy == "random":
-        rng = rng or np.random.default_rng(0)
         picked = rng.choice(eligible, size=min(quota, len(eligible)), replace=False)
     else:
         if labelled_embeddings is not None and len(labelled_embeddings) and len(eligible):
             d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
             eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
         if cfg.draw == "proportional":
-            rng = rng or np.random.default_rng(0)
             picked = dedupe(eligible[proportional_order(scores[eligible], rng)], embeddings, quota)
         else:
             picked = top_picks(scores, embeddings, eligible, quota, cfg.top_k_factor, cfg.diversity)
