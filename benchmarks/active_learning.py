@@ -117,8 +117,9 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
     # the same score, its top frames picked (farthest-point among the top 3 x quota)
     "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],
-    # the largest calibrated per-atom force std (eV/Å): the error bar, and the default until 2026-12-05
-    "forces-std": ["selection.strategy=forces_std", *TOP, "model.head=categorical"],
+    # the largest calibrated per-atom force std (eV/Å) from the posterior's random draws: the
+    # default selection until 2026-12-05, as docs/results.md section 2 measured it
+    "forces-std": ["selection.strategy=forces_std", *TOP, "model.head=categorical", "model.llpr_directions=random"],
     "committee": [
         "selection.strategy=committee",
         *TOP,

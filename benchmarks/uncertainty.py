@@ -25,8 +25,8 @@ committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals
 the one-head histogram std, the committee, the default's ``latent_distance`` (its last-layer
 features against the training atoms', a k-nearest-neighbour density; also mapped into eV/Å and
 eV by the calibration's power law), LLPR on the pooled features (Bigi et al. 2024, a
-published single-model method), the default's posterior with its 8 principal directions or 32
-random weight draws instead of 8 random draws (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
+published single-model method), the default's posterior with 8 or 32 random weight draws
+instead of its 8 principal directions (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy
 and cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman
 vs per-structure force MAE; coverage of the 68% / 95% intervals, miscalibration area and
 NLL; per-atom localisation on the stretched bonds.
@@ -119,7 +119,7 @@ def outputs(model, frames: list) -> dict:
 
 MD_STRIDE = 24  # the demo's sampling.stride: MD asks for forces_std on every 24th step only
 VARIANTS = {  # rows: the default model's posterior with other weight perturbations, recalibrated on their own
-    "8 principal directions": ("principal", 8),  # model.llpr_directions: principal, the same cost
+    "8 random draws": ("random", 8),  # model.llpr_directions: random, the default before; the same cost
     "32 random draws": ("random", 32),  # less sampling noise, 4x the backward passes
 }
 

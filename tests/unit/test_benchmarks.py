@@ -37,7 +37,7 @@ def test_uncertainty_benchmark_quick():
     table = out.split("4. calibration")[1].split("5. per atom")[0]
     sets = "id|hot|dimethyl ether|acetic acid|stretched|dev: 600 K|dev: stretched|dev: hot"
     coverage_rows = re.findall(rf"^   (default|one head|committee).+?({sets})\s+(.+)$", table, flags=re.M)
-    assert len(coverage_rows) == 6 * 8  # default, a plain scale, 8 principal directions, 32 draws, one head, committee
+    assert len(coverage_rows) == 6 * 8  # default, a plain scale, 8 random draws, 32 draws, one head, committee
     for *_, cols in coverage_rows:
         cov = [float(c.split("±")[0]) for c in cols.split()[:4]]
         assert all(0.0 <= c <= 1.0 for c in cov), cols
