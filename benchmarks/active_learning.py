@@ -99,11 +99,16 @@ SCENARIOS = {
         ],
         HOT,
     ),  # fmt: skip
+    # MD colder than where the potential must hold: initial set and MD at 300 K, judged on 500 K
+    # (dev, test) and 700-800 K AIMD: plain MD's pool lacks what the judges visit, so only a
+    # campaign whose MD leaves the data (uncertainty-biased MD, the latent-biased row) can label it
+    "cold": (["system.initial_temperature_k=300", "sampling.temperature_k=300"], HOT),
 }
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
 # check runs at sampling.temperature_k, which a ramp does not stay at)
-STABILITY_K = {"ramp": 800.0, "rare": 800.0}
+STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0}
 
+BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     # the default: the most unfamiliar atom's feature-space distance to the training atoms
@@ -115,6 +120,15 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "model.head=categorical",
     ],  # fmt: skip
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    # the default's picks from uncertainty-biased MD (hyperactive learning): each atom's energy
+    # lowered by up to BIAS_EV where its latent distance is large, so replicas drift off the data
+    "latent-biased": [
+        "selection.strategy=latent_distance",
+        "selection.draw=proportional",
+        "selection.window_lo=0.0",
+        "model.head=categorical",
+        f"sampling.bias_ev={BIAS_EV}",
+    ],  # fmt: skip
     # the same score, its top frames picked (farthest-point among the top 3 x quota)
     "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],
     # the largest calibrated per-atom force std (eV/Å) from the posterior's random draws: the
@@ -289,7 +303,8 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
-    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo", help="demo; hot, ramp, rare: beyond the data")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
+                   help="demo; hot, ramp, rare, cold: beyond the data")  # fmt: skip
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):

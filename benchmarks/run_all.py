@@ -57,6 +57,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_rare": ([scenario("rare")], []),
     # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
     "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
+    # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
+    "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],

@@ -71,14 +71,13 @@ class CampaignConfig(Section):
                 f"selection.strategy: {strategy} needs the last-layer posterior (model.llpr_samples > 0, "
                 "readout atomwise) or model.heads >= 2"
             )
-        if strategy == "latent_distance" and not m.has_latent:
-            raise ValueError("selection.strategy: latent_distance needs model.latent_neighbours > 0, readout atomwise")
-        if self.selection.strategy == "committee" and self.model.head != "scalar":
+        if not m.has_latent and (strategy == "latent_distance" or self.sampling.bias_ev > 0):
+            what = "selection.strategy: latent_distance" if strategy == "latent_distance" else "sampling.bias_ev"
+            raise ValueError(f"{what} needs model.latent_neighbours > 0, readout atomwise")
+        if strategy == "committee" and m.head != "scalar":
             raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
-        if self.campaign.mode == "async" and self.selection.strategy == "committee":
-            raise ValueError(
-                "campaign.mode: async trains one model per generation; selection.strategy: committee needs rounds"
-            )
+        if self.campaign.mode == "async" and strategy == "committee":
+            raise ValueError("campaign.mode: async retrains per generation; selection.strategy: committee needs rounds")
         n_systems = len(self.system.entries())
         for what, n in (("budget.holdout_labels", self.budget.holdout_labels),
                         ("sampling.replicas", self.sampling.replicas)):  # fmt: skip

@@ -32,6 +32,7 @@ from ase.data import covalent_radii
 from pydantic import Field, model_validator
 
 from workers import integrators as md
+from workers.model import latent
 from workers.model.graph import Batch, batch_edges, collate
 from workers.model.potential import Potential
 from workers.schema import Section
@@ -88,10 +89,18 @@ class MDConfig(Section):
     stride: int = Field(10, ge=1)
     # seeds velocities and the thermostat noise
     seed: int = 0
+    # uncertainty-biased MD (hyperactive learning, van der Oord et al. 2023), eV per atom: MD
+    # runs on the model's energy plus -bias_ev * (1 - exp(-u^2 / 2)) per atom, u its latent
+    # distance over a familiar training atom's, so replicas drift toward what the model does not
+    # know (strongest pull at the training data's edge, bounded beyond it). Frames keep the
+    # model's own forces and the bias (bias_energy, eV). 0 = plain MD; batched engine only
+    bias_ev: float = Field(0.0, ge=0.0, le=10.0)
     stops: StopRules = StopRules()
 
     @model_validator(mode="after")
     def _one_schedule(self) -> MDConfig:
+        if self.bias_ev > 0 and self.engine != "batched":
+            raise ValueError("bias_ev (uncertainty-biased MD) needs engine: batched")
         if self.temperatures_k is not None:
             if self.temperature_end_k is not None:
                 raise ValueError("temperatures_k (one per replica) and temperature_end_k (a ramp) exclude each other")
@@ -211,9 +220,42 @@ def _frame(atoms: Atoms, positions, velocities, forces, aux, k: int, replica: in
             "stop_reason": reason,
         }
     )
+    if "bias_energy" in aux:  # uncertainty-biased MD: the bias the frame was sampled under (eV)
+        a.info["bias_energy"] = float(aux["bias_energy"][k])
     if np.isfinite(a.info["forces_std_atom"]):  # an atom's index
         a.info["forces_std_atom"] = int(a.info["forces_std_atom"])
     return a
+
+
+@dataclass(frozen=True)
+class LatentBias:
+    """Uncertainty-biased MD's bias (``MDConfig.bias_ev``) on a model's latent distance."""
+
+    index: latent.LatentIndex
+    typical: torch.Tensor  # [119] a familiar training atom's latent distance, per element
+    neighbours: int
+    strength_ev: float
+
+    @classmethod
+    def of(cls, model: Potential, strength_ev: float) -> LatentBias:
+        if not model.latent_fitted:
+            raise ValueError("bias_ev (uncertainty-biased MD) needs a model with a latent index (fit_latent)")
+        index, k = model.latent_index(), model.cfg.latent_neighbours
+        return cls(index, latent.typical_distance(index, k), k, strength_ev)
+
+    def forces(self, model: Potential, batch: Batch, with_model: bool) -> tuple:
+        """``(forces [n_atoms, 3] eV/Å, bias_energy [n_structures] eV, out)``: the forces of the
+        bias (plus the model's energy ``with_model``), float64 on the CPU, detached."""
+        pos = batch.positions.detach().requires_grad_(True)
+        batch.positions = pos
+        out = model(batch, forces=False, bare=True)
+        per_atom = latent.bias_energy(
+            self.index, out["last_layer"], batch.numbers, self.typical, self.neighbours, self.strength_ev
+        )
+        bias = per_atom.new_zeros(batch.n_structures).index_add(0, batch.structure, per_atom)
+        total = bias.sum() + (out["energy"].sum() if with_model else 0.0)
+        (grad,) = torch.autograd.grad(total, pos)
+        return -grad.detach().cpu().double(), bias.detach().cpu().double(), out
 
 
 def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_offset: int = 0) -> list[Atoms]:
@@ -224,13 +266,22 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
     x0 = batch.positions.double()
 
     recording = [True]  # uncertainty on recorded steps only; the others are bare energy + forces
+    bias = LatentBias.of(model, cfg.bias_ev) if cfg.bias_ev > 0 else None
 
     def forces_fn(x: torch.Tensor):
         b = batch.to(param.device, param.dtype)
         b.positions = x.to(param.device, param.dtype)
+        if bias is not None and not recording[0]:  # one pass: the model's energy and the bias
+            forces, bias_ev, out = bias.forces(model, b, with_model=True)
+            return forces, {k: v.detach().cpu() for k, v in out.items() if k in AUX_KEYS}
         out = model(b, forces=True, uncertainty=recording[0], bare=not recording[0])
         aux = {k: v.detach().cpu() for k, v in out.items() if k in AUX_KEYS}
-        return out["forces"].detach().cpu().double(), aux
+        forces = out["forces"].detach().cpu().double()
+        if bias is None:
+            return forces, aux
+        bias_forces, aux["bias_energy"], _ = bias.forces(model, b, with_model=False)
+        aux["model_forces"] = forces  # what frames keep and the stop rules read
+        return forces + bias_forces, aux
 
     masses = torch.from_numpy(np.concatenate([a.get_masses() for a in starts]))[:, None].double()
     velocities = torch.from_numpy(np.concatenate([a.get_velocities() for a in starts])).double()
@@ -257,8 +308,9 @@ def run_batched(model: Potential, starts: list[Atoms], cfg: MDConfig, replica_of
             state = md.langevin_step(state, forces_fn, dt, coef, gen)
         if step % cfg.stride:
             continue
-        reasons = check_stops(state.positions, state.forces, state.aux, batch.structure, topo, cfg.stops)
-        x, v, f = state.positions.numpy(), state.velocities.numpy(), state.forces.numpy()
+        model_forces = state.aux.get("model_forces", state.forces)  # without the bias
+        reasons = check_stops(state.positions, model_forces, state.aux, batch.structure, topo, cfg.stops)
+        x, v, f = state.positions.numpy(), state.velocities.numpy(), model_forces.numpy()
         for k in np.nonzero(running)[0]:
             lo, hi = bounds[k], bounds[k + 1]
             frames.append(

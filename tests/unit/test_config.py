@@ -91,6 +91,12 @@ BAD = {
         ["selection.strategy=latent_distance"],
         "selection.strategy: latent_distance needs model.latent_neighbours > 0",
     ),
+    "biased MD without a latent index": (
+        "model",
+        {"latent_neighbours": 0},
+        ["selection.strategy=random", "sampling.bias_ev=0.03"],
+        "sampling.bias_ev needs model.latent_neighbours > 0",
+    ),
     "unknown xTB method": ("dft", {"kind": "xtb", "method": "b3lyp"}, [], "dft.method: unknown xTB method"),
     "ase labeller without a calculator": ("dft", {"kind": "ase"}, [], "kind: ase needs calculator"),
     "ase calculator that is not there": (

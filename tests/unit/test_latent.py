@@ -10,6 +10,7 @@ from workers.model import latent
 from workers.model.backbone import BackboneConfig
 from workers.model.calculator import predict
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
+from workers.model.graph import collate
 from workers.model.potential import ModelConfig, Potential
 
 
@@ -82,3 +83,48 @@ def test_a_model_without_a_latent_index_loads_unfitted_and_reports_none(fitted):
                         rattled_ethanols())  # fmt: skip
     off.fit_uncertainty(rattled_ethanols())
     assert not off.latent_fitted and not hasattr(off, "latent_ref")
+
+
+def test_typical_distance_is_the_median_kth_neighbour_among_training_atoms():
+    # hydrogens on a line at 0, 1, ..., 9 (one feature): an inner one's 2nd nearest other atom is
+    # 1 away, an end one's 2 (median 1); carbons at 0, 3, 6: 6, 3 and 6 away (median 6)
+    feats = torch.tensor([[float(x)] for x in range(10)] + [[0.0], [3.0], [6.0]])
+    z = torch.tensor([1] * 10 + [6] * 3)
+    index = latent.build_index(feats, z)
+    typical = latent.typical_distance(index, k=2)
+    scale = float(index.scale[0])  # the index's standardisation
+    assert typical[1] == pytest.approx(1.0 / scale, rel=1e-6)
+    assert typical[6] == pytest.approx(6.0 / scale, rel=1e-6)
+    assert typical[8] == 1.0  # an element the index lacks
+
+
+def test_the_bias_is_bounded_lowest_far_out_and_its_forces_are_its_gradient(fitted):
+    """Uncertainty-biased MD's bias: -strength (1 - exp(-u^2/2)) per atom, lower the less
+    familiar the atoms; the forces the MD engine applies are minus its gradient (finite
+    differences), and with the model's energy they add the model's own forces."""
+    from workers.sampling import LatentBias
+
+    model, train = fitted
+    bias = LatentBias.of(model, 0.2)
+    assert torch.all(bias.typical[[1, 6, 8]] > 0)
+    far = molecule("CH3CH2OH")
+    far.positions[0] += [0.0, 0.0, 0.8]
+    _, e_near, _ = bias.forces(model, collate([train[0]]).to(dtype=torch.float64), with_model=False)
+    forces, e_far, _ = bias.forces(model, collate([far]).to(dtype=torch.float64), with_model=False)
+    assert -0.2 * 9 < e_far.item() < e_near.item() < 0.0
+    h = 1e-5
+
+    def energy(atoms):
+        return bias.forces(model, collate([atoms]).to(dtype=torch.float64), with_model=False)[1].item()
+
+    fd = np.zeros((9, 3))
+    for i in range(9):
+        for d in range(3):
+            p, m = far.copy(), far.copy()
+            p.positions[i, d] += h
+            m.positions[i, d] -= h
+            fd[i, d] = -(energy(p) - energy(m)) / (2 * h)
+    assert np.allclose(forces.numpy(), fd, rtol=1e-4, atol=1e-7)
+    total, _, _ = bias.forces(model, collate([far]).to(dtype=torch.float64), with_model=True)
+    own = predict(model, [far])[0]["forces"]
+    assert np.allclose(total.numpy(), own + forces.numpy(), rtol=1e-6, atol=1e-8)

@@ -166,3 +166,29 @@ def test_replica_temperatures_and_a_ramp_exclude_each_other():
         MDConfig(temperatures_k=[300, 900], temperature_end_k=1000)
     with pytest.raises(ValueError, match=">= 0 K"):
         MDConfig(temperatures_k=[300, -5])
+
+
+def test_biased_md_drifts_to_unfamiliar_frames_and_keeps_the_models_own_forces(model64, ethanol_labels):
+    """Uncertainty-biased MD (sampling.bias_ev): from the same start, velocities and noise, the
+    replicas reach frames the model knows less (larger latent distance) than plain MD does;
+    each frame keeps the model's own forces (not the biased ones) and the bias it ran under."""
+    from workers.model.calculator import predict
+
+    assert model64.latent_fitted
+    cfg = MDConfig(replicas=2, steps=120, stride=10, temperature_k=300.0)
+    plain = run_md(model64, ethanol_labels[:1], cfg)
+    biased = run_md(model64, ethanol_labels[:1], cfg.model_copy(update={"bias_ev": 0.5}))
+    assert "bias_energy" not in plain[0].info
+    assert all(-0.5 * 9 <= f.info["bias_energy"] < 0.0 for f in biased)
+    far = np.mean([f.info["latent_distance_max"] for f in biased])
+    near = np.mean([f.info["latent_distance_max"] for f in plain])
+    assert far > 1.2 * near, (far, near)
+    frame = biased[-1]
+    own = predict(model64, [frame])[0]
+    assert np.allclose(frame.arrays["model_forces"], own["forces"], atol=1e-8)
+    assert frame.info["model_energy"] == pytest.approx(own["energy"], abs=1e-8)
+
+
+def test_biased_md_needs_the_batched_engine():
+    with pytest.raises(ValueError, match="bias_ev .* needs engine: batched"):
+        MDConfig(engine="ase", bias_ev=0.1)

@@ -69,7 +69,7 @@ def distance(index: LatentIndex, features: torch.Tensor, numbers: torch.Tensor, 
     """Each atom's distance ``[n_atoms]`` (standardised units) to its ``k``-th nearest training
     atom of the same element (of any element where training had fewer than ``k`` of it)."""
     ref = index.ref.to(features.device, features.dtype)
-    x = (features.detach() - index.mean.to(ref)) / index.scale.to(ref)
+    x = (features - index.mean.to(ref)) / index.scale.to(ref)  # in the graph if features are (MD's bias)
     ref_z = index.z.to(numbers.device)
     out = x.new_empty(len(x))
     for element in torch.unique(numbers):
@@ -81,6 +81,32 @@ def distance(index: LatentIndex, features: torch.Tensor, numbers: torch.Tensor, 
         d = torch.cdist(x[here].double(), known.double())  # float64: no cancellation near 0
         out[here] = d.kthvalue(kk, dim=1).values.to(out.dtype)
     return out
+
+
+def typical_distance(index: LatentIndex, k: int, per_element: int = 512) -> torch.Tensor:
+    """``[119]`` per atomic number: the median over (up to ``per_element``, evenly spaced)
+    training atoms of their own ``k``-th nearest other training atom of the same element, the
+    distance a familiar atom has (1.0 for an element the index lacks)."""
+    out = torch.ones(119, dtype=index.ref.dtype)
+    for element in torch.unique(index.z):
+        known = index.ref[index.z == element].double()
+        probe = known[torch.linspace(0, len(known) - 1, min(per_element, len(known))).long()]
+        kk = min(k + 1, len(known))  # + 1: the probe itself, at distance 0
+        if kk >= 2:
+            out[element] = torch.cdist(probe, known).kthvalue(kk, dim=1).values.median().to(out.dtype)
+    return out
+
+
+def bias_energy(
+    index: LatentIndex, features: torch.Tensor, numbers: torch.Tensor, typical: torch.Tensor, k: int, strength_ev: float
+) -> torch.Tensor:
+    """Per atom ``[n_atoms]`` (eV, in the graph): ``-strength_ev * (1 - exp(-u^2 / 2))`` with
+    ``u`` the atom's latent distance over its element's ``typical`` one. Lower where atoms are
+    unfamiliar, so MD on energy + bias drifts toward what the model does not know (hyperactive
+    learning, van der Oord et al. 2023), bounded by ``strength_ev`` per atom; its pull is
+    strongest at ``u = 1``, the edge of the training data, and fades far beyond it."""
+    u = distance(index, features, numbers, k) / typical.to(features)[numbers]
+    return -strength_ev * (1.0 - torch.exp(-0.5 * u**2))
 
 
 def fit(model, structures: list[Atoms], batch_size: int = 64) -> LatentIndex:
