@@ -39,9 +39,9 @@ class ModelConfig(Section):
     # whose forces give a distance-aware force spread (0 = off; atomwise readout only)
     llpr_samples: int = Field(8, ge=0, le=256)
     # which weight perturbations: the posterior's llpr_samples largest-variance directions
-    # (default: deterministic, and on the development families more growth out of distribution
-    # than as many random draws at the same cost: docs/results.md section 1) or random draws
-    # from it (LLPR's sampling; the default before, which the forces_std campaigns measured)
+    # (default: deterministic, no draw-seed lottery; as good as as many random draws out of
+    # distribution at the same cost, docs/results.md section 1) or random draws from it (LLPR's
+    # sampling; the default before, which the forces_std campaigns were measured with)
     llpr_directions: Literal["random", "principal"] = "principal"
     # LLPR ridge, relative to the mean eigenvalue of the training features' Gram matrix
     llpr_reg: float = Field(1e-7, gt=0.0, le=10.0)
