@@ -25,7 +25,7 @@ from workers.model.checkpoint import load_checkpoint, model_from_payload, model_
 from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig
 
 # what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
-PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "replica", "step", *CARRIED_INFO)
+PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "bias_energy", "replica", "step", *CARRIED_INFO)
 TRAINED_KEYS = ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
 
 
