@@ -59,6 +59,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
     # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
     "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random")], []),
+    # the same biased row with a bias three times as strong (the strength chosen on the development set)
+    "active_learning_cold_strong": ([[*scenario("cold", 3, "latent-biased"), "--set", "sampling.bias_ev=0.1"]], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
