@@ -102,7 +102,7 @@ def test_the_bias_is_bounded_lowest_far_out_and_its_forces_are_its_gradient(fitt
     """Uncertainty-biased MD's bias: -strength (1 - exp(-u^2/2)) per atom, lower the less
     familiar the atoms; the forces the MD engine applies are minus its gradient (finite
     differences), and with the model's energy they add the model's own forces."""
-    from workers.sampling import LatentBias
+    from workers.bias import LatentBias
 
     model, train = fitted
     bias = LatentBias.of(model, 0.2)

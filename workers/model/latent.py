@@ -83,6 +83,11 @@ def distance(index: LatentIndex, features: torch.Tensor, numbers: torch.Tensor, 
     return out
 
 
+def index_of(model) -> LatentIndex:
+    """The training atoms' features a fitted model keeps (its ``latent_*`` buffers, ``fit``)."""
+    return LatentIndex(model.latent_ref, model.latent_z, model.latent_mean, model.latent_scale)
+
+
 def typical_distance(index: LatentIndex, k: int, per_element: int = 512) -> torch.Tensor:
     """``[119]`` per atomic number: the median over (up to ``per_element``, evenly spaced)
     training atoms of their own ``k``-th nearest other training atom of the same element, the

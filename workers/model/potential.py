@@ -295,14 +295,12 @@ class Potential(nn.Module):
         """Whether ``fit_latent`` has stored training atoms' features to measure distances to."""
         return self.cfg.has_latent and len(self.latent_ref) > 0
 
-    def latent_index(self) -> latent.LatentIndex:
-        """The training atoms' features the latent distance measures against (``fit_latent``)."""
-        return latent.LatentIndex(self.latent_ref, self.latent_z, self.latent_mean, self.latent_scale)
-
     def _latent_distance(self, out: dict, batch: Batch) -> None:
         """``latent_distance`` [n_atoms] (training-feature stds; ``latent.distance``) and its
         per-structure maximum ``latent_distance_max`` [n_structures] into ``out``."""
-        d = latent.distance(self.latent_index(), out["last_layer"].detach(), batch.numbers, self.cfg.latent_neighbours)
+        d = latent.distance(
+            latent.index_of(self), out["last_layer"].detach(), batch.numbers, self.cfg.latent_neighbours
+        )
         out["latent_distance"] = d
         out["latent_distance_max"] = self._max(batch, d)
 
