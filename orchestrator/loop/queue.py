@@ -128,11 +128,13 @@ class LabelQueue:
         return token, c
 
     def lost(self, key: str) -> None:
-        """The worker labelling ``key`` died: give its slot back and queue it again."""
+        """The worker labelling ``key`` died: give its slot back and queue it again (trimmed to
+        ``capacity`` like any offer: it stays if it still ranks among the best)."""
         token, c = self.in_flight.pop(key)
         self.ledger.release(token)
         self.pending[key] = c
         heapq.heappush(self._heap, (*c.priority(), next(self._tie), key, c.score))
+        self._trim()
 
     def release_all(self) -> None:
         """Campaign stopping: reservations of jobs never finished go back to the ledger."""
