@@ -47,7 +47,18 @@ import numpy as np
 from ase.io import read
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from uncertainty_analysis import as_error_bars, calibrate, calibrated, committee, errors, mean_sd, stretched_bond  # noqa: E402
+from uncertainty_analysis import (  # noqa: E402
+    COMMITTEE,
+    as_error_bars,
+    calibrate,
+    calibrated,
+    committee,
+    errors,
+    mean_sd,
+    signals,
+    stretched_bond,
+    write_arrays,
+)
 
 from orchestrator.outputs.metrics import auroc, spearman  # noqa: E402
 from workers.model.calibration import coverage, gaussian_nll, miscalibration_area  # noqa: E402
@@ -73,7 +84,6 @@ SETS = {
     **FAMILIES,
     **DEV_FAMILIES,
 }
-COMMITTEE = 4
 PER_ATOM = ("forces", "forces_std", "energies_std", "forces_std_heads", "latent_distance")
 PER_STRUCTURE = (
     "energy",
@@ -191,51 +201,6 @@ def run_one(job: dict) -> dict:
     return out
 
 
-def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict) -> dict:
-    """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
-    ``raw``: the default's predictions before any recalibration; ``variants``: label -> the
-    default's posterior with ``VARIANTS``' weight perturbations, calibrated)."""
-    return {
-        "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
-        **{
-            f"forces_std, {label} (max atom)": np.array([x.max() for x in v["forces_std"]])
-            for label, v in variants.items()
-        },  # fmt: skip
-        "energy_std (default)": ens["energy_std"],
-        "forces_std raw (posterior)": np.array([s.max() for s in raw["forces_std"]]),
-        "energy_std raw (posterior)": raw["energy_std"],
-        "heads' force spread (max atom)": np.array([s.max() for s in ens["forces_std_heads"]]),
-        "heads' energy_std": ens["energy_std_heads"],
-        "energy_entropy (heads)": ens["energy_entropy"],
-        "mutual information (heads)": ens["energy_mutual_information"],
-        "latent_distance_max (kNN)": ens["latent_distance_max"],
-        "one head: histogram width": one["energy_std_heads"],
-        "one head: LLPR forces_std": np.array([s.max() for s in one["forces_std"]]),
-        f"committee x{COMMITTEE} max_devi_f": com["max_devi_f"],
-        "trivial: mean |F|": np.array([np.abs(f).mean() for f in ens["forces"]]),
-    }
-
-
-def write_arrays(path: Path, per_seed: list[dict], raw: list[tuple[dict, dict]]) -> None:
-    """``seed/set/key`` -> the default model's raw per-atom ``forces_std``, ``latent_distance``,
-    force errors ``[n_atoms, 3]`` (atoms of all structures stacked), ``n_atoms`` per structure,
-    raw ``energy_std``, ``latent_distance_max`` and |energy error|: for analyses after the run."""
-    out = {}
-    for (job, sets), res in zip(raw, per_seed, strict=True):
-        for name, err in res["err"].items():
-            pred, key = sets[name], f"{job['seed']}/{name}"
-            out[f"{key}/n_atoms"] = np.array([len(f) for f in pred["forces"]])
-            out[f"{key}/forces_err"] = np.concatenate(err["heads"]["forces"])
-            out[f"{key}/energy_err"] = err["heads"]["energy"]
-            for k in ("forces_std", "latent_distance"):
-                out[f"{key}/{k}"] = np.concatenate(pred[k])
-            for k in ("energy_std", "latent_distance_max"):
-                out[f"{key}/{k}"] = pred[k]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
-    print(f"arrays: {path}")
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -275,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         ones = [r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "one"]
         cal_com = calibrate(committee(ones, "calibration"), sets["calibration"])
         cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
+        cal_posterior = calibrate(ens["sets"]["calibration"], sets["calibration"])  # no distance term
         raw_ens = ens["sets"]
         cal_latent = calibrate(as_error_bars(raw_ens["calibration"]), sets["calibration"])
         latent = {n: calibrated(as_error_bars(v), cal_latent) for n, v in raw_ens.items()}
@@ -283,10 +249,12 @@ def main(argv: list[str] | None = None) -> None:
                     for label, var in ens["variants"].items()}  # fmt: skip
         ens = {**ens, "sets": {n: calibrated(v, ens["calibration"]) for n, v in raw_ens.items()}}
         plain = {n: calibrated(v, cal_plain) for n, v in raw_ens.items()}
+        posterior = {n: calibrated(v, cal_posterior) for n, v in raw_ens.items()}
         ones = [{**o, "sets": {n: calibrated(v, o["calibration"]) for n, v in o["sets"].items()}} for o in ones]
         res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
                "cal_plain": cal_plain, "cal_latent": cal_latent, "latent": latent,
-               "ens": ens, "plain": plain, "ones": ones, "variants": variants,
+               "cal_posterior": cal_posterior, "posterior": posterior, "ens": ens, "plain": plain, "ones": ones,
+               "variants": variants,
                "cal_variants": {label: var["calibration"] for label, var in ens["variants"].items()},
                "sig": {}, "err": {}, "com": {}}  # fmt: skip
         for name in judged:
@@ -298,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
                 "committee": errors(com, sets[name]),
             }
             by_variant = {label: v[name] for label, v in variants.items()}
-            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant)
+            res["sig"][name] = signals(ens["sets"][name], raw_ens[name], ones[0]["sets"][name], com, by_variant,
+                                       posterior[name])  # fmt: skip
             # the ceiling of any signal that tracks the error: the error itself
             res["sig"][name]["oracle: the force MAE itself"] = res["err"][name]["heads"]["force_mae"]
         per_seed.append(res)
@@ -365,7 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         "miscalibration area, NLL"
     )
     print(f"   {'':<28} {'set':<15} {'E 68%':>9} {'E 95%':>9} {'F 68%':>9} {'F 95%':>9} {'F miscal':>9} {'F NLL':>9}")
-    rows = (("default (forces_std, energy_std)", "heads"), ("default, plain scale (power 1)", "plain"),
+    rows = (("default (forces_std, energy_std)", "heads"), ("default, no distance term", "posterior"),
+            ("default, plain scale (power 1)", "plain"),
             *((f"default, {label}", label) for label in VARIANTS), ("latent distance, power law", "latent"),
             ("one head, LLPR", "one"),
             (f"committee x{COMMITTEE}", "committee"))  # fmt: skip
@@ -374,11 +344,13 @@ def main(argv: list[str] | None = None) -> None:
             cols = {k: [] for k in ("e68", "e95", "f68", "f95", "ma", "nll")}
             for r in per_seed:
                 cal = {"heads": r["cal_ens"], "plain": r["cal_plain"], "one": r["cal_one"], "committee": r["cal_com"],
-                       "latent": r["cal_latent"], **r["cal_variants"]}[kind]  # fmt: skip
+                       "latent": r["cal_latent"], "posterior": r["cal_posterior"],
+                       **r["cal_variants"]}[kind]  # fmt: skip
                 preds = {"heads": r["ens"]["sets"], "plain": r["plain"], "one": r["ones"][0]["sets"],
-                         "committee": r["com"], "latent": r["latent"], **r["variants"]}  # fmt: skip
+                         "committee": r["com"], "latent": r["latent"], "posterior": r["posterior"],
+                         **r["variants"]}  # fmt: skip
                 pred = preds[kind][name]
-                err = r["err"][name]["heads" if kind in ("plain", "latent", *VARIANTS) else kind]
+                err = r["err"][name]["heads" if kind in ("plain", "latent", "posterior", *VARIANTS) else kind]
                 # the model's stds come calibrated; the committee's are mapped here, the same way
                 e_std, f_std = pred["energy_std"], np.concatenate(pred["forces_std"])[:, None]
                 if kind == "committee":
@@ -408,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     hits = [float(np.mean([int(np.argmax(v)) in b for v, b in zip(r["com"]["stretched"]["forces_std"], bonds,
                                                                       strict=True)])) for r in per_seed]  # fmt: skip
     print(f"   {f'committee x{COMMITTEE} forces std':<28} {mean_sd(hits):>10}")
-    for label, key in (("default", "cal_ens"), ("default, plain", "cal_plain"),
+    for label, key in (("default", "cal_ens"), ("default, no distance term", "cal_posterior"),
+                       ("default, plain", "cal_plain"),
                        *((f"default, {v}", v) for v in VARIANTS), ("latent distance", "cal_latent"),
                        ("one head", "cal_one"),
                        (f"committee x{COMMITTEE}", "cal_com")):  # fmt: skip
@@ -418,7 +391,8 @@ def main(argv: list[str] | None = None) -> None:
             return ", ".join(f"{getattr(c, field):.2f}" for c in cals)
 
         print(f"calibration, {label} (seeds 0-{seeds - 1}): energy power {row('energy_power')}, k95 "
-              f"{row('energy_k95')}; forces power {row('forces_power')}, k95 {row('forces_k95')}")  # fmt: skip
+              f"{row('energy_k95')}; forces power {row('forces_power')}, latent distance's power "
+              f"{row('forces_distance_power')}, k95 {row('forces_k95')}")  # fmt: skip
     print(f"wall: {time.perf_counter() - t_all:.0f} s")
 
 

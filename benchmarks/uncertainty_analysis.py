@@ -4,10 +4,13 @@ mean and deviation, recalibration maps applied as the model applies them, summar
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import numpy as np
 
 from workers.model.calibration import fit_calibration
+
+COMMITTEE = 4  # one-head models in the committee
 
 
 def errors(pred: dict, frames: list) -> dict:
@@ -43,7 +46,8 @@ def calibrated(raw: dict, cal) -> dict:
     them: per-atom energies take their structure's factor, ``Potential.forward``)."""
     out = dict(raw)
     out["energy_std"] = cal.energy(raw["energy_std"])
-    out["forces_std"] = [cal.forces(f) for f in raw["forces_std"]]
+    distances = raw.get("latent_distance") or [None] * len(raw["forces_std"])
+    out["forces_std"] = [cal.forces(f, d) for f, d in zip(raw["forces_std"], distances, strict=True)]
     if "energies_std" in raw:
         out["energies_std"] = [cal.energies(e, s) for e, s in zip(raw["energies_std"], raw["energy_std"], strict=True)]
     return out
@@ -70,3 +74,50 @@ def mean_sd(values: list[float], digits: int = 2, scale: float = 1.0) -> str:
         return "nan"
     sd = statistics.stdev(v) if len(v) > 1 else 0.0
     return f"{statistics.mean(v):.{digits}f}±{sd:.{digits}f}"
+
+
+def signals(ens: dict, raw: dict, one: dict, com: dict, variants: dict, posterior: dict) -> dict:
+    """Per-structure signals on one set: name -> [n] (calibrated ones as the model gives them;
+    ``raw``: the default's predictions before any recalibration; ``variants``: label -> the
+    default's posterior with ``VARIANTS``' weight perturbations, calibrated; ``posterior``: the
+    default's recalibrated without the latent distance's term)."""
+    return {
+        "forces_std (default, max atom)": np.array([s.max() for s in ens["forces_std"]]),
+        "forces_std, no distance term": np.array([s.max() for s in posterior["forces_std"]]),
+        **{
+            f"forces_std, {label} (max atom)": np.array([x.max() for x in v["forces_std"]])
+            for label, v in variants.items()
+        },  # fmt: skip
+        "energy_std (default)": ens["energy_std"],
+        "forces_std raw (posterior)": np.array([s.max() for s in raw["forces_std"]]),
+        "energy_std raw (posterior)": raw["energy_std"],
+        "heads' force spread (max atom)": np.array([s.max() for s in ens["forces_std_heads"]]),
+        "heads' energy_std": ens["energy_std_heads"],
+        "energy_entropy (heads)": ens["energy_entropy"],
+        "mutual information (heads)": ens["energy_mutual_information"],
+        "latent_distance_max (kNN)": ens["latent_distance_max"],
+        "one head: histogram width": one["energy_std_heads"],
+        "one head: LLPR forces_std": np.array([s.max() for s in one["forces_std"]]),
+        f"committee x{COMMITTEE} max_devi_f": com["max_devi_f"],
+        "trivial: mean |F|": np.array([np.abs(f).mean() for f in ens["forces"]]),
+    }
+
+
+def write_arrays(path: Path, per_seed: list[dict], raw: list[tuple[dict, dict]]) -> None:
+    """``seed/set/key`` -> the default model's raw per-atom ``forces_std``, ``latent_distance``,
+    force errors ``[n_atoms, 3]`` (atoms of all structures stacked), ``n_atoms`` per structure,
+    raw ``energy_std``, ``latent_distance_max`` and |energy error|: for analyses after the run."""
+    out = {}
+    for (job, sets), res in zip(raw, per_seed, strict=True):
+        for name, err in res["err"].items():
+            pred, key = sets[name], f"{job['seed']}/{name}"
+            out[f"{key}/n_atoms"] = np.array([len(f) for f in pred["forces"]])
+            out[f"{key}/forces_err"] = np.concatenate(err["heads"]["forces"])
+            out[f"{key}/energy_err"] = err["heads"]["energy"]
+            for k in ("forces_std", "latent_distance"):
+                out[f"{key}/{k}"] = np.concatenate(pred[k])
+            for k in ("energy_std", "latent_distance_max"):
+                out[f"{key}/{k}"] = pred[k]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    print(f"arrays: {path}")

@@ -19,7 +19,8 @@ def error_bar_metrics(model, structures: list) -> dict:
     cover the errors on ``structures`` (the round's audit frames: MD, never trained on)."""
     cal = model.calibration
     out = {"calibration_energy_scale": cal.energy_scale, "calibration_forces_scale": cal.forces_scale,
-           "calibration_energy_power": cal.energy_power, "calibration_forces_power": cal.forces_power}  # fmt: skip
+           "calibration_energy_power": cal.energy_power, "calibration_forces_power": cal.forces_power,
+           "calibration_forces_distance_power": cal.forces_distance_power}  # fmt: skip
     preds = predict(model, structures) if structures else []
     if not preds or "forces_std" not in preds[0]:
         return out

@@ -1,5 +1,6 @@
 """The heads' ensemble (workers/model/ensemble.py) and the recalibration (calibration.py)."""
 
+import copy
 import math
 
 import numpy as np
@@ -361,6 +362,36 @@ def test_recalibration_finds_how_fast_errors_grow_and_keeps_a_plain_scale_otherw
     assert abs(coverage(steep[n // 2 :][large], held_out[large]) - 0.68) < 0.1
 
 
+def test_recalibration_takes_the_latent_distance_in_only_where_errors_follow_it():
+    from workers.model.calibration import power_law
+
+    rng = np.random.default_rng(2)
+    n = 4000
+    raw = np.exp(rng.uniform(np.log(0.01), np.log(1.0), n))  # posterior stds over two decades
+    dist = np.exp(rng.uniform(np.log(0.5), np.log(20.0), n))  # latent distances, independent of them
+    sigma = 0.3 * raw**1.5 * dist**0.5
+    b, c = power_law(sigma * rng.standard_normal(n), raw, n, dist)
+    assert b == pytest.approx(1.5, abs=0.1) and c == pytest.approx(0.5, abs=0.1)
+    b, c = power_law(0.3 * raw**1.5 * rng.standard_normal(n), raw, n, dist)  # errors ignore the distance
+    assert b == pytest.approx(1.5, abs=0.1) and c == 0.0
+    f_err = sigma[:, None] * rng.standard_normal((n, 3))  # per atom, three components
+    half = n // 2
+    e = rng.standard_normal(half)
+    cal = fit_calibration(e, np.ones(half), f_err[:half], raw[:half], latent_distance=dist[:half])
+    assert cal.forces_distance_power == pytest.approx(0.5, abs=0.1)
+    held_out = cal.forces(raw[half:], dist[half:])[:, None]
+    assert coverage(f_err[half:], held_out) == pytest.approx(0.6827, abs=0.03)
+    assert coverage(f_err[half:], held_out, cal.forces_k95) == pytest.approx(0.95, abs=0.02)
+    # far from the training atoms: the posterior alone under-covers, with the distance it does not
+    far = dist[half:] > 10.0
+    alone = fit_calibration(e, np.ones(half), f_err[:half], raw[:half])
+    assert alone.forces_distance_power == 0.0
+    assert coverage(f_err[half:][far], alone.forces(raw[half:][far])[:, None]) < 0.6
+    assert abs(coverage(f_err[half:][far], held_out[far]) - 0.68) < 0.06
+    with pytest.raises(ValueError, match="latent distance"):
+        cal.forces(raw)
+
+
 def test_a_power_law_calibration_maps_every_reported_std(heads_model):
     a = collate([molecule("CH3CH2OH"), molecule("CH3OCH3")]).to(dtype=torch.float64)
     raw = heads_model(a, uncertainty=True)
@@ -372,5 +403,14 @@ def test_a_power_law_calibration_maps_every_reported_std(heads_model):
         # per atom: each atom's share of its structure's calibrated std
         share = (cal["energy_std"] / raw["energy_std"])[a.structure]
         assert torch.allclose(cal["energies_std"], share * raw["energies_std"])
+        # with the latent distance's term: each atom's error bar times its distance**c
+        with_index = copy.deepcopy(heads_model)
+        with_index.calibration = Calibration()
+        with_index.fit_latent(rattled_ethanols())
+        d = with_index(a, uncertainty=True)["latent_distance"]
+        with_index.calibration = Calibration(forces_scale=3.0, forces_power=2.0, forces_distance_power=0.5)
+        both = with_index(a, uncertainty=True)
+        assert torch.allclose(both["forces_std"], 3.0 * raw["forces_std"] ** 2 * d**0.5)
+        assert torch.allclose(both["forces_std_max"][1], both["forces_std"][a.structure == 1].max())
     finally:
         heads_model.calibration = Calibration()

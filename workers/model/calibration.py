@@ -7,6 +7,14 @@ Per quantity, the raw std ``s`` becomes the error bar ``scale * s**power``:
   prefers it to 1 (chi^2, 1 dof, p < 0.05, counting structures, not force components); a
   calibration set whose raw stds span a narrow range, or whose errors grow in proportion,
   keeps 1, a plain scale. Monotone: rankings (AUROC, Spearman, picks) never change.
+* forces only, where the model measures each atom's latent distance (its features' distance
+  from the training atoms', ``workers/model/latent.py``): ``distance_power`` ``c`` (>= 0), the
+  force error bar ``scale * s**power * d**c``, fitted jointly with ``power`` the same way and
+  kept only when the same test prefers it to ``c = 0``. The posterior's std says how much the
+  last layer's weights are pinned down along an atom's features; the distance, how far those
+  features lie from any the model was trained on, which a linear posterior under-weights far out
+  (docs/results.md section 1: chosen on the development families). With ``c > 0`` the ranking
+  of atoms is by the product, no longer by ``s`` alone.
 * ``scale``, split-conformal (Vovk et al. 2005; Angelopoulos & Bates 2021): the error bar
   covers 68.27% of the calibration errors (a Gaussian's one sigma), and ``k95`` is how many
   of those error bars cover 95% (1.96 for a Gaussian; more for heavier tails) in the smaller
@@ -29,6 +37,8 @@ import numpy as np
 ONE_SIGMA = 0.6827  # the coverage of a Gaussian's +-1 sigma
 NINETY_FIVE = 0.95
 POWERS = np.round(np.arange(1.0, 3.0001, 0.05), 2)  # the exponents tried
+DISTANCE_POWERS = np.round(np.arange(0.0, 3.0001, 0.05), 2)  # the latent distance's exponents tried
+TINY_DISTANCE = 1e-9  # added to a latent distance before its power (an atom on a training atom)
 LR_CHI2_95 = 3.841  # chi^2 (1 dof) 95% point: the likelihood ratio a power != 1 must beat
 
 
@@ -43,6 +53,7 @@ class Calibration:
     n_structures: int = 0  # structures it was fitted on (0: identity, never fitted)
     energy_power: float = 1.0  # 1: errors grow in proportion to the raw std
     forces_power: float = 1.0
+    forces_distance_power: float = 0.0  # c: force error bars also grow as latent_distance**c (0: no part)
 
     def energy(self, raw):
         """Calibrated energy std (eV) from raw ``[n]`` (numpy or torch)."""
@@ -56,9 +67,15 @@ class Calibration:
             return self.energy_scale * raw_atoms
         return self.energy_scale * raw_structure ** (self.energy_power - 1.0) * raw_atoms
 
-    def forces(self, raw):
-        """Calibrated force std (eV/Å) from raw ``[n_atoms]`` (numpy or torch)."""
-        return self.forces_scale * (raw if self.forces_power == 1.0 else raw**self.forces_power)
+    def forces(self, raw, distance=None):
+        """Calibrated force std (eV/Å) from raw ``[n_atoms]`` and, where ``forces_distance_power``
+        is not 0, the atoms' latent distances ``[n_atoms]`` (numpy or torch alike)."""
+        out = self.forces_scale * (raw if self.forces_power == 1.0 else raw**self.forces_power)
+        if self.forces_distance_power == 0.0:
+            return out
+        if distance is None:
+            raise ValueError("this calibration scales force error bars by the latent distance: the model has none")
+        return out * (distance + TINY_DISTANCE) ** self.forces_distance_power
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,22 +95,31 @@ def conformal_quantile(ratios: np.ndarray, level: float) -> float:
     return float(r[k - 1])
 
 
-def power_law(abs_err: np.ndarray, std: np.ndarray, n_structures: int) -> float:
+def power_law(abs_err: np.ndarray, std: np.ndarray, n_structures: int, distance: np.ndarray | None = None):
     """The exponent ``b`` of ``sigma = a * std**b`` (``a`` profiled out) with the largest
     Gaussian likelihood of ``abs_err``, or 1 unless it beats ``b = 1`` by the likelihood-ratio
-    test on ``n_structures`` independent structures (values of one structure correlate)."""
+    test on ``n_structures`` independent structures (values of one structure correlate).
+
+    With ``distance`` (as ``std``, each value's latent distance): ``(b, c)`` of ``sigma = a *
+    std**b * distance**c``, ``c`` kept only when it beats the best ``(b, 0)`` by the same test."""
     err = np.abs(np.asarray(abs_err, dtype=float)).reshape(-1)
-    log_s = np.log(np.maximum(np.asarray(std, dtype=float).reshape(-1), 1e-12))
-    ok = np.isfinite(err) & np.isfinite(log_s)
-    err, log_s = err[ok], log_s[ok] - log_s[ok].mean()  # centred: s**b stays in range
+    logs = [np.log(np.maximum(np.asarray(x, dtype=float).reshape(-1), 1e-12)) for x in (std, distance) if x is not None]
+    ok = np.isfinite(err) & np.all([np.isfinite(x) for x in logs], axis=0)
+    err, logs = err[ok], [x[ok] - x[ok].mean() for x in logs]  # centred: s**b stays in range
 
-    def mean_nll(b: float) -> float:  # per value, a at its optimum: 0.5 log(mean(e^2 / s^2b)) + b mean(log s)
-        return 0.5 * math.log(max(float(np.mean(err**2 * np.exp(-2.0 * b * log_s))), 1e-300)) + b * float(log_s.mean())
+    def mean_nll(log_sigma: np.ndarray) -> float:  # per value, a at its optimum
+        return 0.5 * math.log(max(float(np.mean(err**2 * np.exp(-2.0 * log_sigma))), 1e-300)) + float(log_sigma.mean())
 
-    nll = np.array([mean_nll(b) for b in POWERS])
+    nll = np.array([mean_nll(b * logs[0]) for b in POWERS])
     best = int(np.argmin(nll))
-    gain = 2.0 * n_structures * (nll[0] - nll[best])  # POWERS[0] == 1
-    return float(POWERS[best]) if gain > LR_CHI2_95 else 1.0
+    b = float(POWERS[best]) if 2.0 * n_structures * (nll[0] - nll[best]) > LR_CHI2_95 else 1.0  # POWERS[0] == 1
+    if distance is None:
+        return b
+    grid = np.array([[mean_nll(bb * logs[0] + c * logs[1]) for c in DISTANCE_POWERS] for bb in POWERS])
+    i, j = np.unravel_index(int(np.argmin(grid)), grid.shape)
+    if 2.0 * n_structures * (nll[best] - grid[i, j]) > LR_CHI2_95 and DISTANCE_POWERS[j] > 0:
+        return float(POWERS[i]), float(DISTANCE_POWERS[j])
+    return b, 0.0
 
 
 K95_GROUPS = 2  # Mondrian groups of the k95: halves by error-bar size
@@ -109,11 +135,12 @@ def mondrian_quantile(ratios: np.ndarray, std: np.ndarray, level: float, groups:
     return max(conformal_quantile(r, level) for r in parts) if parts else conformal_quantile(ratios, level)
 
 
-def _scales(abs_err: np.ndarray, std: np.ndarray, power: float) -> tuple[float, float]:
-    s = np.maximum(std, 1e-12)
-    ratio = np.abs(abs_err) / (s if power == 1.0 else s**power)
+def _scales(abs_err: np.ndarray, shape: np.ndarray) -> tuple[float, float]:
+    """``(scale, k95)`` for error bars ``scale * shape`` (``shape``: the map's power terms, [n])."""
+    shape = np.maximum(shape, 1e-300)
+    ratio = np.abs(abs_err) / shape
     q68 = max(conformal_quantile(ratio, ONE_SIGMA), 1e-300)
-    q95 = mondrian_quantile(ratio, s, NINETY_FIVE)
+    q95 = mondrian_quantile(ratio, shape, NINETY_FIVE)
     return q68, max(q95 / q68, 1.0)
 
 
@@ -123,23 +150,37 @@ def fit_calibration(
     forces_err_ev_a: np.ndarray,
     forces_std_ev_a: np.ndarray,
     power_law_fit: bool = True,
+    latent_distance: np.ndarray | None = None,
 ) -> Calibration:
     """Maps from raw stds and the errors they should bound.
 
     ``energy_err_ev [n]`` and ``energy_std_ev [n]`` per structure; ``forces_err_ev_a
-    [n_atoms_total, 3]`` and ``forces_std_ev_a [n_atoms_total]`` per atom (all structures'
-    atoms stacked). ``power_law_fit=False``: powers stay 1 (a plain split-conformal scale)."""
+    [n_atoms_total, 3]``, ``forces_std_ev_a [n_atoms_total]`` and the atoms' ``latent_distance
+    [n_atoms_total]`` (None: the model has none) per atom (all structures' atoms stacked).
+    ``power_law_fit=False``: powers stay 1 and the distance plays no part (a plain
+    split-conformal scale)."""
     n = len(energy_err_ev)
     if n < 2:
         raise ValueError(f"calibration needs at least 2 labelled structures, got {n}")
     e_err, e_std = np.asarray(energy_err_ev), np.asarray(energy_std_ev)
     e_power = power_law(e_err, e_std, n) if power_law_fit else 1.0
-    e_scale, e_k95 = _scales(e_err, e_std, e_power)
+    e_scale, e_k95 = _scales(e_err, np.maximum(e_std, 1e-12) ** e_power)
     f_err = np.asarray(forces_err_ev_a).reshape(-1)
-    f_std = np.repeat(np.asarray(forces_std_ev_a).reshape(-1, 1), 3, axis=1).reshape(-1)
-    f_power = power_law(f_err, f_std, n) if power_law_fit else 1.0
-    f_scale, f_k95 = _scales(f_err, f_std, f_power)
-    return Calibration(e_scale, e_k95, f_scale, f_k95, n, e_power, f_power)
+
+    def per_component(x: np.ndarray) -> np.ndarray:  # [n_atoms] -> [3 n_atoms], as f_err
+        return np.repeat(np.asarray(x, dtype=float).reshape(-1, 1), 3, axis=1).reshape(-1)
+
+    f_std = per_component(forces_std_ev_a)
+    f_dist = None if latent_distance is None else per_component(latent_distance)
+    f_power, d_power = 1.0, 0.0
+    if power_law_fit:
+        fit = power_law(f_err, f_std, n, f_dist)
+        f_power, d_power = fit if f_dist is not None else (fit, 0.0)
+    f_shape = np.maximum(f_std, 1e-12) ** f_power
+    if d_power:
+        f_shape = f_shape * (f_dist + TINY_DISTANCE) ** d_power
+    f_scale, f_k95 = _scales(f_err, f_shape)
+    return Calibration(e_scale, e_k95, f_scale, f_k95, n, e_power, f_power, d_power)
 
 
 def coverage(abs_err: np.ndarray, std: np.ndarray, k: float = 1.0) -> float:

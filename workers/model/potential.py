@@ -357,7 +357,7 @@ class Potential(nn.Module):
     def _forces_spread(self, out, batch, raw: torch.Tensor) -> None:
         """``forces_std`` [n_atoms], its per-structure maximum (eV/Å, calibrated) and
         ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
-        f_std = self.calibration.forces(raw)
+        f_std = self.calibration.forces(raw, out.get("latent_distance"))
         out["forces_std"] = f_std
         out["forces_std_max"] = self._max(batch, f_std)
         first = torch.cumsum(batch.n_atoms, 0) - batch.n_atoms  # [n_structures] first atom's index
