@@ -133,7 +133,13 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],
     # the largest calibrated per-atom force std (eV/Å) from the posterior's random draws: the
     # default selection until 2026-12-05, as docs/results.md section 2 measured it
-    "forces-std": ["selection.strategy=forces_std", *TOP, "model.head=categorical", "model.llpr_directions=random"],
+    "forces-std": [
+        "selection.strategy=forces_std",
+        *TOP,
+        "model.head=categorical",
+        "model.llpr_directions=random",
+        "model.error_bar_distance=false",
+    ],
     "committee": [
         "selection.strategy=committee",
         *TOP,

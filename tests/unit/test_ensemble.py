@@ -414,3 +414,26 @@ def test_a_power_law_calibration_maps_every_reported_std(heads_model):
         assert torch.allclose(both["forces_std_max"][1], both["forces_std"][a.structure == 1].max())
     finally:
         heads_model.calibration = Calibration()
+
+
+def test_recalibration_reads_the_latent_distance_unless_the_config_says_not_to():
+    from workers.model import TrainConfig, train
+    from workers.model.calculator import predict, recalibrate
+
+    structures = rattled_ethanols(16)
+    for k, a in enumerate(structures):
+        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.05 * k, forces=0.2 * np.sin(a.positions + k))
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_bins=32, backbone=BackboneConfig(features=16, layers=2))
+    model = train(TrainConfig(epochs=5, batch_size=4), structures[:8], model_cfg=cfg).model
+    holdout = structures[8:]
+    raw = predict(model, holdout)  # the model comes out of training uncalibrated
+    e_err = np.array([p["energy"] - a.get_potential_energy() for p, a in zip(raw, holdout, strict=True)])
+    f_err = np.concatenate([p["forces"] - a.get_forces() for p, a in zip(raw, holdout, strict=True)])
+    e_std = np.array([p["energy_std"] for p in raw])
+    f_std, dist = (np.concatenate([p[k] for p in raw]) for k in ("forces_std", "latent_distance"))
+    assert recalibrate(model, holdout) == fit_calibration(e_err, e_std, f_err, f_std, latent_distance=dist)
+    model.calibration = Calibration()
+    model.cfg = model.cfg.model_copy(update={"error_bar_distance": False})
+    alone = recalibrate(model, holdout)
+    assert alone == fit_calibration(e_err, e_std, f_err, f_std) and alone.forces_distance_power == 0.0

@@ -84,7 +84,8 @@ def recalibrate(model: Potential, structures: list[Atoms]) -> Calibration:
     f_err = np.concatenate([p["forces"] - a.get_forces() for p, a in zip(preds, structures, strict=True)])
     e_std = np.array([p["energy_std"] for p in preds])
     f_std = np.concatenate([p["forces_std"] for p in preds])
-    distance = np.concatenate([p["latent_distance"] for p in preds]) if "latent_distance" in preds[0] else None
+    use_distance = model.cfg.error_bar_distance and "latent_distance" in preds[0]
+    distance = np.concatenate([p["latent_distance"] for p in preds]) if use_distance else None
     model.calibration = fit_calibration(e_err, e_std, f_err, f_std, latent_distance=distance)
     return model.calibration
 

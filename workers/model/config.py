@@ -49,6 +49,10 @@ class ModelConfig(Section):
     # features to the k-th nearest training atom of its element (workers/model/latent.py); the
     # training atoms' features are kept in the model. 0 = off (atomwise readout only)
     latent_neighbours: int = Field(5, ge=0, le=64)
+    # the recalibration lets force error bars grow with the atom's latent distance too
+    # (scale * std**power * distance**c, c fitted on the hold-out; workers/model/calibration.py);
+    # false: the posterior's std alone, as the forces_std campaigns were measured
+    error_bar_distance: bool = True
     backbone: BackboneConfig = BackboneConfig()
 
     @property
