@@ -129,6 +129,8 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "model.head=categorical",
         f"sampling.bias_ev={BIAS_EV}",
     ],  # fmt: skip
+    # random picks from the same biased MD: what the bias buys without the selection
+    "random-biased": ["selection.strategy=random", "model.head=categorical", f"sampling.bias_ev={BIAS_EV}"],
     # the same score, its top frames picked (farthest-point among the top 3 x quota)
     "latent-distance": ["selection.strategy=latent_distance", *TOP, "model.head=categorical"],
     # the largest calibrated per-atom force std (eV/Å) from the posterior's random draws: the

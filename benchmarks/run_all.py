@@ -58,7 +58,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
     "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
     # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
-    "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random")], []),
+    "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
     "active_learning_cold_strong": ([[*scenario("cold", 3, "latent-biased"), "--set", "sampling.bias_ev=0.1"]], []),
     # the demo's pool (MD where the judges are): does the biased MD cost accuracy there? All three rows in one run

@@ -9,8 +9,8 @@ Per quantity, the raw std ``s`` becomes the error bar ``scale * s**power``:
   keeps 1, a plain scale. Monotone: rankings (AUROC, Spearman, picks) never change.
 * forces only, where the model measures each atom's latent distance (its features' distance
   from the training atoms', ``workers/model/latent.py``): ``distance_power`` ``c`` (>= 0), the
-  force error bar ``scale * s**power * d**c``, fitted jointly with ``power`` the same way and
-  kept only when the same test prefers it to ``c = 0``. The posterior's std says how much the
+  force error bar ``scale * s**power * d**c``, fitted jointly with ``power`` by likelihood
+  (no test: see ``power_law``). The posterior's std says how much the
   last layer's weights are pinned down along an atom's features; the distance, how far those
   features lie from any the model was trained on, which a linear posterior under-weights far out
   (docs/results.md section 1: chosen on the development families). With ``c > 0`` the ranking
@@ -101,7 +101,12 @@ def power_law(abs_err: np.ndarray, std: np.ndarray, n_structures: int, distance:
     test on ``n_structures`` independent structures (values of one structure correlate).
 
     With ``distance`` (as ``std``, each value's latent distance): ``(b, c)`` of ``sigma = a *
-    std**b * distance**c``, ``c`` kept only when it beats the best ``(b, 0)`` by the same test."""
+    std**b * distance**c`` by maximum likelihood, with no test for ``c``: a hold-out holds few
+    structures far from the training data, so the likelihood gain of ``c`` on it is small (not
+    significant on section 1's 90 calibration structures) while what it buys shows out of
+    distribution (docs/results.md section 1's development families); the conformal scale keeps
+    the in-distribution coverage whatever ``c`` is, and a spurious ``c`` only widens the error
+    bars of atoms far from the training atoms (over-covering, the safe side)."""
     err = np.abs(np.asarray(abs_err, dtype=float)).reshape(-1)
     logs = [np.log(np.maximum(np.asarray(x, dtype=float).reshape(-1), 1e-12)) for x in (std, distance) if x is not None]
     ok = np.isfinite(err) & np.all([np.isfinite(x) for x in logs], axis=0)
@@ -117,7 +122,7 @@ def power_law(abs_err: np.ndarray, std: np.ndarray, n_structures: int, distance:
         return b
     grid = np.array([[mean_nll(bb * logs[0] + c * logs[1]) for c in DISTANCE_POWERS] for bb in POWERS])
     i, j = np.unravel_index(int(np.argmin(grid)), grid.shape)
-    if 2.0 * n_structures * (nll[best] - grid[i, j]) > LR_CHI2_95 and DISTANCE_POWERS[j] > 0:
+    if DISTANCE_POWERS[j] > 0:  # no test: a spurious c only widens error bars far from the data
         return float(POWERS[i]), float(DISTANCE_POWERS[j])
     return b, 0.0
 
