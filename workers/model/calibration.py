@@ -8,8 +8,8 @@ Per quantity, the raw std ``s`` becomes the error bar ``scale * s**power``:
   calibration set whose raw stds span a narrow range, or whose errors grow in proportion,
   keeps 1, a plain scale. Monotone: rankings (AUROC, Spearman, picks) never change.
 * forces only, where the model measures each atom's latent distance (its features' distance
-  from the training atoms', ``workers/model/latent.py``): ``distance_power`` ``c`` (>= 0), the
-  force error bar ``scale * s**power * d**c``, fitted jointly with ``power`` by likelihood
+  from the training atoms', ``workers/model/latent.py``): ``forces_distance_power`` ``c``
+  (>= 0), the force error bar ``scale * s**power * d**c``, fitted jointly with ``power`` by likelihood
   (no test: see ``power_law``). The posterior's std says how much the
   last layer's weights are pinned down along an atom's features; the distance, how far those
   features lie from any the model was trained on, which a linear posterior under-weights far out

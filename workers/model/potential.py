@@ -355,8 +355,8 @@ class Potential(nn.Module):
         return n * self.y_std * var.sqrt(), per_atom
 
     def _forces_spread(self, out, batch, raw: torch.Tensor) -> None:
-        """``forces_std`` [n_atoms], its per-structure maximum (eV/Å, calibrated) and
-        ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
+        """``forces_std`` [n_atoms] (eV/Å: ``raw`` calibrated, with ``latent_distance``), its per-structure
+        maximum and ``forces_std_atom`` [n_structures]: which atom (index within its structure) has it."""
         f_std = self.calibration.forces(raw, out.get("latent_distance"))
         out["forces_std"] = f_std
         out["forces_std_max"] = self._max(batch, f_std)
