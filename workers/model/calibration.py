@@ -115,12 +115,13 @@ def power_law(abs_err: np.ndarray, std: np.ndarray, n_structures: int, distance:
     def mean_nll(log_sigma: np.ndarray) -> float:  # per value, a at its optimum
         return 0.5 * math.log(max(float(np.mean(err**2 * np.exp(-2.0 * log_sigma))), 1e-300)) + float(log_sigma.mean())
 
-    nll = np.array([mean_nll(b * logs[0]) for b in POWERS])
+    cs = DISTANCE_POWERS if distance is not None else DISTANCE_POWERS[:1]  # DISTANCE_POWERS[0] == 0
+    grid = np.array([[mean_nll(b * logs[0] + (c * logs[1] if c else 0.0)) for c in cs] for b in POWERS])
+    nll = grid[:, 0]  # the distance left out
     best = int(np.argmin(nll))
     b = float(POWERS[best]) if 2.0 * n_structures * (nll[0] - nll[best]) > LR_CHI2_95 else 1.0  # POWERS[0] == 1
     if distance is None:
         return b
-    grid = np.array([[mean_nll(bb * logs[0] + c * logs[1]) for c in DISTANCE_POWERS] for bb in POWERS])
     i, j = np.unravel_index(int(np.argmin(grid)), grid.shape)
     if DISTANCE_POWERS[j] > 0:  # no test: a spurious c only widens error bars far from the data
         return float(POWERS[i]), float(DISTANCE_POWERS[j])
@@ -169,7 +170,6 @@ def fit_calibration(
         raise ValueError(f"calibration needs at least 2 labelled structures, got {n}")
     e_err, e_std = np.asarray(energy_err_ev), np.asarray(energy_std_ev)
     e_power = power_law(e_err, e_std, n) if power_law_fit else 1.0
-    e_scale, e_k95 = _scales(e_err, np.maximum(e_std, 1e-12) ** e_power)
     f_err = np.asarray(forces_err_ev_a).reshape(-1)
 
     def per_component(x: np.ndarray) -> np.ndarray:  # [n_atoms] -> [3 n_atoms], as f_err
@@ -181,10 +181,9 @@ def fit_calibration(
     if power_law_fit:
         fit = power_law(f_err, f_std, n, f_dist)
         f_power, d_power = fit if f_dist is not None else (fit, 0.0)
-    f_shape = np.maximum(f_std, 1e-12) ** f_power
-    if d_power:
-        f_shape = f_shape * (f_dist + TINY_DISTANCE) ** d_power
-    f_scale, f_k95 = _scales(f_err, f_shape)
+    shape = Calibration(energy_power=e_power, forces_power=f_power, forces_distance_power=d_power)  # scales 1
+    e_scale, e_k95 = _scales(e_err, shape.energy(np.maximum(e_std, 1e-12)))
+    f_scale, f_k95 = _scales(f_err, shape.forces(np.maximum(f_std, 1e-12), f_dist))
     return Calibration(e_scale, e_k95, f_scale, f_k95, n, e_power, f_power, d_power)
 
 
