@@ -42,7 +42,7 @@ def scenario(
 # step -> (full commands, quick commands); {out} is the step's run folder
 STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "uncertainty": (
-        [[PY, "benchmarks/uncertainty.py", "--seeds", "3", "--epochs", "300", "--arrays", "{out}/arrays.npz"]],
+        [[PY, "benchmarks/uncertainty.py", "--seeds", "5", "--epochs", "300", "--arrays", "{out}/arrays.npz"]],
         [[PY, "benchmarks/uncertainty.py", "--quick"]],
     ),
     "active_learning": (

@@ -23,10 +23,11 @@ def test_uncertainty_benchmark_quick():
     novelty = out.split("2. novelty")[1].split("3. ranking")[0]
     families = re.findall(r"^-- (.+?) \(\d+ frames\)", novelty, flags=re.M)
     assert families == [
-        "hot", "dimethyl ether", "acetic acid", "stretched", "dev: 600 K", "dev: stretched", "dev: hot"
+        "hot", "hot, equilibrated", "dimethyl ether", "acetic acid", "stretched", "dev: 600 K", "dev: stretched",
+        "dev: hot"
     ], novelty  # fmt: skip
     rows = re.findall(r"^   (.+?)\s+AUROC\s+([\d.]+)±([\d.]+)\s+ratio\s+([\d.]+)±", novelty, flags=re.M)
-    assert len(rows) == 7 * 17, novelty  # 16 signals per family and the error itself (the oracle)
+    assert len(rows) == 8 * 17, novelty  # 16 signals per family and the error itself (the oracle)
     assert all(0.0 <= float(au) <= 1.0 and float(ratio) > 0 for _, au, _, ratio in rows)
     # the power law alone is monotone: without the distance term the error bars rank as the raw posterior does
     auroc = {}
@@ -34,13 +35,13 @@ def test_uncertainty_benchmark_quick():
         auroc.setdefault(name.strip(), []).append(au)
     assert auroc["forces_std, no distance term"] == auroc["forces_std raw (posterior)"], auroc
     # the error itself is a ceiling for the novelty table, not a signal to rank errors with
-    assert len(auroc["oracle: the force MAE itself"]) == 7
+    assert len(auroc["oracle: the force MAE itself"]) == 8
     assert "oracle" not in out.split("3. ranking")[1].split("4. calibration")[0]
     assert auroc["energy_std (default)"] == auroc["energy_std raw (posterior)"], auroc
     table = out.split("4. calibration")[1].split("5. per atom")[0]
-    sets = "id|hot|dimethyl ether|acetic acid|stretched|dev: 600 K|dev: stretched|dev: hot"
+    sets = "id|hot|hot, equilibrated|dimethyl ether|acetic acid|stretched|dev: 600 K|dev: stretched|dev: hot"
     coverage_rows = re.findall(rf"^   (default|one head|committee).+?({sets})\s+(.+)$", table, flags=re.M)
-    assert len(coverage_rows) == 7 * 8  # default, no distance term, plain scale, 8 / 32 draws, one head, committee
+    assert len(coverage_rows) == 7 * 9  # default, no distance term, plain scale, 8 / 32 draws, one head, committee
     for *_, cols in coverage_rows:
         cov = [float(c.split("±")[0]) for c in cols.split()[:4]]
         assert all(0.0 <= c <= 1.0 for c in cov), cols

@@ -58,6 +58,8 @@ def test_development_families_share_no_trajectory_with_a_final_test_set():
         assert keys and not keys & final, (name, keys & final)
     assert {trajectory_key(a) for a in sets["dev: 600 K"]} == {("CH3CH2OH", 600)}
     assert {trajectory_key(a) for a in sets["dev: hot"]} == {("CH3CH2OH", 3700), ("CH3CH2OH", 3800)}
+    hot = {("CH3CH2OH", seed) for seed in (4700, 5700, 4800, 5800)}
+    assert {trajectory_key(a) for a in sets["hot, equilibrated"]} == hot
     calibration = {trajectory_key(a) for a in sets["calibration"]}
     assert {trajectory_key(a) for a in sets["dev: stretched"]} <= calibration
 
