@@ -51,8 +51,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     ),
     # the default, random, top latent and forces_std on five campaign seeds (the first three: the step above's)
     "active_learning_seeds": ([scenario("demo", 5)], []),
-    # MD far beyond the initial data (300 K initial set, 800 K MD): the default against random
-    "active_learning_hot": ([scenario("hot", 3, "latent-proportional,random")], []),
+    # MD far beyond the initial data (300 K initial set, 800 K MD): the default against random, five seeds
+    "active_learning_hot": ([scenario("hot", 5, "latent-proportional,random")], []),
     # MD ramped 300 -> 1000 K, as docs/results.md reports it (the previous default against random)
     "active_learning_ramp": ([scenario("ramp", 3, "forces-std,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
