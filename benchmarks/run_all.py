@@ -53,8 +53,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_seeds": ([scenario("demo", 5)], []),
     # MD far beyond the initial data (300 K initial set, 800 K MD): the default against random, five seeds
     "active_learning_hot": ([scenario("hot", 5, "latent-proportional,random")], []),
-    # MD ramped 300 -> 1000 K, as docs/results.md reports it (the previous default against random)
-    "active_learning_ramp": ([scenario("ramp", 3, "forces-std,random")], []),
+    # MD ramped 300 -> 1000 K: the default against random, five seeds
+    "active_learning_ramp": ([scenario("ramp", 5, "latent-proportional,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
     "active_learning_rare": ([scenario("rare")], []),
     # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
