@@ -60,6 +60,9 @@ def test_development_families_share_no_trajectory_with_a_final_test_set():
     assert {trajectory_key(a) for a in sets["dev: hot"]} == {("CH3CH2OH", 3700), ("CH3CH2OH", 3800)}
     hot = {("CH3CH2OH", seed) for seed in (4700, 5700, 4800, 5800)}
     assert {trajectory_key(a) for a in sets["hot, equilibrated"]} == hot
+    # thermalised: no frame before 200 fs (400 steps) of MD, unlike hot's, which start at 10 fs
+    assert min(int(a.info["step"]) for a in sets["hot, equilibrated"]) >= 400
+    assert min(int(a.info["step"]) for a in sets["hot"]) < 400
     calibration = {trajectory_key(a) for a in sets["calibration"]}
     assert {trajectory_key(a) for a in sets["dev: stretched"]} <= calibration
 
