@@ -33,21 +33,15 @@ from pydantic import Field, model_validator
 
 from workers import integrators as md
 from workers.bias import LatentBias
+from workers.model.calculator import STRUCTURE_KEYS
 from workers.model.graph import Batch, batch_edges, collate
 from workers.model.potential import Potential
 from workers.schema import Section
 from workers.structures import thermalize
 
-# the model's per-structure outputs a frame keeps (one name each in model, predict, frame info)
-UNCERTAINTY_KEYS = (
-    "energy_std",
-    "forces_std_max",
-    "forces_std_atom",
-    "energy_entropy",
-    "energy_mutual_information",
-    "energy_excess_entropy",
-    "latent_distance_max",
-)
+# the model's per-structure outputs a frame keeps (one name each in model, predict, frame info);
+# not energy_std_per_atom, which is energy_std / len(atoms)
+UNCERTAINTY_KEYS = tuple(key for key in STRUCTURE_KEYS if key != "energy_std_per_atom")
 AUX_KEYS = ("energy", *UNCERTAINTY_KEYS, "embedding")
 # what a frame keeps of its start's info: which system it is, with its charge and spin
 CARRIED_INFO = ("system", "charge", "spin")
