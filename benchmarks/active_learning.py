@@ -113,25 +113,19 @@ STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0}
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
+# the default: the most unfamiliar atom's feature-space distance to the training atoms
+# (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
+LATENT = ["selection.strategy=latent_distance", "selection.draw=proportional", "selection.window_lo=0.0",
+          "model.head=categorical"]  # fmt: skip
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
-    # the default: the most unfamiliar atom's feature-space distance to the training atoms
-    # (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
-    DEFAULT: [
-        "selection.strategy=latent_distance",
-        "selection.draw=proportional",
-        "selection.window_lo=0.0",
-        "model.head=categorical",
-    ],  # fmt: skip
+    DEFAULT: LATENT,
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    # the default's draw sharpened: each frame's chance in proportion to its latent distance^2 / ^4
+    "latent-power2": [*LATENT, "selection.draw_power=2"],
+    "latent-power4": [*LATENT, "selection.draw_power=4"],
     # the default's picks from uncertainty-biased MD (hyperactive learning): each atom's energy
     # lowered by up to BIAS_EV where its latent distance is large, so replicas drift off the data
-    "latent-biased": [
-        "selection.strategy=latent_distance",
-        "selection.draw=proportional",
-        "selection.window_lo=0.0",
-        "model.head=categorical",
-        f"sampling.bias_ev={BIAS_EV}",
-    ],  # fmt: skip
+    "latent-biased": [*LATENT, f"sampling.bias_ev={BIAS_EV}"],
     # random picks from the same biased MD: what the bias buys without the selection
     "random-biased": ["selection.strategy=random", "model.head=categorical", f"sampling.bias_ev={BIAS_EV}"],
     # the same score, its top frames picked (farthest-point among the top 3 x quota)

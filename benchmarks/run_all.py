@@ -53,6 +53,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_seeds": ([scenario("demo", 5)], []),
     # MD far beyond the initial data (300 K initial set, 800 K MD): the default against random, five seeds
     "active_learning_hot": ([scenario("hot", 5, "latent-proportional,random")], []),
+    # the same pool (the step above's campaigns resumed) with the default's draw sharpened: score^2, score^4
+    "active_learning_hot_power": ([scenario("hot", 5, "latent-proportional,random,latent-power2,latent-power4")], []),
     # MD ramped 300 -> 1000 K: the default against random, five seeds
     "active_learning_ramp": ([scenario("ramp", 5, "latent-proportional,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
@@ -153,7 +155,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
 # steps whose run folder starts empty (a campaign refuses an existing folder)
 FRESH = {"demo", "multi", "large", "water", "async"}
 # steps that resume another step's campaigns (run folder: that step's)
-SHARES = {"active_learning_seeds": "active_learning", "active_learning_rare_seeds": "active_learning_rare"}
+SHARES = {
+    "active_learning_seeds": "active_learning",
+    "active_learning_rare_seeds": "active_learning_rare",
+    "active_learning_hot_power": "active_learning_hot",
+}
 
 
 def provenance() -> str:

@@ -81,6 +81,9 @@ class SelectionConfig(Section):
     # to the unfamiliar without leaving the pool's typical frames unlabelled; the default,
     # docs/results.md section 2)
     draw: Literal["top", "proportional"] = "proportional"
+    # proportional draw: each frame's chance in proportion to its score to this power (1: the
+    # score itself; larger leans harder to the top scores, top-k in the limit)
+    draw_power: float = Field(1.0, gt=0.0, le=64.0)
     # farthest-point sampling runs over the top (factor x quota) candidates (draw: top)
     top_k_factor: float = Field(3.0, ge=1.0)
     # diversity by farthest-point sampling on pooled embeddings
@@ -158,7 +161,8 @@ def select(
             d = np.linalg.norm(embeddings[eligible, None, :] - labelled_embeddings[None, :, :], axis=-1)
             eligible = eligible[d.min(axis=1) > max(cfg.min_embedding_distance, DUPLICATE_TOL)]
         if cfg.draw == "proportional":
-            picked = dedupe(eligible[proportional_order(scores[eligible], rng)], embeddings, quota)
+            weights = np.clip(scores[eligible], 0.0, None) ** cfg.draw_power
+            picked = dedupe(eligible[proportional_order(weights, rng)], embeddings, quota)
         else:
             picked = top_picks(scores, embeddings, eligible, quota, cfg.top_k_factor, cfg.diversity)
     frac = np.bincount(cls, minlength=3) / max(n, 1)

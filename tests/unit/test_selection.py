@@ -150,6 +150,28 @@ def test_proportional_draw_picks_each_frame_as_often_as_its_score_says():
     assert sorted(proportional_order(np.zeros(4), rng).tolist()) == [0, 1, 2, 3]  # no signal: uniform
 
 
+def test_draw_power_sharpens_the_proportional_draw_toward_top_k():
+    scores, emb, stopped = _data(200)
+    base = SelectionConfig(strategy="latent_distance", draw="proportional", window_lo=0.0, window_hi=1.0)
+
+    def mean_picked(power: float) -> float:
+        cfg = base.model_copy(update={"draw_power": power})
+        return float(np.mean([scores[select(scores, emb, stopped, cfg, 1, rng=selection_rng(0, r)).picked[0]]
+                              for r in range(3000)]))  # fmt: skip
+
+    # one pick: its expected score is E[s^(p+1)] / E[s^p] over the candidates
+    for power in (1.0, 3.0):
+        want = (scores ** (power + 1)).mean() / (scores**power).mean()
+        assert mean_picked(power) == pytest.approx(want, rel=0.03)
+    assert mean_picked(3.0) > mean_picked(1.0) + 0.5  # uniform-in-[0, 5] scores: 3.33 vs 4.0
+    top = np.sort(scores)[-10:]
+    cfg = base.model_copy(update={"draw_power": 64.0})
+    picks = select(scores, emb, stopped, cfg, 5, rng=selection_rng(0, 0)).picked
+    assert set(scores[picks]) <= set(top)  # a large power: the draw is nearly top-k
+    with pytest.raises(ValidationError):
+        SelectionConfig(draw_power=0.0)
+
+
 def test_proportional_selection_stays_in_the_window_and_leans_to_high_scores():
     scores, emb, stopped = _data(200)
     cfg = SelectionConfig(strategy="latent_distance", draw="proportional", window_lo=0.0, window_hi=0.9)
