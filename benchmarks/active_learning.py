@@ -8,7 +8,8 @@ Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at
 the same initial set and hold-out (``system.seed`` fixed) and the same label budget; only
 ``selection.strategy`` and the campaign ``seed`` change (the seed moves the MD, the picks
 and every training). Rows: the default ``latent-proportional`` (latent distance, drawn in proportion),
-``latent-distance`` (its top frames), ``forces-std``, ``entropy``, ``committee`` (4
+``latent-power2`` / ``4`` (drawn by its square / fourth power), ``latent-distance`` (its top
+frames), ``latent-biased`` / ``random-biased`` (from biased MD), ``forces-std``, ``entropy``, ``committee`` (4
 scalar-head models, DP-GEN's max_devi_f), ``random`` (pure: a uniform draw among the MD
 frames, no window or diversity step) and ``random-scalar`` (the committee's like-for-like
 random baseline). A **passive** row trains the same model (``model``, ``training`` of the
