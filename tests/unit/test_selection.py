@@ -160,10 +160,11 @@ def test_draw_power_sharpens_the_proportional_draw_toward_top_k():
                               for r in range(3000)]))  # fmt: skip
 
     # one pick: its expected score is E[s^(p+1)] / E[s^p] over the candidates
-    for power in (1.0, 3.0):
+    means = {power: mean_picked(power) for power in (1.0, 3.0)}
+    for power, got in means.items():
         want = (scores ** (power + 1)).mean() / (scores**power).mean()
-        assert mean_picked(power) == pytest.approx(want, rel=0.03)
-    assert mean_picked(3.0) > mean_picked(1.0) + 0.5  # uniform-in-[0, 5] scores: 3.33 vs 4.0
+        assert got == pytest.approx(want, rel=0.03)
+    assert means[3.0] > means[1.0] + 0.5  # uniform-in-[0, 5] scores: 3.33 vs 4.0
     top = np.sort(scores)[-10:]
     cfg = base.model_copy(update={"draw_power": 64.0})
     picks = select(scores, emb, stopped, cfg, 5, rng=selection_rng(0, 0)).picked
