@@ -42,6 +42,9 @@ def scenario(
 # ten rounds of 6 picks + 1 audit instead of the demo's five of 12 + 2: the same 94 training labels
 SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audit_per_round=1",
                 "--set", "budget.max_labels_per_round=7", "--set", "stop.max_rounds=10"]  # fmt: skip
+# five rounds whose warm starts train 300 epochs, not 150: 300 + 5 x 300 epochs, as ten rounds'
+# 300 + 10 x 150
+LONG_WARM_START = ["--set", "warm_start_epochs=300"]
 
 # step -> (full commands, quick commands); {out} is the step's run folder
 STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
@@ -59,8 +62,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_hot": ([scenario("hot", 5, "latent-proportional,random")], []),
     # the same pool (the step above's campaigns resumed) with the default's draw sharpened: score^2, score^4
     "active_learning_hot_power": ([scenario("hot", 5, "latent-proportional,random,latent-power2,latent-power4")], []),
-    # the same pool in ten smaller rounds (SMALL_ROUNDS), three seeds
-    "active_learning_hot_small": ([[*scenario("hot", 3, "latent-proportional,random"), *SMALL_ROUNDS]], []),
+    # the same pool in ten smaller rounds (SMALL_ROUNDS), five seeds
+    "active_learning_hot_small": ([[*scenario("hot", 5, "latent-proportional,random"), *SMALL_ROUNDS]], []),
+    # five rounds with each warm start trained as long as ten rounds train in all (LONG_WARM_START):
+    # separates what ten rounds buy by their training from what they buy by their MD and picks
+    "active_learning_hot_long": ([[*scenario("hot", 3, "latent-proportional,random"), *LONG_WARM_START]], []),
     # MD ramped 300 -> 1000 K: the default against random, five seeds
     "active_learning_ramp": ([scenario("ramp", 5, "latent-proportional,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
