@@ -16,6 +16,11 @@
 
 Targets (issue #11): force MAE <= 0.100 eV/Å, energy MAE <= 0.050 eV, frequency MAE <= 50 cm^-1
 with no imaginary mode, bonds intact and temperature within 10%.
+
+``--labels <run>/labels.extxyz`` adds where the reference frames sit against what the potential
+was trained on: each rotatable bond's dihedral (``workers.torsions``) on the frames and on the
+training labels (the hold-out left out), each frame's torsion gap to its nearest label, and the
+errors on the frames within and beyond ``GAP_DEG`` of every label (a conformer no label covers).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from ase.io import read
 
@@ -31,6 +37,9 @@ from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
+from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
+
+GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
 
 
 def dft_reference(args, start):
@@ -45,6 +54,37 @@ def dft_reference(args, start):
     return ref, f"computed in {ref.wall_s:.0f} s, cached in {path}"
 
 
+def circular_mean_deg(angles) -> float:
+    """The mean direction of angles (degrees, 0-360)."""
+    rad = np.radians(angles)
+    return float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())) % 360.0)
+
+
+def torsion_coverage(calc, frames: list, labels_path: Path) -> None:
+    """Print the reference frames' torsions against the training labels' (see the docstring)."""
+    labels = [a for a in read(labels_path, index=":") if a.info.get("origin") != "holdout"]
+    quads = torsion_quads(frames[0])
+    if not quads:
+        print("\ntorsions: no rotatable bond with a visible turn")
+        return
+    names = ["-".join(f"{frames[0][k].symbol}{k}" for k in q) for q in quads]
+    ref, lab = torsion_angles(frames, quads), torsion_angles(labels, quads)
+    print(f"\ntorsions against the {len(labels)} training labels of {labels_path} (degrees; mean direction):")
+    for b, name in enumerate(names):
+        near = np.abs((ref[:, b, None] - lab[None, :, b] + 180.0) % 360.0 - 180.0).min(axis=1)
+        print(f"  {name}: frames {circular_mean_deg(ref[:, b]):.0f}, labels {circular_mean_deg(lab[:, b]):.0f}; "
+              f"nearest label's angle {np.median(near):.0f} median, {near.max():.0f} max")  # fmt: skip
+    gaps = torsion_gaps(frames, labels, quads)
+    far = gaps > GAP_DEG
+    print(f"  gap to the nearest label (largest bond difference): {np.median(gaps):.0f} median, {gaps.max():.0f} max; "
+          f"{int(far.sum())} of {len(frames)} frames beyond {GAP_DEG:g}")  # fmt: skip
+    for name, part in (("within", ~far), ("beyond", far)):
+        if part.any():
+            acc = accuracy(calc, [a for a, keep in zip(frames, part, strict=True) if keep])
+            print(f"  frames {name} {GAP_DEG:g}: force MAE {acc['force_mae']:.4f} eV/Å, energy mean signed error "
+                  f"{acc['energy_mean_error']:+.4f} eV")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", type=Path)
@@ -55,6 +95,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=500.0, help="K, for the MD check")
     p.add_argument("--md-ps", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--labels", type=Path, default=None, help="a campaign's labels.extxyz: torsion coverage")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if not args.model.is_file():
@@ -92,6 +133,8 @@ def main() -> None:
         print(f"{name:<36} {value:>18} {target:>22}  {'yes' if ok else 'NO ':<4}  {detail}")
     print("\nfrequencies (cm^-1), model vs DFT:")
     print("  " + " ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(freq["model_cm"], freq["dft_cm"], strict=True)))
+    if args.labels:
+        torsion_coverage(calc, frames, args.labels)
     print(f"{sum(r[3] for r in rows)}/4 checks pass")
 
 

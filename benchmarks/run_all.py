@@ -124,6 +124,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
                 "{out}/campaign/harmonic/seed_000.npz",
                 "--temperature",
                 "400",
+                "--labels",
+                "{out}/campaign/labels.extxyz",
             ],
         ],
         [],

@@ -111,3 +111,41 @@ def turn_torsions(atoms: Atoms, bonds: list, rng: np.random.Generator) -> Atoms:
             out.positions = pos
             return out
     return out
+
+
+def torsion_quads(atoms: Atoms) -> list[tuple[int, int, int, int]]:
+    """``[(k, i, j, l)]``: one dihedral per rotatable bond i-j whose turn is visible, each end's
+    outer atom its lowest-numbered heavy neighbour, or its one neighbour where it has a single
+    one (a hydroxyl H); a bond with a symmetric rotor on one end (a methyl's three H) is left
+    out, since its angle repeats every 120 degrees."""
+    graph = bond_graph(atoms)
+    heavy = atoms.numbers > 1
+
+    def outer(end: int, other: int) -> int | None:
+        rest = sorted(graph[end] - {other})
+        heavies = [n for n in rest if heavy[n]]
+        return heavies[0] if heavies else (rest[0] if len(rest) == 1 else None)
+
+    quads = []
+    for a, b, _ in rotatable_bonds(atoms):
+        i, j = min(a, b), max(a, b)
+        k, m = outer(i, j), outer(j, i)
+        if k is not None and m is not None:
+            quads.append((k, i, j, m))
+    return quads
+
+
+def torsion_angles(frames: list[Atoms], quads: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """``[n_frames, n_quads]`` dihedral angles (degrees, 0-360) of each frame."""
+    return np.array([[a.get_dihedral(*q) for q in quads] for a in frames], dtype=float).reshape(len(frames), len(quads))
+
+
+def torsion_gaps(frames: list[Atoms], known: list[Atoms], quads: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """``[n_frames]`` degrees: for each frame, how far its torsions are from the nearest
+    ``known`` structure's (the largest circular difference over the bonds, minimised over the
+    known structures): 0 where some known structure has every torsion alike, 180 at most."""
+    if not quads or not known:
+        return np.zeros(len(frames)) if not quads else np.full(len(frames), 180.0)
+    x, y = torsion_angles(frames, quads), torsion_angles(known, quads)
+    diff = np.abs((x[:, None, :] - y[None, :, :] + 180.0) % 360.0 - 180.0)  # [frames, known, quads]
+    return diff.max(axis=2).min(axis=1)

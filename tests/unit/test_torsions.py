@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from workers.torsions import bond_graph, rotatable_bonds, turn_torsions
+from workers.torsions import bond_graph, rotatable_bonds, torsion_angles, torsion_gaps, torsion_quads, turn_torsions
 
 
 def _named(a, bonds):
@@ -64,3 +64,31 @@ def test_a_turn_that_would_clash_is_redrawn_or_left_out():
             for j in range(i + 1, len(a)):
                 if j not in graph[i]:
                     assert d[i, j] >= 0.75 * (r[i] + r[j]) - 1e-9
+
+
+@pytest.mark.parametrize(("name", "quads"), [("CH3CH2OH", ["CCOH"]), ("CH3COOH", []), ("C4H10", ["CCCC"])])
+def test_torsion_quads_skip_symmetric_rotors(name, quads):
+    """One dihedral per rotatable bond whose turn shows: ethanol's C-C-O-H (its methyl's
+    three H repeat every 120 degrees: left out); butane's C-C-C-C."""
+    a = molecule(name if name != "C4H10" else "trans-butane")
+    sym = a.get_chemical_symbols()
+    assert ["".join(sym[k] for k in q) for q in torsion_quads(a)] == quads
+
+
+def test_torsion_gaps_are_circular_differences_to_the_nearest_structure():
+    """Set ethanol's C-C-O-H dihedral to known angles: the angles read back to 1e-6 degrees and
+    the gap is the circular difference to the nearest known structure (across 0/360 too)."""
+    a = molecule("CH3CH2OH")
+    (q,) = torsion_quads(a)
+    moving = [q[3]]  # the hydroxyl H turns about C-O
+
+    def at(angle):
+        b = a.copy()
+        b.set_dihedral(*q, angle, indices=moving)
+        return b
+
+    frames = [at(10.0), at(350.0), at(180.0), at(100.0)]
+    np.testing.assert_allclose(torsion_angles(frames, [q])[:, 0], [10.0, 350.0, 180.0, 100.0], atol=1e-6)
+    np.testing.assert_allclose(torsion_gaps(frames, [at(0.0)], [q]), [10.0, 10.0, 180.0, 100.0], atol=1e-6)
+    np.testing.assert_allclose(torsion_gaps(frames, [at(0.0), at(170.0)], [q]), [10.0, 10.0, 10.0, 70.0], atol=1e-6)
+    assert torsion_gaps(frames, [], [q]).tolist() == [180.0] * 4  # nothing known: as far as can be
