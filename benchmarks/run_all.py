@@ -66,7 +66,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_hot_small": ([[*scenario("hot", 5, "latent-proportional,random"), *SMALL_ROUNDS]], []),
     # five rounds with each warm start trained as long as ten rounds train in all (LONG_WARM_START):
     # separates what ten rounds buy by their training from what they buy by their MD and picks
-    "active_learning_hot_long": ([[*scenario("hot", 3, "latent-proportional,random"), *LONG_WARM_START]], []),
+    "active_learning_hot_long": ([[*scenario("hot", 5, "latent-proportional,random"), *LONG_WARM_START]], []),
     # MD ramped 300 -> 1000 K: the default against random, five seeds
     "active_learning_ramp": ([scenario("ramp", 5, "latent-proportional,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
