@@ -74,10 +74,11 @@ def torsion_coverage(calc, frames: list, labels_path: Path) -> None:
         near = np.abs((ref[:, b, None] - lab[None, :, b] + 180.0) % 360.0 - 180.0).min(axis=1)
         print(f"  {name}: frames {circular_mean_deg(ref[:, b]):.0f}, labels {circular_mean_deg(lab[:, b]):.0f}; "
               f"nearest label's angle {np.median(near):.0f} median, {near.max():.0f} max")  # fmt: skip
-    gaps = torsion_gaps(frames, labels, quads)
+    gaps, own = torsion_gaps(frames, labels, quads), torsion_gaps(labels, None, quads)
     far = gaps > GAP_DEG
     print(f"  gap to the nearest label (largest bond difference): {np.median(gaps):.0f} median, {gaps.max():.0f} max; "
-          f"{int(far.sum())} of {len(frames)} frames beyond {GAP_DEG:g}")  # fmt: skip
+          f"{int(far.sum())} of {len(frames)} frames beyond {GAP_DEG:g} (a label to its nearest other label: "
+          f"{np.median(own):.0f} median, {np.quantile(own, 0.9):.0f} at the 90th percentile)")  # fmt: skip
     for name, part in (("within", ~far), ("beyond", far)):
         if part.any():
             acc = accuracy(calc, [a for a, keep in zip(frames, part, strict=True) if keep])

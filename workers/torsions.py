@@ -140,12 +140,18 @@ def torsion_angles(frames: list[Atoms], quads: list[tuple[int, int, int, int]]) 
     return np.array([[a.get_dihedral(*q) for q in quads] for a in frames], dtype=float).reshape(len(frames), len(quads))
 
 
-def torsion_gaps(frames: list[Atoms], known: list[Atoms], quads: list[tuple[int, int, int, int]]) -> np.ndarray:
+def torsion_gaps(frames: list[Atoms], known: list[Atoms] | None, quads: list[tuple[int, int, int, int]]) -> np.ndarray:
     """``[n_frames]`` degrees: for each frame, how far its torsions are from the nearest
     ``known`` structure's (the largest circular difference over the bonds, minimised over the
-    known structures): 0 where some known structure has every torsion alike, 180 at most."""
-    if not quads or not known:
-        return np.zeros(len(frames)) if not quads else np.full(len(frames), 180.0)
-    x, y = torsion_angles(frames, quads), torsion_angles(known, quads)
-    diff = np.abs((x[:, None, :] - y[None, :, :] + 180.0) % 360.0 - 180.0)  # [frames, known, quads]
-    return diff.max(axis=2).min(axis=1)
+    known structures): 0 where some known structure has every torsion alike, 180 at most.
+    ``known=None``: each frame against the other frames (how far apart a set's own members sit)."""
+    if not quads:
+        return np.zeros(len(frames))
+    x = torsion_angles(frames, quads)
+    y = x if known is None else torsion_angles(known, quads)
+    if not len(y):
+        return np.full(len(frames), 180.0)
+    diff = np.abs((x[:, None, :] - y[None, :, :] + 180.0) % 360.0 - 180.0).max(axis=2)  # [frames, known]
+    if known is None:
+        np.fill_diagonal(diff, np.inf)
+    return diff.min(axis=1)

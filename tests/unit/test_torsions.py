@@ -92,3 +92,4 @@ def test_torsion_gaps_are_circular_differences_to_the_nearest_structure():
     np.testing.assert_allclose(torsion_gaps(frames, [at(0.0)], [q]), [10.0, 10.0, 180.0, 100.0], atol=1e-6)
     np.testing.assert_allclose(torsion_gaps(frames, [at(0.0), at(170.0)], [q]), [10.0, 10.0, 10.0, 70.0], atol=1e-6)
     assert torsion_gaps(frames, [], [q]).tolist() == [180.0] * 4  # nothing known: as far as can be
+    np.testing.assert_allclose(torsion_gaps(frames, None, [q]), [20.0, 20.0, 80.0, 80.0], atol=1e-6)  # each vs the rest
