@@ -140,6 +140,11 @@ def torsion_angles(frames: list[Atoms], quads: list[tuple[int, int, int, int]]) 
     return np.array([[a.get_dihedral(*q) for q in quads] for a in frames], dtype=float).reshape(len(frames), len(quads))
 
 
+def angle_diff_deg(a, b) -> np.ndarray:
+    """``|a - b|`` on the circle (degrees, 0-180), broadcast."""
+    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
+
+
 def torsion_gaps(frames: list[Atoms], known: list[Atoms] | None, quads: list[tuple[int, int, int, int]]) -> np.ndarray:
     """``[n_frames]`` degrees: for each frame, how far its torsions are from the nearest
     ``known`` structure's (the largest circular difference over the bonds, minimised over the
@@ -151,7 +156,7 @@ def torsion_gaps(frames: list[Atoms], known: list[Atoms] | None, quads: list[tup
     y = x if known is None else torsion_angles(known, quads)
     if not len(y):
         return np.full(len(frames), 180.0)
-    diff = np.abs((x[:, None, :] - y[None, :, :] + 180.0) % 360.0 - 180.0).max(axis=2)  # [frames, known]
+    diff = angle_diff_deg(x[:, None, :], y[None, :, :]).max(axis=2)  # [frames, known]
     if known is None:
         np.fill_diagonal(diff, np.inf)
     return diff.min(axis=1)
