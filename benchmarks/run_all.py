@@ -102,6 +102,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
                 FINAL_TEST,
                 "--md-ps",
                 "0.05",
+                "--labels",
+                "{out}/campaign/labels.extxyz",
             ],
         ],
     ),  # fmt: skip
