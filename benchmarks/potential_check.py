@@ -74,7 +74,7 @@ def torsion_coverage(calc, frames: list, labels_path: Path) -> None:
         near = angle_diff_deg(ref[:, b, None], lab[None, :, b]).min(axis=1)
         print(f"  {name}: frames {circular_mean_deg(ref[:, b]):.0f}, labels {circular_mean_deg(lab[:, b]):.0f}; "
               f"nearest label's angle {np.median(near):.0f} median, {near.max():.0f} max")  # fmt: skip
-    gaps, own = torsion_gaps(frames, labels, quads), torsion_gaps(labels, None, quads)
+    gaps, own = torsion_gaps(ref, lab), torsion_gaps(lab, None)
     far = gaps > GAP_DEG
     print(f"  gap to the nearest label (largest bond difference): {np.median(gaps):.0f} median, {gaps.max():.0f} max; "
           f"{int(far.sum())} of {len(frames)} frames beyond {GAP_DEG:g} (a label to its nearest other label: "

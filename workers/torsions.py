@@ -145,17 +145,18 @@ def angle_diff_deg(a, b) -> np.ndarray:
     return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
 
 
-def torsion_gaps(frames: list[Atoms], known: list[Atoms] | None, quads: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """``[n_frames]`` degrees: for each frame, how far its torsions are from the nearest
-    ``known`` structure's (the largest circular difference over the bonds, minimised over the
-    known structures): 0 where some known structure has every torsion alike, 180 at most.
+def torsion_gaps(angles: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """``[n_frames]`` degrees: for each frame's torsions (``angles`` [n_frames, n_quads], from
+    ``torsion_angles``), how far they are from the nearest ``known`` structure's ([n_known,
+    n_quads]): the largest circular difference over the bonds, minimised over the known
+    structures; 0 where some known structure has every torsion alike, 180 at most.
     ``known=None``: each frame against the other frames (how far apart a set's own members sit)."""
-    if not quads:
-        return np.zeros(len(frames))
-    x = torsion_angles(frames, quads)
-    y = x if known is None else torsion_angles(known, quads)
+    x = np.asarray(angles, dtype=float)
+    if not x.shape[1]:
+        return np.zeros(len(x))
+    y = x if known is None else np.asarray(known, dtype=float)
     if not len(y):
-        return np.full(len(frames), 180.0)
+        return np.full(len(x), 180.0)
     diff = angle_diff_deg(x[:, None, :], y[None, :, :]).max(axis=2)  # [frames, known]
     if known is None:
         np.fill_diagonal(diff, np.inf)

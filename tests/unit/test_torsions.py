@@ -87,9 +87,12 @@ def test_torsion_gaps_are_circular_differences_to_the_nearest_structure():
         b.set_dihedral(*q, angle, indices=moving)
         return b
 
-    frames = [at(10.0), at(350.0), at(180.0), at(100.0)]
-    np.testing.assert_allclose(torsion_angles(frames, [q])[:, 0], [10.0, 350.0, 180.0, 100.0], atol=1e-6)
-    np.testing.assert_allclose(torsion_gaps(frames, [at(0.0)], [q]), [10.0, 10.0, 180.0, 100.0], atol=1e-6)
-    np.testing.assert_allclose(torsion_gaps(frames, [at(0.0), at(170.0)], [q]), [10.0, 10.0, 10.0, 70.0], atol=1e-6)
-    assert torsion_gaps(frames, [], [q]).tolist() == [180.0] * 4  # nothing known: as far as can be
-    np.testing.assert_allclose(torsion_gaps(frames, None, [q]), [20.0, 20.0, 80.0, 80.0], atol=1e-6)  # each vs the rest
+    frames = torsion_angles([at(10.0), at(350.0), at(180.0), at(100.0)], [q])
+    np.testing.assert_allclose(frames[:, 0], [10.0, 350.0, 180.0, 100.0], atol=1e-6)
+    np.testing.assert_allclose(
+        torsion_gaps(frames, torsion_angles([at(0.0)], [q])), [10.0, 10.0, 180.0, 100.0], atol=1e-6
+    )
+    known = torsion_angles([at(0.0), at(170.0)], [q])
+    np.testing.assert_allclose(torsion_gaps(frames, known), [10.0, 10.0, 10.0, 70.0], atol=1e-6)
+    assert torsion_gaps(frames, np.zeros((0, 1))).tolist() == [180.0] * 4  # nothing known: as far as can be
+    np.testing.assert_allclose(torsion_gaps(frames, None), [20.0, 20.0, 80.0, 80.0], atol=1e-6)  # each vs the rest
