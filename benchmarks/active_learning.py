@@ -25,13 +25,11 @@ reported). Printed: force MAE per round (mean [min, max] over seeds), labels to 
 the passive model needs to match each strategy's final accuracy. Plots and one MLflow
 experiment in ``--out``; campaigns already there are resumed (a rerun only re-scores them).
 
-``--scenario ramp``: the initial set at 300 K, each MD run ramped 300 -> 1000 K (a pool of
-familiar and unfamiliar frames), the hold-out at 800 K, judged as ``hot`` and by a 2 ps MD at
-800 K of each final model.
-
-``--scenario rare``: the informative frames are few: three replicas in four at 300 K (the
-initial set's temperature), one in four at 900 K; the hold-out at 800 K; judged as ``ramp``.
-Each campaign's line says what share of its picks came from the hotter replicas.
+Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by a 2 ps
+MD of each final model): ``ramp``, each MD run ramped 300 -> 1000 K; ``rare``, three replicas
+in four at 300 K, one at 900 K; ``skewed``, seven in eight at 150 K, one at 600 K (the frames
+the 500 K judges need an eighth of the pool); each campaign's line gives its picks' share
+from the hotter replicas.
 
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; judged
@@ -74,6 +72,7 @@ HOT = {  # the AIMD reference's 700 and 800 K trajectories; the thermalised fina
     "hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700),
     "hot_eq": (DATA / "ethanol_hot_test_hf_sto3g.extxyz", lambda a: True),
 }
+SKEWED_K = [150] * 7 + [600]  # per-replica thermostat targets (K) of the skewed scenario
 # scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
 SCENARIOS = {
     "demo": ([], {}),
@@ -103,6 +102,12 @@ SCENARIOS = {
         ],
         HOT,
     ),  # fmt: skip
+    # the informative frames a small minority, as in a late campaign's pool: seven replicas in eight
+    # at 150 K (inside what the 300 K initial set knows), one at 600 K (past the 500 K judges)
+    "skewed": (
+        ["system.initial_temperature_k=300", "system.holdout_temperature_k=600", f"sampling.temperatures_k={SKEWED_K}"],
+        HOT,
+    ),  # fmt: skip
     # MD colder than where the potential must hold: initial set and MD at 300 K, judged on 500 K
     # (dev, test) and 700-800 K AIMD: plain MD's pool lacks what the judges visit, so only a
     # campaign whose MD leaves the data (uncertainty-biased MD, the latent-biased row) can label it
@@ -110,7 +115,7 @@ SCENARIOS = {
 }
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
 # check runs at sampling.temperature_k, which a ramp does not stay at)
-STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0}
+STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0}
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
@@ -310,7 +315,7 @@ def main() -> None:
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
-                   help="demo; hot, ramp, rare, cold: beyond the data")  # fmt: skip
+                   help="demo; hot, ramp, rare, skewed, cold: beyond the data")  # fmt: skip
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):

@@ -73,6 +73,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_rare": ([scenario("rare")], []),
     # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
     "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
+    # the informative frames an eighth of the pool: seven replicas in eight at 150 K, one at 600 K
+    "active_learning_skewed": ([scenario("skewed", 3, "latent-proportional,random")], []),
     # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
     "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
