@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -75,17 +76,22 @@ def test_train_and_calibration_are_distinct_trajectories():
     assert not train & calibration and len(calibration) == 6
 
 
-def test_the_final_test_set_shares_no_trajectory_with_any_other_set():
-    """The active-learning benchmark's final test set (500 K ethanol) is reported only: no
+@pytest.mark.parametrize(
+    ("name", "frames", "trajectories"),
+    [("ethanol_500k_test_hf_sto3g.extxyz", 40, 2), ("ethanol_500k_test_wide_hf_sto3g.extxyz", 120, 6)],
+)
+def test_the_final_test_sets_share_no_trajectory_with_any_other_set(name, frames, trajectories):
+    """The active-learning benchmark's final test sets (500 K ethanol) are reported only: no
     other set in benchmarks/data (training, development, calibration, the passive AIMD
-    pool, the uncertainty sets) comes from one of its trajectories."""
+    pool, the uncertainty sets, the other test set) comes from one of their trajectories."""
     from ase.io import read
 
     data = REPO / "benchmarks" / "data"
-    test = read(data / "ethanol_500k_test_hf_sto3g.extxyz", index=":")
+    test = read(data / name, index=":")
     test_keys = {trajectory_key(a) for a in test}
-    assert len(test) == 40 and len(test_keys) == 2
-    others = [p for p in sorted(data.glob("*.extxyz")) if p.name != "ethanol_500k_test_hf_sto3g.extxyz"]
+    assert len(test) == frames and len(test_keys) == trajectories
+    assert all(a.info["temperature_k"] == 500 and a.info["split"] == "test" for a in test)
+    others = [p for p in sorted(data.glob("*.extxyz")) if p.name != name]
     assert len(others) >= 8
     for path in others:
         for a in read(path, index=":"):
