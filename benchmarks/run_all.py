@@ -80,8 +80,9 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
     "active_learning_cold_strong": ([[*scenario("cold", 3, "latent-biased"), "--set", "sampling.bias_ev=0.1"]], []),
-    # the demo's pool (MD where the judges are): does the biased MD cost accuracy there? All three rows in one run
-    "active_learning_biased": ([scenario("demo", 3, "latent-biased,latent-proportional,random")], []),
+    # the demo's pool (MD where the judges are): does the biased MD cost accuracy there? And the score's
+    # top frames (latent-distance) beside the default and random, all four rows in one run
+    "active_learning_biased": ([scenario("demo", 3, "latent-biased,latent-proportional,random,latent-distance")], []),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
