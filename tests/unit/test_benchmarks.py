@@ -127,6 +127,9 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     assert all(float(lo) <= float(m) <= float(hi) for _, _, m, lo, hi in rows)
     assert "AIMD frames to match" in out.split("verdict on the test set")[1]
     assert (tmp_path / "learning_curves_test.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()
+    wide_block = out.split("\ntest_wide: force MAE")[1].split("\n\n")[0]
+    wide = re.findall(r"^  (\S+)\s+(\d+): ([\d.]+) \[", wide_block, flags=re.M)
+    assert {r[0] for r in wide} >= {"latent-distance", "random", "passive"}  # the wide final test set too
     assert (tmp_path / "committee-s0" / "checkpoints" / "round_001_m1.pt").exists()
     from mlflow import MlflowClient
 
