@@ -76,6 +76,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the informative frames an eighth of the pool (seven replicas in eight at 150 K, one at 600 K):
     # the default and random, the default's draw sharpened (score^4) and the score's top frames
     "active_learning_skewed": ([scenario("skewed", 3, "latent-proportional,random,latent-power4,latent-distance")], []),
+    # the default, random and the top frames on five campaign seeds of that pool (the first three: the step above's)
+    "active_learning_skewed_seeds": ([scenario("skewed", 5, "latent-proportional,random,latent-distance")], []),
     # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
     "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
@@ -179,6 +181,7 @@ SHARES = {
     "active_learning_seeds": "active_learning",
     "active_learning_rare_seeds": "active_learning_rare",
     "active_learning_hot_power": "active_learning_hot",
+    "active_learning_skewed_seeds": "active_learning_skewed",
 }
 
 
