@@ -104,7 +104,7 @@ SCENARIOS = {
         HOT,
     ),  # fmt: skip
     # the informative frames a small minority, as in a late campaign's pool: seven replicas in eight
-    # at 150 K (inside what the 300 K initial set knows), one at 600 K (past the 500 K judges)
+    # at 150 K (below the 300 K initial set's temperature), one at 600 K (past the 500 K judges)
     "skewed": (
         ["system.initial_temperature_k=300", "system.holdout_temperature_k=600", f"sampling.temperatures_k={SKEWED_K}"],
         HOT,
