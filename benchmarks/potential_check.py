@@ -37,7 +37,7 @@ from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
-from workers.torsions import angle_diff_deg, torsion_angles, torsion_gaps, torsion_quads
+from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
 
 GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
 
@@ -71,7 +71,7 @@ def torsion_coverage(calc, frames: list, labels_path: Path) -> None:
     ref, lab = torsion_angles(frames, quads), torsion_angles(labels, quads)
     print(f"\ntorsions against the {len(labels)} training labels of {labels_path} (degrees; mean direction):")
     for b, name in enumerate(names):
-        near = angle_diff_deg(ref[:, b, None], lab[None, :, b]).min(axis=1)
+        near = torsion_gaps(ref[:, b : b + 1], lab[:, b : b + 1])  # this bond alone
         print(f"  {name}: frames {circular_mean_deg(ref[:, b]):.0f}, labels {circular_mean_deg(lab[:, b]):.0f}; "
               f"nearest label's angle {np.median(near):.0f} median, {near.max():.0f} max")  # fmt: skip
     gaps, own = torsion_gaps(ref, lab), torsion_gaps(lab, None)
