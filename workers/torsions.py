@@ -155,7 +155,7 @@ def torsion_gaps(angles: np.ndarray, known: np.ndarray | None) -> np.ndarray:
     if not x.shape[1]:
         return np.zeros(len(x))
     y = x if known is None else np.asarray(known, dtype=float)
-    if not len(y):
+    if len(y) < (2 if known is None else 1):  # nothing (else) known: as far as can be
         return np.full(len(x), 180.0)
     diff = angle_diff_deg(x[:, None, :], y[None, :, :]).max(axis=2)  # [frames, known]
     if known is None:

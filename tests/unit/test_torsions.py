@@ -96,3 +96,4 @@ def test_torsion_gaps_are_circular_differences_to_the_nearest_structure():
     np.testing.assert_allclose(torsion_gaps(frames, known), [10.0, 10.0, 10.0, 70.0], atol=1e-6)
     assert torsion_gaps(frames, np.zeros((0, 1))).tolist() == [180.0] * 4  # nothing known: as far as can be
     np.testing.assert_allclose(torsion_gaps(frames, None), [20.0, 20.0, 80.0, 80.0], atol=1e-6)  # each vs the rest
+    assert torsion_gaps(frames[:1], None).tolist() == [180.0]  # one frame: no other to be near
