@@ -76,15 +76,22 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the informative frames an eighth of the pool (seven replicas in eight at 150 K, one at 600 K):
     # the default and random, the default's draw sharpened (score^4) and the score's top frames
     "active_learning_skewed": ([scenario("skewed", 3, "latent-proportional,random,latent-power4,latent-distance")], []),
-    # the default, random and the top frames on five campaign seeds of that pool (the first three: the step above's)
-    "active_learning_skewed_seeds": ([scenario("skewed", 5, "latent-proportional,random,latent-distance")], []),
+    # the default, random, the top frames and score^4 on five campaign seeds of that pool (the first
+    # three: the step above's)
+    "active_learning_skewed_seeds": (
+        [scenario("skewed", 5, "latent-proportional,random,latent-distance,latent-power4")],
+        [],
+    ),
     # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
     "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
     "active_learning_cold_strong": ([[*scenario("cold", 3, "latent-biased"), "--set", "sampling.bias_ev=0.1"]], []),
     # the demo's pool (MD where the judges are): does the biased MD cost accuracy there? And the score's
-    # top frames (latent-distance) beside the default and random, all four rows in one run
-    "active_learning_biased": ([scenario("demo", 3, "latent-biased,latent-proportional,random,latent-distance")], []),
+    # top frames (latent-distance) and score^4 beside the default and random, all rows in one run
+    "active_learning_biased": (
+        [scenario("demo", 3, "latent-biased,latent-proportional,random,latent-distance,latent-power4")],
+        [],
+    ),
     "demo": (
         [
             [CATAL, "run", "configs/demo.yaml", "--set", "out_dir={out}/campaign"],
