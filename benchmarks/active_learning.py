@@ -1,16 +1,17 @@
 """Does selection buy accuracy per DFT label? Strategies, random picks and AIMD, one run.
 
-    python benchmarks/active_learning.py [--seeds 3] [--strategies latent-proportional,random,...]
+    python benchmarks/active_learning.py [--seeds 3] [--strategies latent-power4,random,...]
     python benchmarks/active_learning.py --scenario hot --passive-sizes ''   # MD beyond the data
     python benchmarks/active_learning.py --quick    # tiny campaigns and sets (tests)
 
 Every campaign is the demo system (configs/demo.yaml: ethanol, RHF/STO-3G, MD at 600 K) with
 the same initial set and hold-out (``system.seed`` fixed) and the same label budget; only
 ``selection.strategy`` and the campaign ``seed`` change (the seed moves the MD, the picks
-and every training). Rows: the default ``latent-proportional`` (latent distance, drawn in proportion),
-``latent-power2`` / ``4`` (drawn by its square / fourth power), ``latent-distance`` (its top
-frames), ``latent-biased`` / ``random-biased`` (from biased MD), ``forces-std``, ``entropy``, ``committee`` (4
-scalar-head models, DP-GEN's max_devi_f), ``random`` (pure: a uniform draw among the MD
+and every training). Rows: the default ``latent-power4`` (latent distance, each pick's chance in
+proportion to its 4th power), ``latent-proportional`` / ``-power2`` (to itself, the default until
+2026-12-06 / its square), ``latent-distance`` (its top frames), ``latent-biased`` / ``random-biased``
+(from biased MD), ``forces-std``, ``entropy``, ``committee`` (4 scalar-head models, DP-GEN's
+max_devi_f), ``random`` (pure: a uniform draw among the MD
 frames, no window or diversity step) and ``random-scalar`` (the committee's like-for-like
 random baseline). A **passive** row trains the same model (``model``, ``training`` of the
 config, ``--passive-epochs`` from scratch) on N frames of ab-initio MD at the target
@@ -20,7 +21,7 @@ Judges (benchmarks/data/README.md): every model a campaign trains is scored on i
 hold-out, the **development** set (500 K AIMD; designs were chosen on it) and the two **final
 test** sets (500 K AIMD, trajectories no other set uses, only reported: ``test``, 2
 trajectories, ``test_wide``, 6 after 500 fs of MD). Printed: force MAE per round (mean [min,
-max] over seeds), labels to each ``--target``, the default's ratio to pure random, and the
+max] over seeds), labels to each ``--target``, each row's ratio to pure random, and the
 AIMD frames passive training needs to match each row. Plots and one MLflow experiment in
 ``--out``; campaigns already there are resumed (a rerun only re-scores them).
 
@@ -67,7 +68,7 @@ DATA = Path(__file__).resolve().parent / "data"
 JUDGES = {"dev": DATA / "ethanol_500k_hf_sto3g.extxyz", "test": DATA / "ethanol_500k_test_hf_sto3g.extxyz",
           "test_wide": DATA / "ethanol_500k_test_wide_hf_sto3g.extxyz"}  # fmt: skip
 POOL = DATA / "ethanol_500k_aimd_pool_hf_sto3g.extxyz"
-DEFAULT, BASELINE = "latent-proportional", "random"
+DEFAULT, BASELINE = "latent-power4", "random"
 
 HOT = {  # the AIMD reference's 700 and 800 K trajectories; the thermalised final family (section 1)
     "hot": (DATA / "ethanol_aimd_hf_sto3g.extxyz", lambda a: a.info["temperature_k"] >= 700),
@@ -120,17 +121,16 @@ STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0}
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
-# the default: the most unfamiliar atom's feature-space distance to the training atoms
-# (model.latent_neighbours), picks drawn in proportion to it over all but the top 2%
+# the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours),
+# picks drawn in proportion to it over all but the top 2% (the default until 2026-12-06)
 LATENT = ["selection.strategy=latent_distance", "selection.draw=proportional", "selection.window_lo=0.0",
-          "model.head=categorical"]  # fmt: skip
+          "model.head=categorical", "selection.draw_power=1"]  # fmt: skip
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
-    DEFAULT: LATENT,
+    DEFAULT: [*LATENT, "selection.draw_power=4"],  # the default: each chance to the distance^4
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
-    # the default's draw sharpened: each frame's chance in proportion to its latent distance^2 / ^4
-    "latent-power2": [*LATENT, "selection.draw_power=2"],
-    "latent-power4": [*LATENT, "selection.draw_power=4"],
-    # the default's picks from uncertainty-biased MD (hyperactive learning): each atom's energy
+    "latent-proportional": LATENT,
+    "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
+    # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy
     # lowered by up to BIAS_EV where its latent distance is large, so replicas drift off the data
     "latent-biased": [*LATENT, f"sampling.bias_ev={BIAS_EV}"],
     # random picks from the same biased MD: what the bias buys without the selection
@@ -266,25 +266,25 @@ def summarise(curves: dict[str, list[list[dict]]], judge: str, targets: list[flo
 
 
 def verdict(curves: dict[str, list[list[dict]]], judge: str, targets: list[float], aimd_stride: int) -> None:
-    """The comparisons the acceptance asks for, on ``judge``: the default against pure random
+    """The comparisons the acceptance asks for, on ``judge``: each selection against pure random
     (labels to each target, final accuracy at the same labels, seed ranges) and every
     campaign against AIMD frames (passive)."""
     key = f"{judge}_force_mae"
     print(f"\nverdict on the {judge} set")
-    if DEFAULT in curves and BASELINE in curves:
+    for row in (r for r in curves if BASELINE in curves and r not in (BASELINE, "passive")):
         for target in targets:
-            d = [labels_to_target(r, key, target) for r in curves[DEFAULT]]
+            d = [labels_to_target(r, key, target) for r in curves[row]]
             b = [labels_to_target(r, key, target) for r in curves[BASELINE]]
             if all(math.isfinite(x) for x in d) and all(math.isfinite(x) for x in b):
                 ratio = f"{statistics.mean(d) / statistics.mean(b):.2f}x"
             else:
                 ratio = "n/a (not reached by every seed)"
-            print(f"  {target} eV/Å: {DEFAULT} {d} vs {BASELINE} {b} labels: {ratio}")
-        fd = [r[-1][key] for r in curves[DEFAULT]]
+            print(f"  {target} eV/Å: {row} {d} vs {BASELINE} {b} labels: {ratio}")
+        fd = [r[-1][key] for r in curves[row]]
         fb = [r[-1][key] for r in curves[BASELINE]]
         apart = "ranges apart" if max(fd) < min(fb) or max(fb) < min(fd) else "ranges overlap"
         print(
-            f"  final models ({curves[DEFAULT][0][-1]['train_labels']} labels): {DEFAULT} "
+            f"  final models ({curves[row][0][-1]['train_labels']} labels): {row} "
             f"{statistics.mean(fd):.3f} [{min(fd):.3f}, {max(fd):.3f}] vs {BASELINE} {statistics.mean(fb):.3f} "
             f"[{min(fb):.3f}, {max(fb):.3f}] eV/Å: {statistics.mean(fd) / statistics.mean(fb):.2f}x ({apart})"
         )

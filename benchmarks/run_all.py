@@ -31,10 +31,11 @@ LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
 
 
 def scenario(
-    name: str, seeds: int = 3, strategies: str = "latent-proportional,random,latent-distance,forces-std"
+    name: str, seeds: int = 3, strategies: str = "latent-power4,random,latent-proportional,latent-distance,forces-std"
 ) -> list[str]:
-    """The active-learning benchmark's ``--scenario name``: the default against pure random, its
-    score's top frames and the force std's (the error bar's signal), no passive rows."""
+    """The active-learning benchmark's ``--scenario name``: the default (latent-power4) against pure
+    random, the draw before it (latent-proportional), its score's top frames and the force std's
+    (the error bar's signal), no passive rows."""
     return [PY, "benchmarks/active_learning.py", "--scenario", name, "--seeds", str(seeds), "--passive-sizes", "",
             "--strategies", strategies, "--out", "{out}"]  # fmt: skip
 
@@ -56,38 +57,43 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
-    # the default, random, top latent and forces_std on five campaign seeds (the first three: the step above's)
+    # scenario()'s rows on five campaign seeds (the first three: the step above's)
     "active_learning_seeds": ([scenario("demo", 5)], []),
-    # MD far beyond the initial data (300 K initial set, 800 K MD): the default against random, five seeds
+    # MD far beyond the initial data (300 K initial set, 800 K MD): the draw in proportion to the
+    # latent distance (latent-proportional, the default until 2026-12-06) against random, five seeds
     "active_learning_hot": ([scenario("hot", 5, "latent-proportional,random")], []),
-    # the same pool (the step above's campaigns resumed) with the default's draw sharpened: score^2, score^4
+    # the same pool (the step above's campaigns resumed) with the draw sharpened: score^2, score^4 (the default)
     "active_learning_hot_power": ([scenario("hot", 5, "latent-proportional,random,latent-power2,latent-power4")], []),
     # the same pool in ten smaller rounds (SMALL_ROUNDS), five seeds
     "active_learning_hot_small": ([[*scenario("hot", 5, "latent-proportional,random"), *SMALL_ROUNDS]], []),
     # five rounds with each warm start trained as long as ten rounds train in all (LONG_WARM_START):
     # separates what ten rounds buy by their training from what they buy by their MD and picks
     "active_learning_hot_long": ([[*scenario("hot", 5, "latent-proportional,random"), *LONG_WARM_START]], []),
-    # MD ramped 300 -> 1000 K: the default against random, five seeds
-    "active_learning_ramp": ([scenario("ramp", 5, "latent-proportional,random")], []),
+    # MD ramped 300 -> 1000 K: the default and the draw before it against random, five seeds
+    "active_learning_ramp": ([scenario("ramp", 5, "latent-power4,latent-proportional,random")], []),
     # few informative frames: a quarter of the replicas at 900 K, the rest where the initial set is
     "active_learning_rare": ([scenario("rare")], []),
-    # the default against random on five campaign seeds of the rare pool (the first three: the step above's)
-    "active_learning_rare_seeds": ([scenario("rare", 5, "latent-proportional,random")], []),
+    # the default and the draw before it against random on five campaign seeds of the rare pool (the
+    # first three: the step above's)
+    "active_learning_rare_seeds": ([scenario("rare", 5, "latent-power4,latent-proportional,random")], []),
     # the informative frames an eighth of the pool (seven replicas in eight at 150 K, one at 600 K):
-    # the default and random, the default's draw sharpened (score^4) and the score's top frames
+    # the draw before the default and random, the default (score^4) and the score's top frames
     "active_learning_skewed": ([scenario("skewed", 3, "latent-proportional,random,latent-power4,latent-distance")], []),
-    # the default, random, the top frames and score^4 on five campaign seeds of that pool (the first
-    # three: the step above's)
+    # the same rows on five campaign seeds of that pool (the first three: the step above's)
     "active_learning_skewed_seeds": (
         [scenario("skewed", 5, "latent-proportional,random,latent-distance,latent-power4")],
         [],
     ),
-    # MD colder than the judges: the default from uncertainty-biased MD, from plain MD, and random
-    "active_learning_cold": ([scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased")], []),
+    # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
+    # default from plain MD, and random
+    "active_learning_cold": (
+        [scenario("cold", 3, "latent-biased,latent-proportional,random,random-biased,latent-power4")],
+        [],
+    ),
     # the same biased row with a bias about three times as strong (the strength chosen on the development set)
     "active_learning_cold_strong": ([[*scenario("cold", 3, "latent-biased"), "--set", "sampling.bias_ev=0.1"]], []),
     # the demo's pool (MD where the judges are): does the biased MD cost accuracy there? And the score's
-    # top frames (latent-distance) and score^4 beside the default and random, all rows in one run
+    # top frames (latent-distance) and the default (score^4) beside the draw before it and random
     "active_learning_biased": (
         [scenario("demo", 3, "latent-biased,latent-proportional,random,latent-distance,latent-power4")],
         [],

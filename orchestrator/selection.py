@@ -5,7 +5,7 @@
    the frame is likely unphysical. Frames a stop rule ended count as failed.
 2. Among in-window frames not within ``min_embedding_distance`` of an already labelled
    structure (``orchestrator.draws``): ``draw: proportional`` (default) draws the picks at
-   random, each frame's chance proportional to its score; ``draw: top`` takes the
+   random, each frame's chance proportional to its score to ``draw_power`` (4); ``draw: top`` takes the
    ``top_k_factor * quota`` most uncertain, then greedy farthest-point sampling on embeddings
    (seeded with the most uncertain) so picks are not near-duplicate MD frames. Exact
    duplicates are never both picked.
@@ -82,8 +82,10 @@ class SelectionConfig(Section):
     # docs/results.md section 2)
     draw: Literal["top", "proportional"] = "proportional"
     # proportional draw: each frame's chance in proportion to its score to this power (1: the
-    # score itself; larger leans harder to the top scores, top-k in the limit)
-    draw_power: float = Field(1.0, gt=0.0, le=64.0)
+    # score itself, which barely leans where every frame's distance is near the typical one;
+    # 4, the default: leans to the unfamiliar frames and still labels typical ones, chosen on
+    # the development set, docs/results.md section 2; top-k in the limit of large powers)
+    draw_power: float = Field(4.0, gt=0.0, le=64.0)
     # farthest-point sampling runs over the top (factor x quota) candidates (draw: top)
     top_k_factor: float = Field(3.0, ge=1.0)
     # diversity by farthest-point sampling on pooled embeddings

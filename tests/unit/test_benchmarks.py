@@ -126,6 +126,9 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     assert {r[0] for r in rows} >= {"latent-distance", "forces-std", "random", "passive"}
     assert all(float(lo) <= float(m) <= float(hi) for _, _, m, lo, hi in rows)
     assert "AIMD frames to match" in out.split("verdict on the test set")[1]
+    test_verdict = out.split("verdict on the test set")[1].split("verdict on")[0]
+    compared = re.findall(r"final models \(\d+ labels\): (\S+) ", test_verdict)
+    assert sorted(compared) == sorted(set(STRATEGIES) - {"random"})  # every selection against pure random
     assert (tmp_path / "learning_curves_test.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()
     wide_block = out.split("\ntest_wide: force MAE")[1].split("\n\n")[0]
     wide = re.findall(r"^  (\S+)\s+(\d+): ([\d.]+) \[", wide_block, flags=re.M)

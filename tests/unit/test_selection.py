@@ -175,7 +175,7 @@ def test_draw_power_sharpens_the_proportional_draw_toward_top_k():
 
 def test_proportional_selection_stays_in_the_window_and_leans_to_high_scores():
     scores, emb, stopped = _data(200)
-    cfg = SelectionConfig(strategy="latent_distance", draw="proportional", window_lo=0.0, window_hi=0.9)
+    cfg = SelectionConfig(strategy="latent_distance", draw="proportional", window_lo=0.0, window_hi=0.9, draw_power=1.0)
     hi = np.quantile(scores, 0.9)
     picked = [select(scores, emb, stopped, cfg, 10, rng=selection_rng(0, r)).picked for r in range(300)]
     assert all(len(p) == 10 and len(set(p.tolist())) == 10 and (scores[p] <= hi).all() for p in picked)
