@@ -33,7 +33,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# every number in README and docs/results.md, on this build (about 10 h on 2 cores)
+# every number in README and docs/results.md, on this build (about 11 h on 2 cores)
 results: $(STAMP)
 	$(PY) benchmarks/run_all.py
 

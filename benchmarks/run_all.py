@@ -1,6 +1,6 @@
 """Every number in README and docs/results.md, regenerated on the current build: one command.
 
-    python benchmarks/run_all.py                 # `make results`: every step, about 10 h on 2 cores
+    python benchmarks/run_all.py                 # `make results`: every step, about 11 h on 2 cores
     python benchmarks/run_all.py --only demo,vacf
     python benchmarks/run_all.py --quick         # every step tiny (CI), written under runs/results-quick
 
