@@ -40,6 +40,9 @@ def scenario(
             "--strategies", strategies, "--out", "{out}"]  # fmt: skip
 
 
+# the rows a sceptic asks for on the demo's pool (the active_learning step)
+SCEPTIC = "latent-power4,random,latent-proportional,latent-distance,forces-std,committee,entropy,random-scalar"
+
 # ten rounds of 6 picks + 1 audit instead of the demo's five of 12 + 2: the same 94 training labels
 SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audit_per_round=1",
                 "--set", "budget.max_labels_per_round=7", "--set", "stop.max_rounds=10"]  # fmt: skip
@@ -53,8 +56,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/uncertainty.py", "--seeds", "5", "--epochs", "300", "--arrays", "{out}/arrays.npz"]],
         [[PY, "benchmarks/uncertainty.py", "--quick"]],
     ),
+    # the sceptic's rows on the demo's pool, three seeds, with passive training on AIMD: the default,
+    # random, the draw before it, the score's top frames, the force std, a committee of 4 (DP-GEN),
+    # entropy and random picks for the scalar model (the biased and power-2 rows: their own steps)
     "active_learning": (
-        [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}"]],
+        [[PY, "benchmarks/active_learning.py", "--seeds", "3", "--out", "{out}", "--strategies", SCEPTIC]],
         [[PY, "benchmarks/active_learning.py", "--quick", "--out", "{out}"]],
     ),
     # scenario()'s rows on five campaign seeds (the first three: the step above's)
