@@ -28,8 +28,9 @@ AIMD frames passive training needs to match each row. Plots and one MLflow exper
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by a 2 ps
 MD of each final model): ``ramp``, each MD run ramped 300 -> 1000 K; ``rare``, three replicas
 in four at 300 K, one at 900 K; ``skewed``, seven in eight at 150 K, one at 600 K (the frames
-the 500 K judges need an eighth of the pool); each campaign's line gives its picks' share
-from the hotter replicas.
+the 500 K judges need an eighth of the pool); ``sparse``, fifteen in sixteen at 150 K, one at
+800 K (held to 2 ps at 800 K); each campaign's line gives its picks' share from the hotter
+replicas.
 
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; judged
@@ -75,49 +76,43 @@ HOT = {  # the AIMD reference's 700 and 800 K trajectories; the thermalised fina
     "hot_eq": (DATA / "ethanol_hot_test_hf_sto3g.extxyz", lambda a: True),
 }
 SKEWED_K = [150] * 7 + [600]  # per-replica thermostat targets (K) of the skewed scenario
+SPARSE_K = [150] * 15 + [800]  # of the sparse one: one replica in the demo's 16 hot
+COOL_START = "system.initial_temperature_k=300"  # every scenario beyond the data: the initial set at 300 K
 # scenario -> (overrides for every campaign, extra judges: name -> (file, frame filter))
 SCENARIOS = {
     "demo": ([], {}),
     # MD far beyond the initial data: initial set at 300 K, MD (and the hold-out) at 800 K,
     # judged also on the AIMD reference's 700 and 800 K trajectories (no campaign trains on them)
-    "hot": (["system.initial_temperature_k=300", "sampling.temperature_k=800"], HOT),
+    "hot": ([COOL_START, "sampling.temperature_k=800"], HOT),
     # a heterogeneous pool: each MD run ramps 300 -> 1000 K, so its early frames are what the
     # 300 K initial set already knows and its late ones are not; random picks spend half the
     # labels on the familiar end, a selection that works spends them where the model is wrong
     "ramp": (
         [
-            "system.initial_temperature_k=300",
+            COOL_START,
             "system.holdout_temperature_k=800",
             "sampling.temperature_k=300",
             "sampling.temperature_end_k=1000",
         ],
         HOT,
-    ),  # fmt: skip
+    ),
     # few informative frames among many redundant ones, as in most campaigns after their first
     # rounds: three replicas in four run at 300 K (what the initial set knows), one in four at
     # 900 K (DP-GEN-style per-replica temperatures); judged where the potential must hold (hot)
-    "rare": (
-        [
-            "system.initial_temperature_k=300",
-            "system.holdout_temperature_k=800",
-            "sampling.temperatures_k=[300,300,300,900]",
-        ],
-        HOT,
-    ),  # fmt: skip
+    "rare": ([COOL_START, "system.holdout_temperature_k=800", "sampling.temperatures_k=[300,300,300,900]"], HOT),
     # the informative frames a small minority, as in a late campaign's pool: seven replicas in eight
     # at 150 K (below the 300 K initial set's temperature), one at 600 K (past the 500 K judges)
-    "skewed": (
-        ["system.initial_temperature_k=300", "system.holdout_temperature_k=600", f"sampling.temperatures_k={SKEWED_K}"],
-        HOT,
-    ),  # fmt: skip
+    "skewed": ([COOL_START, "system.holdout_temperature_k=600", f"sampling.temperatures_k={SKEWED_K}"], HOT),
+    # the informative frames a sixteenth, hotter than the judges: can random picks hold 800 K MD?
+    "sparse": ([COOL_START, "system.holdout_temperature_k=800", f"sampling.temperatures_k={SPARSE_K}"], HOT),
     # MD colder than where the potential must hold: initial set and MD at 300 K, judged on 500 K
     # (dev, test) and 700-800 K AIMD: plain MD's pool lacks what the judges visit, so only a
     # campaign whose MD leaves the data (uncertainty-biased MD, the latent-biased row) can label it
-    "cold": (["system.initial_temperature_k=300", "sampling.temperature_k=300"], HOT),
+    "cold": ([COOL_START, "sampling.temperature_k=300"], HOT),
 }
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
 # check runs at sampling.temperature_k, which a ramp does not stay at)
-STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0}
+STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0, "sparse": 800.0}
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
@@ -316,7 +311,7 @@ def main() -> None:
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
-                   help="demo; hot, ramp, rare, skewed, cold: beyond the data")  # fmt: skip
+                   help="demo; hot, ramp, rare, skewed, sparse, cold: beyond the data")  # fmt: skip
     args = p.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if set(strategies) - set(STRATEGIES):
