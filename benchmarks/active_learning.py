@@ -25,8 +25,8 @@ max] over seeds), labels to each ``--target``, each row's ratio to pure random, 
 AIMD frames passive training needs to match each row. Plots and one MLflow experiment in
 ``--out``; campaigns already there are resumed (a rerun only re-scores them).
 
-Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by a 2 ps
-MD of each final model): ``ramp``, each MD run ramped 300 -> 1000 K; ``rare``, three replicas
+Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
+MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD run ramped 300 -> 1000 K; ``rare``, three replicas
 in four at 300 K, one at 900 K; ``skewed``, seven in eight at 150 K, one at 600 K (the frames
 the 500 K judges need an eighth of the pool); ``sparse``, fifteen in sixteen at 150 K, one at
 800 K (held to 2 ps at 800 K); each campaign's line gives its picks' share from the hotter
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
 import math
 import statistics
@@ -50,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 from ase.io import read
+from learning_curves import summarise, verdict  # benchmarks/, beside this script
 from rich.console import Console
 
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
-from orchestrator.outputs import plots
 from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
 from orchestrator.seeds import training_seed
@@ -111,8 +110,10 @@ SCENARIOS = {
     "cold": ([COOL_START, "sampling.temperature_k=300"], HOT),
 }
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
-# check runs at sampling.temperature_k, which a ramp does not stay at)
+# check runs at sampling.temperature_k, which a ramp does not stay at), STABILITY_RUNS times
+# (velocity and noise seeds 0, 1, ...; run 0 is the figure printed before 2026-12-06)
 STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0, "sparse": 800.0}
+STABILITY_RUNS = 4
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
@@ -155,10 +156,18 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
 
 
 def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: float = 2.0) -> dict:
-    """The final model's frequencies and ``md_ps`` of Langevin MD at ``temperature_k`` from
-    the seed's DFT minimum (what a campaign logs as ``final_*`` at its sampling temperature)."""
+    """The final model's frequencies and STABILITY_RUNS x ``md_ps`` of Langevin MD at
+    ``temperature_k`` from the seed's DFT minimum (what a campaign logs as ``final_*``, one run
+    at its sampling temperature); ``md_text``: the runs' outcome in words."""
     ref = load_reference(reference)
-    return potential_figures(load_checkpoint(model_path)[0].eval(), ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps)
+    model = load_checkpoint(model_path)[0].eval()
+    out = potential_figures(model, ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps, md_runs=STABILITY_RUNS)
+    sym = ref.atoms.get_chemical_symbols()
+    breaks = [f"run {s} at {t / 1000:.2f} ps: " + ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in pairs)
+              for s, t, pairs in out["final_md_breaks"]]  # fmt: skip
+    runs = f"{out['final_md_runs_intact']:.0f} of {STABILITY_RUNS} runs of {md_ps:.0f} ps at {temperature_k:.0f} K"
+    out["md_text"] = f"{runs} kept every bond" + (f" (changed: {'; '.join(breaks)})" if breaks else "")
+    return out
 
 
 def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dict]:
@@ -215,90 +224,6 @@ def passive_points(cfg, pool: list, sizes: list[int], epochs: int, judges: dict,
     return [done[n] for n in sizes]
 
 
-def labels_to_target(points: list[dict], key: str, target: float) -> float:
-    """Training labels of the first model whose ``key`` is at or below ``target`` (nan: never)."""
-    return next((p["train_labels"] for p in points if p[key] <= target), math.nan)
-
-
-def frames_to_match(passive: list[list[dict]], key: str, value: float) -> float:
-    """AIMD frames the passive model needs to reach ``value``: its seed-mean curve,
-    interpolated log-log between sizes (inf past the largest; the smallest if already below)."""
-    sizes = [p["train_labels"] for p in passive[0]]
-    mean = [statistics.mean(run[k][key] for run in passive) for k in range(len(sizes))]
-    if mean[0] <= value:
-        return float(sizes[0])
-    for (n0, m0), (n1, m1) in itertools.pairwise(zip(sizes, mean, strict=True)):
-        if m1 <= value < m0:
-            t = (math.log(value) - math.log(m0)) / (math.log(m1) - math.log(m0))
-            return float(math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0))))
-    return math.inf
-
-
-def summarise(curves: dict[str, list[list[dict]]], judge: str, targets: list[float], out: Path) -> Path:
-    """Print each row's curve (mean [min, max] over seeds) and labels-to-target; plot it."""
-    key = f"{judge}_force_mae"
-    print(f"\n{judge}: force MAE (eV/Å) of each model, by training labels: mean [min, max] over seeds")
-    mean_curves, bands = {}, {}
-    for name, runs in curves.items():
-        n = min(len(r) for r in runs)
-        x = [statistics.mean(r[k]["train_labels"] for r in runs) for k in range(n)]
-        values = [[r[k][key] for r in runs] for k in range(n)]
-        mean_curves[name] = (x, [statistics.mean(v) for v in values])
-        bands[name] = ([min(v) for v in values], [max(v) for v in values])
-        cells = [
-            f"{lab:.0f}: {statistics.mean(v):.3f} [{min(v):.3f}, {max(v):.3f}]"
-            for lab, v in zip(x, values, strict=True)
-        ]
-        print(f"  {name:<14} " + "  ".join(cells))
-    for target in targets:
-        print(f"  training labels to reach {target} eV/Å, per seed (nan = not reached)")
-        for name, runs in curves.items():
-            print(f"    {name:<14} " + ", ".join(f"{labels_to_target(r, key, target):.0f}" for r in runs))
-    return plots.learning_curve(
-        out / f"learning_curves_{judge}.png", mean_curves, "force MAE (eV/Å), mean and seed range",
-        f"{judge} set", bands, xlabel="DFT labels trained on",
-    )  # fmt: skip
-
-
-def verdict(curves: dict[str, list[list[dict]]], judge: str, targets: list[float], aimd_stride: int) -> None:
-    """The comparisons the acceptance asks for, on ``judge``: each selection against pure random
-    (labels to each target, final accuracy at the same labels, seed ranges) and every
-    campaign against AIMD frames (passive)."""
-    key = f"{judge}_force_mae"
-    print(f"\nverdict on the {judge} set")
-    for row in (r for r in curves if BASELINE in curves and r not in (BASELINE, "passive")):
-        for target in targets:
-            d = [labels_to_target(r, key, target) for r in curves[row]]
-            b = [labels_to_target(r, key, target) for r in curves[BASELINE]]
-            if all(math.isfinite(x) for x in d) and all(math.isfinite(x) for x in b):
-                ratio = f"{statistics.mean(d) / statistics.mean(b):.2f}x"
-            else:
-                ratio = "n/a (not reached by every seed)"
-            print(f"  {target} eV/Å: {row} {d} vs {BASELINE} {b} labels: {ratio}")
-        fd = [r[-1][key] for r in curves[row]]
-        fb = [r[-1][key] for r in curves[BASELINE]]
-        apart = "ranges apart" if max(fd) < min(fb) or max(fb) < min(fd) else "ranges overlap"
-        print(
-            f"  final models ({curves[row][0][-1]['train_labels']} labels): {row} "
-            f"{statistics.mean(fd):.3f} [{min(fd):.3f}, {max(fd):.3f}] vs {BASELINE} {statistics.mean(fb):.3f} "
-            f"[{min(fb):.3f}, {max(fb):.3f}] eV/Å: {statistics.mean(fd) / statistics.mean(fb):.2f}x ({apart})"
-        )
-    if "passive" in curves:
-        for name, runs in curves.items():
-            if name == "passive":
-                continue
-            final = statistics.mean(r[-1][key] for r in runs)
-            labels = statistics.mean(r[-1]["train_labels"] for r in runs)
-            need = frames_to_match(curves["passive"], key, final)
-            largest = curves["passive"][0][-1]["train_labels"]
-            shown = f"{need:.0f}" if math.isfinite(need) else f"> {largest}"
-            ratio = f"{need / labels:.1f}x" if math.isfinite(need) else f"> {largest / labels:.1f}x"
-            print(
-                f"  {name:<14} final {final:.3f} eV/Å on {labels:.0f} labels; AIMD frames to match: {shown} ({ratio}"
-                f"; each AIMD frame costs {aimd_stride} DFT force calls of MD)"
-            )
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/demo.yaml")
@@ -333,6 +258,7 @@ def main() -> None:
     refs = compute_references(load_config(config, base), args.out / "shared")
     curves: dict[str, list[list[dict]]] = {}
     freqs: dict[str, list[float]] = {}  # the final models' harmonic frequency MAE (cm^-1)
+    intact: dict[str, list[float]] = {}  # per final model: its MD runs (STABILITY_RUNS) that kept every bond
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
@@ -354,19 +280,21 @@ def main() -> None:
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
-            md, md_k = state.round_info, cfg.sampling.temperature_k  # the final model's own check
+            md = state.round_info  # the final model's own check
+            stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
+            stable = f"{md.get('final_md_ps_run', 0):.1f} ps MD at {cfg.sampling.temperature_k:.0f} K: {stable}"
             if args.scenario in STABILITY_K and not args.quick:
-                md_k = STABILITY_K[args.scenario]
-                md = stability(campaign.session.run.final_model, refs[0], md_k)
+                md = stability(campaign.session.run.final_model, refs[0], STABILITY_K[args.scenario])
+                stable = md["md_text"]
+                intact.setdefault(strategy, []).append(md["final_md_runs_intact"])
             share = hot_share(cfg.sampling, campaign_picks(campaign, state))
             hot = f"; picks from the hotter replicas {100 * share:.0f}%" if math.isfinite(share) else ""
-            stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
             freqs.setdefault(strategy, []).append(md.get("final_freq_mae_cm", math.nan))
             print(
                 f"{name:<22} {final['train_labels']:>3} training labels: final model F MAE hold-out "
                 f"{final['holdout_force_mae']:.3f}, dev {final['dev_force_mae']:.3f}, "
                 f"test {final['test_force_mae']:.3f}{others} eV/Å{hot}; frequencies {freqs[strategy][-1]:.1f} cm^-1; "
-                f"{md.get('final_md_ps_run', 0):.1f} ps MD at {md_k:.0f} K: {stable}; rounds' phases {wall:.0f} s",
+                f"{stable}; rounds' phases {wall:.0f} s",
                 flush=True,
             )
     pool = read(POOL, index=":") if sizes else []  # read when needed (a campaign's hours may come first)
@@ -384,10 +312,14 @@ def main() -> None:
         summarise(curves, judge, args.target, args.out)
     plot = summarise(curves, "test", args.target, args.out)
     for judge in ["dev", *extra_judges, "test", "test_wide"]:
-        verdict(curves, judge, args.target, stride)
+        verdict(curves, judge, args.target, stride, BASELINE)
     print("final models' harmonic frequency MAE vs DFT (cm^-1), mean [min, max] over seeds")
     for strategy, f in freqs.items():
         print(f"  {strategy:<14} {statistics.mean(f):.1f} [{min(f):.1f}, {max(f):.1f}]")
+    if intact:
+        print(f"final models' MD at {STABILITY_K[args.scenario]:.0f} K: runs that kept every bond, per seed")
+        for strategy, n in intact.items():
+            print(f"  {strategy:<14} {', '.join(f'{k:.0f}' for k in n)} ({sum(n):.0f} of {STABILITY_RUNS * len(n)})")
     print(f"\nplot: {plot}\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
 
 

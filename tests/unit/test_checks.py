@@ -6,7 +6,14 @@ import pytest
 from ase.build import molecule
 from ase.calculators.emt import EMT
 
-from workers.model.checks import bonds, frequencies_vs_reference, langevin_stability, model_hessian, relax_with
+from workers.model.checks import (
+    bonds,
+    frequencies_vs_reference,
+    langevin_runs,
+    langevin_stability,
+    model_hessian,
+    relax_with,
+)
 from workers.normal_modes import normal_modes
 
 
@@ -50,3 +57,15 @@ def test_langevin_run_stops_at_the_first_bond_change(emt_n2):
     hot = langevin_stability(EMT(), emt_n2, temperature_k=200000.0, time_ps=2.0, seed=0)
     assert not hot.bonds_intact and hot.first_break_fs is not None and hot.broken
     assert hot.steps_run < 4000
+
+
+def test_langevin_runs_differ_by_seed_and_the_first_is_seed_zero(emt_n2):
+    """Each run its own velocities and noise: at 20000 K every run breaks N2, at
+    different moments; run k is ``langevin_stability`` with seed k."""
+    runs = langevin_runs(EMT(), emt_n2, temperature_k=20000.0, time_ps=2.0, seeds=range(3))
+    assert [r.bonds_intact for r in runs] == [False, False, False]
+    assert len({r.first_break_fs for r in runs}) > 1  # 30, 310, 20 fs with this ASE
+    one = langevin_stability(EMT(), emt_n2, temperature_k=20000.0, time_ps=2.0, seed=1)
+    assert runs[1].first_break_fs == one.first_break_fs and runs[1].steps_run == one.steps_run
+    cool = langevin_runs(EMT(), emt_n2, temperature_k=300.0, time_ps=0.2, seeds=[0, 1])
+    assert all(r.bonds_intact and r.steps_run == 400 for r in cool)

@@ -132,9 +132,20 @@ def langevin_stability(
     return MDCheck(done, float(np.mean(temps)), True, None, [])
 
 
-def potential_figures(model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, temperature_k: float, md_ps: float):
+def langevin_runs(calc, atoms: Atoms, temperature_k: float, time_ps: float, seeds) -> list[MDCheck]:
+    """``langevin_stability`` once per seed in ``seeds`` (velocities and thermostat noise differ):
+    how often a potential keeps its bonds, not whether one trajectory happened to."""
+    return [langevin_stability(calc, atoms, temperature_k, time_ps, seed=int(s)) for s in seeds]
+
+
+def potential_figures(
+    model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, temperature_k: float, md_ps: float, md_runs: int = 1
+) -> dict:
     """The cheap checks a campaign logs for its final model: frequencies against the stored DFT
-    Hessian and (``md_ps`` > 0) a short Langevin run at the sampling temperature."""
+    Hessian and (``md_ps`` > 0) a short Langevin run at the sampling temperature (velocity and
+    noise seed 0). ``md_runs`` > 1 adds runs with seeds 1, 2, ...: ``final_md_runs_intact``
+    counts the runs that kept every bond and ``final_md_breaks`` lists the others'
+    ``(seed, first_break_fs, pairs)`` (run 0's own figures are unchanged)."""
     from workers.model.calculator import CatalCalculator
 
     calc = CatalCalculator(model.double(), uncertainty=False)  # MD and frequencies read no error bar
@@ -149,4 +160,8 @@ def potential_figures(model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, 
         out["final_md_bonds_intact"] = float(md.bonds_intact)
         out["final_md_mean_temperature_k"] = md.mean_temperature_k
         out["final_md_ps_run"] = md.steps_run * 0.5e-3
+        if md_runs > 1:
+            runs = [md, *langevin_runs(calc, dft_minimum, temperature_k, md_ps, range(1, md_runs))]
+            out["final_md_runs_intact"] = float(sum(r.bonds_intact for r in runs))
+            out["final_md_breaks"] = [(s, r.first_break_fs, r.broken) for s, r in enumerate(runs) if not r.bonds_intact]
     return out
