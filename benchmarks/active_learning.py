@@ -26,11 +26,11 @@ AIMD frames passive training needs to match each row. Plots and one MLflow exper
 ``--out``; campaigns already there are resumed (a rerun only re-scores them).
 
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
-MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD run ramped 300 -> 1000 K; ``rare``, three replicas
-in four at 300 K, one at 900 K; ``skewed``, seven in eight at 150 K, one at 600 K (the frames
-the 500 K judges need an eighth of the pool); ``sparse``, fifteen in sixteen at 150 K, one at
-800 K (held to 2 ps at 800 K); each campaign's line gives its picks' share from the hotter
-replicas.
+MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
+run ramped 300 -> 1000 K; ``rare``, three replicas in four at 300 K, one at 900 K; ``skewed``,
+seven in eight at 150 K, one at 600 K (the frames the 500 K judges need an eighth of the pool);
+``sparse``, fifteen in sixteen at 150 K, one at 800 K (MD runs at 800 K); each campaign's line
+gives its picks' share from the hotter replicas.
 
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; judged
