@@ -90,8 +90,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [scenario("skewed", 5, "latent-proportional,random,latent-distance,latent-power4")],
         [],
     ),
-    # the informative frames a sixteenth (fifteen replicas at 150 K, one at 800 K), final models held
-    # to 2 ps at 800 K: the default against random
+    # the informative frames a sixteenth (fifteen replicas at 150 K, one at 800 K), each final model
+    # run four times 2 ps at 800 K: the default against random
     "active_learning_sparse": ([scenario("sparse", 3, "latent-power4,random")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
