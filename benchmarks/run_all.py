@@ -91,8 +91,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [],
     ),
     # the informative frames a sixteenth (fifteen replicas at 150 K, one at 800 K), each final model
-    # run four times 2 ps at 800 K: the default against random
-    "active_learning_sparse": ([scenario("sparse", 3, "latent-power4,random")], []),
+    # run four times 2 ps at 800 K: the default against random, five campaign seeds
+    "active_learning_sparse": ([scenario("sparse", 5, "latent-power4,random")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
