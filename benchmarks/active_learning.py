@@ -280,13 +280,14 @@ def main() -> None:
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
-            md = state.round_info  # the final model's own check
-            stable = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
-            stable = f"{md.get('final_md_ps_run', 0):.1f} ps MD at {cfg.sampling.temperature_k:.0f} K: {stable}"
             if args.scenario in STABILITY_K and not args.quick:
                 md = stability(campaign.session.run.final_model, refs[0], STABILITY_K[args.scenario])
                 stable = md["md_text"]
                 intact.setdefault(strategy, []).append(md["final_md_runs_intact"])
+            else:  # the final model's own check, one run at the sampling temperature
+                md = state.round_info
+                kept = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
+                stable = f"{md.get('final_md_ps_run', 0):.1f} ps MD at {cfg.sampling.temperature_k:.0f} K: {kept}"
             share = hot_share(cfg.sampling, campaign_picks(campaign, state))
             hot = f"; picks from the hotter replicas {100 * share:.0f}%" if math.isfinite(share) else ""
             freqs.setdefault(strategy, []).append(md.get("final_freq_mae_cm", math.nan))

@@ -156,12 +156,12 @@ def potential_figures(
         "final_n_imaginary": float(freq["n_imaginary"]),
     }
     if md_ps > 0:
-        md = langevin_stability(calc, dft_minimum, temperature_k, md_ps)
+        runs = langevin_runs(calc, dft_minimum, temperature_k, md_ps, range(max(md_runs, 1)))
+        md = runs[0]
         out["final_md_bonds_intact"] = float(md.bonds_intact)
         out["final_md_mean_temperature_k"] = md.mean_temperature_k
         out["final_md_ps_run"] = md.steps_run * 0.5e-3
         if md_runs > 1:
-            runs = [md, *langevin_runs(calc, dft_minimum, temperature_k, md_ps, range(1, md_runs))]
             out["final_md_runs_intact"] = float(sum(r.bonds_intact for r in runs))
             out["final_md_breaks"] = [(s, r.first_break_fs, r.broken) for s, r in enumerate(runs) if not r.bonds_intact]
     return out
