@@ -29,8 +29,9 @@ Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD a
 MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
 run ramped 300 -> 1000 K; ``rare``, three replicas in four at 300 K, one at 900 K; ``skewed``,
 seven in eight at 150 K, one at 600 K (the frames the 500 K judges need an eighth of the pool);
-``sparse``, fifteen in sixteen at 150 K, one at 800 K (MD runs at 800 K); each campaign's line
-gives its picks' share from the hotter replicas.
+``sparse``, fifteen in sixteen at 150 K, one at 800 K (MD runs at 800 K); ``sparse_long``, the same
+with 2 ps of MD a round (the stability check's length, not 300 fs); each campaign's line gives its
+picks' share from the hotter replicas.
 
 ``--scenario hot`` is where selection must matter: the initial set at 300 K, MD (and the
 hold-out) at 800 K, so the model meets configurations far from its data every round; judged
@@ -104,6 +105,12 @@ SCENARIOS = {
     "skewed": ([COOL_START, "system.holdout_temperature_k=600", f"sampling.temperatures_k={SKEWED_K}"], HOT),
     # the informative frames a sixteenth, hotter than the judges: can random picks hold 800 K MD?
     "sparse": ([COOL_START, "system.holdout_temperature_k=800", f"sampling.temperatures_k={SPARSE_K}"], HOT),
+    # the same pool, each round's MD 2 ps (4000 steps), as long as the stability check: the hot
+    # replica can meet the holes the final models fall into, and a selection can label the way in
+    "sparse_long": (
+        [COOL_START, "system.holdout_temperature_k=800", f"sampling.temperatures_k={SPARSE_K}", "sampling.steps=4000"],
+        HOT,
+    ),
     # MD colder than where the potential must hold: initial set and MD at 300 K, judged on 500 K
     # (dev, test) and 700-800 K AIMD: plain MD's pool lacks what the judges visit, so only a
     # campaign whose MD leaves the data (uncertainty-biased MD, the latent-biased row) can label it
@@ -112,7 +119,7 @@ SCENARIOS = {
 # scenarios whose final models are also run 2 ps at this temperature here (the campaign's own
 # check runs at sampling.temperature_k, which a ramp does not stay at), STABILITY_RUNS times
 # (velocity and noise seeds 0, 1, ...; run 0 is the figure printed before 2026-12-06)
-STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0, "sparse": 800.0}
+STABILITY_K = {"ramp": 800.0, "rare": 800.0, "cold": 500.0, "skewed": 600.0, "sparse": 800.0, "sparse_long": 800.0}
 STABILITY_RUNS = 4
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
@@ -124,6 +131,9 @@ LATENT = ["selection.strategy=latent_distance", "selection.draw=proportional", "
 STRATEGIES = {  # run in this order: the acceptance's pair first, then the sceptic's rows
     DEFAULT: [*LATENT, "selection.draw_power=4"],  # the default: each chance to the distance^4
     BASELINE: ["selection.strategy=random", "model.head=categorical"],
+    # the default's draw over every frame no stop rule ended: no quantile ceiling (window_hi 1),
+    # so the round's most unfamiliar 2% (the frames at the data's edge) can be picked too
+    "latent-power4-uncapped": [*LATENT, "selection.draw_power=4", "selection.window_hi=1.0"],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
     # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy

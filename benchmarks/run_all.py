@@ -91,8 +91,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [],
     ),
     # the informative frames a sixteenth (fifteen replicas at 150 K, one at 800 K), each final model
-    # run four times 2 ps at 800 K: the default against random, five campaign seeds
-    "active_learning_sparse": ([scenario("sparse", 5, "latent-power4,random")], []),
+    # run four times 2 ps at 800 K: the default against random and the default's draw with no
+    # quantile ceiling, five campaign seeds
+    "active_learning_sparse": ([scenario("sparse", 5, "latent-power4,random,latent-power4-uncapped")], []),
+    # the same pool with 2 ps of MD a round (as long as the stability check), three campaign seeds
+    "active_learning_sparse_long": ([scenario("sparse_long", 3, "latent-power4,random,latent-power4-uncapped")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
