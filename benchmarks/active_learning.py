@@ -58,9 +58,14 @@ from orchestrator.config import load_config
 from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
 from orchestrator.seeds import training_seed
+from workers.dft import DFTConfig
 from workers.harmonic import load_reference
+from workers.labeller import label
+from workers.labels import Status
+from workers.model.calculator import CatalCalculator
 from workers.model.checkpoint import load_checkpoint
 from workers.model.checks import potential_figures
+from workers.model.scans import holes_text, reference_energies, scans
 from workers.model.training import evaluate
 from workers.sampling import temperature_at
 
@@ -165,13 +170,33 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
 }
 
 
-def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: float = 2.0) -> dict:
+def scan_reference(dft: DFTConfig, minimum, path: Path) -> dict:
+    """DFT energies (eV) along every distortion scan of ``minimum`` (workers.model.scans),
+    computed once and kept in ``path`` (json)."""
+    if path.exists():
+        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}
+
+    def energy(atoms):  # noqa: E306
+        result = label(atoms, dft)
+        return result.energy_ev if result.status is Status.OK else None
+
+    ref = reference_energies(minimum, energy)
+    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
+    return ref
+
+
+def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: float = 2.0,
+              scan_ref: dict | None = None) -> dict:  # fmt: skip
     """The final model's frequencies and STABILITY_RUNS x ``md_ps`` of Langevin MD at
     ``temperature_k`` from the seed's DFT minimum (what a campaign logs as ``final_*``, one run
-    at its sampling temperature); ``md_text``: the runs' outcome in words."""
+    at its sampling temperature); ``md_text``: the runs' outcome in words; with ``scan_ref``
+    (``scan_reference``) also its distortion scans: ``holes`` (scans with one), ``holes_text``."""
     ref = load_reference(reference)
     model = load_checkpoint(model_path)[0].eval()
     out = potential_figures(model, ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps, md_runs=STABILITY_RUNS)
+    if scan_ref is not None:
+        calc = CatalCalculator(model.double(), uncertainty=False)
+        out["holes"], out["holes_text"] = holes_text(scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref))
     sym = ref.atoms.get_chemical_symbols()
     breaks = [f"run {s} at {t / 1000:.2f} ps: " + ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in pairs)
               for s, t, pairs in out["final_md_breaks"]]  # fmt: skip
@@ -269,6 +294,11 @@ def main() -> None:
     curves: dict[str, list[list[dict]]] = {}
     freqs: dict[str, list[float]] = {}  # the final models' harmonic frequency MAE (cm^-1)
     intact: dict[str, list[float]] = {}  # per final model: its MD runs (STABILITY_RUNS) that kept every bond
+    holes: dict[str, list[int]] = {}  # per final model: its distortion scans with a hole (workers.model.scans)
+    scan_ref = None  # DFT along the seed's distortion scans, where final models are judged off their data
+    if args.scenario in STABILITY_K and not args.quick:
+        scan_ref = scan_reference(load_config(config, base).dft, load_reference(refs[0]).atoms,
+                                  args.out / "shared" / "scan_reference.json")  # fmt: skip
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
@@ -291,9 +321,10 @@ def main() -> None:
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
             if args.scenario in STABILITY_K and not args.quick:
-                md = stability(campaign.session.run.final_model, refs[0], STABILITY_K[args.scenario])
-                stable = md["md_text"]
+                md = stability(campaign.session.run.final_model, refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
+                stable = f"{md['md_text']}; {md['holes_text']}"
                 intact.setdefault(strategy, []).append(md["final_md_runs_intact"])
+                holes.setdefault(strategy, []).append(md["holes"])
             else:  # the final model's own check, one run at the sampling temperature
                 md = state.round_info
                 kept = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
@@ -331,6 +362,9 @@ def main() -> None:
         print(f"final models' MD at {STABILITY_K[args.scenario]:.0f} K: runs that kept every bond, per seed")
         for strategy, n in intact.items():
             print(f"  {strategy:<14} {', '.join(f'{k:.0f}' for k in n)} ({sum(n):.0f} of {STABILITY_RUNS * len(n)})")
+        print("final models' distortion scans (pinched H pairs, stretched bonds) with a hole, per seed")
+        for strategy, n in holes.items():
+            print(f"  {strategy:<14} {', '.join(map(str, n))} ({sum(n)} holes)")
     print(f"\nplot: {plot}\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
 
 

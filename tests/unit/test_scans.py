@@ -1,0 +1,68 @@
+"""Distortion scans (workers.model.scans): exact geometries, and a hole found where a model's
+energy turns over while the reference's rises (an analytic reference, a model with a planted well)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from workers.model.scans import HOLE_TOL_EV, hole, pinch_triples, pinched, reference_energies, scans, stretch_pairs
+
+WELL_A, WELL_EV = 1.0, 3.0  # the planted hole: an H-H well at 1.0 Å, 3 eV deep
+
+
+@pytest.fixture
+def ethanol():
+    return molecule("CH3CH2OH")
+
+
+def elastic(atoms):
+    """A reference that rises along any distortion: every pair distance held to the minimum's."""
+    d = atoms.get_all_distances()
+    return float(((d - elastic.d0) ** 2).sum() / 2)
+
+
+def with_well(atoms):
+    """The reference plus a Gaussian well in every H-H distance: a model with a hole at WELL_A."""
+    h = [k for k, s in enumerate(atoms.get_chemical_symbols()) if s == "H"]
+    d = np.array([atoms.get_distance(i, j) for i, j in itertools.combinations(h, 2)])
+    return elastic(atoms) - WELL_EV * float(np.exp(-(((d - WELL_A) / 0.15) ** 2)).sum())
+
+
+def test_paths_are_the_terminal_pairs_and_bonds_and_keep_what_they_should(ethanol):
+    sym = ethanol.get_chemical_symbols()
+    triples = pinch_triples(ethanol)
+    assert len(triples) == 4 and all(sym[i] == sym[j] == "H" for _, i, j in triples)  # CH3: 3 pairs, CH2: 1
+    assert {sym[c] for c, _ in stretch_pairs(ethanol)} == {"C", "O"} and len(stretch_pairs(ethanol)) == 6
+    c, i, j = triples[0]
+    p = pinched(ethanol, c, i, j, 55.0)
+    assert p.get_angle(i, c, j) == pytest.approx(55.0, abs=1e-8)
+    for k in (i, j):
+        assert p.get_distance(c, k) == pytest.approx(ethanol.get_distance(c, k), abs=1e-10)
+    others = [k for k in range(len(ethanol)) if k not in (i, j)]
+    assert np.abs(p.positions[others] - ethanol.positions[others]).max() == 0.0
+
+
+def test_a_planted_hole_is_found_where_it_is_and_the_reference_itself_has_none(ethanol):
+    elastic.d0 = ethanol.get_all_distances()
+    ref = reference_energies(ethanol, elastic)
+    assert all(hole(s) is None for s in scans(elastic, ethanol, ref))  # the reference as the model
+    found = {s.name: hole(s) for s in scans(with_well, ethanol, ref)}
+    pinch = [h for name, h in found.items() if name.startswith("H") and h]
+    assert len(pinch) == 4  # every H pair on a centre passes through the well
+    for h in pinch:  # the model turns over before the well, the reference keeps rising past it
+        assert WELL_A < h["turn_a"] < 1.8 and h["reference_at_fall_ev"] > h["reference_ev"]
+    assert not any(h for name, h in found.items() if not name.startswith("H"))  # stretches: no H-H near 1 Å
+
+
+def test_a_dip_smaller_than_the_tolerance_is_not_a_hole(ethanol):
+    elastic.d0 = ethanol.get_all_distances()
+    ref = reference_energies(ethanol, elastic)
+
+    def dip(atoms):  # the well alone, half the tolerance deep: the model falls 0.05 eV, nothing rises
+        return (with_well(atoms) - elastic(atoms)) * 0.5 * HOLE_TOL_EV / WELL_EV
+
+    pinch = [s for s in scans(dip, ethanol, ref) if s.kind == "pinch"]
+    assert all(hole(s) is None for s in pinch)
+    assert all(hole(s, tol_ev=0.2 * HOLE_TOL_EV) for s in pinch)  # a finer tolerance sees it

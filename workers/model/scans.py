@@ -1,0 +1,158 @@
+"""Holes a potential has off its data: distortion scans against the reference method (pure, no Ray).
+
+MD at a temperature only visits what the Boltzmann weight allows; a potential trained on such
+frames can turn over just past them (the energy falling where the reference's keeps rising), and
+longer or hotter MD then falls in. Two scans per molecule find that without running MD:
+
+* **pinch**: two terminal atoms on one centre (the hydrogens of a CH2 or CH3) brought together
+  in their plane, the angle from its value at the minimum down to ``PINCH_DEG``, bond lengths
+  kept;
+* **stretch**: a bond to a terminal atom lengthened to ``STRETCH_FACTORS`` x its length, the
+  terminal atom moved along it.
+
+A scan has a **hole** where the model's energy falls more than ``tol_ev`` below its own running
+maximum while the reference's stands above its value there: the model's barrier is that maximum
+(eV over the minimum), at the scanned distance ``turn_a`` (Å).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.neighborlist import natural_cutoffs, neighbor_list
+
+PINCH_DEG = (100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0)  # angles below the minimum's (degrees)
+STRETCH_FACTORS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # x the bond's length at the minimum
+HOLE_TOL_EV = 0.1  # a fall smaller than this is noise, not a hole
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One distortion path from the minimum: energies relative to its first point (the minimum)."""
+
+    kind: str  # "pinch" (centre, i, j) or "stretch" (centre, terminal)
+    atoms_idx: tuple[int, ...]
+    name: str  # e.g. "H4-C1-H5" or "C1-H4"
+    distance_a: np.ndarray  # [n_points] i-j (pinch) or centre-terminal (stretch) distance, Å
+    model_ev: np.ndarray  # [n_points] the model's energy over the first point's, eV
+    reference_ev: np.ndarray  # [n_points] the reference's, eV (nan where it failed)
+
+
+def neighbours(atoms: Atoms, scale: float = 1.2) -> list[list[int]]:
+    """Each atom's bonded neighbours (closer than ``scale`` x the sum of covalent radii)."""
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+    out: list[list[int]] = [[] for _ in range(len(atoms))]
+    for a, b in zip(i.tolist(), j.tolist(), strict=True):
+        out[a].append(b)
+    return [sorted(n) for n in out]
+
+
+def pinch_triples(atoms: Atoms) -> list[tuple[int, int, int]]:
+    """``(centre, i, j)``: every pair of terminal atoms (one bond each) on the same centre."""
+    nb = neighbours(atoms)
+    out = []
+    for c, around in enumerate(nb):
+        ends = [k for k in around if len(nb[k]) == 1]
+        out += [(c, i, j) for n, i in enumerate(ends) for j in ends[n + 1 :]]
+    return out
+
+
+def stretch_pairs(atoms: Atoms) -> list[tuple[int, int]]:
+    """``(centre, terminal)``: every bond to a terminal atom."""
+    nb = neighbours(atoms)
+    return [(around[0], k) for k, around in enumerate(nb) if len(around) == 1]
+
+
+def pinched(atoms: Atoms, centre: int, i: int, j: int, angle_deg: float) -> Atoms:
+    """``atoms`` with ``i`` and ``j`` turned symmetrically in their plane about ``centre`` to the
+    angle ``angle_deg``, their distances to ``centre`` kept."""
+    pos = atoms.positions
+    u = [pos[k] - pos[centre] for k in (i, j)]
+    r = [float(np.linalg.norm(v)) for v in u]
+    bisector = u[0] / r[0] + u[1] / r[1]
+    bisector /= np.linalg.norm(bisector)
+    out = atoms.copy()
+    out.calc = None
+    half = np.radians(angle_deg) / 2.0
+    for k, v, length in zip((i, j), u, r, strict=True):
+        side = v / length - bisector * float(v @ bisector) / length
+        side /= np.linalg.norm(side)
+        out.positions[k] = pos[centre] + length * (np.cos(half) * bisector + np.sin(half) * side)
+    return out
+
+
+def stretched(atoms: Atoms, centre: int, terminal: int, factor: float) -> Atoms:
+    """``atoms`` with ``terminal`` moved along its bond to ``centre`` to ``factor`` x its length."""
+    out = atoms.copy()
+    out.calc = None
+    out.positions[terminal] = atoms.positions[centre] + factor * (atoms.positions[terminal] - atoms.positions[centre])
+    return out
+
+
+def scan_paths(minimum: Atoms) -> list[tuple[str, tuple[int, ...], list[Atoms], list[float]]]:
+    """Every pinch and stretch of ``minimum``: ``(kind, atoms_idx, structures, distances_a)``,
+    the minimum itself first in each."""
+    paths = []
+    for c, i, j in pinch_triples(minimum):
+        start = minimum.get_angle(i, c, j)
+        structures = [minimum.copy(), *(pinched(minimum, c, i, j, a) for a in PINCH_DEG if a < start - 1.0)]
+        paths.append(("pinch", (c, i, j), structures, [float(s.get_distance(i, j)) for s in structures]))
+    for c, k in stretch_pairs(minimum):
+        structures = [minimum.copy(), *(stretched(minimum, c, k, f) for f in STRETCH_FACTORS)]
+        paths.append(("stretch", (c, k), structures, [float(s.get_distance(c, k)) for s in structures]))
+    return paths
+
+
+def reference_energies(minimum: Atoms, energy: Callable[[Atoms], float | None]) -> dict:
+    """The reference method's energies (eV, ``None`` where it failed) along every path of
+    ``minimum``: ``{atoms_idx: [n_points]}``. Computed once per molecule; any model is then
+    scanned against them (``scans``)."""
+    return {idx: [energy(s) for s in structures] for _, idx, structures, _ in scan_paths(minimum)}
+
+
+def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dict) -> list[Scan]:
+    """Every path of ``minimum`` through the model (``model_energy``: eV of one structure) beside
+    ``reference`` (``reference_energies``)."""
+    sym = minimum.get_chemical_symbols()
+    out = []
+    for kind, idx, structures, distances in scan_paths(minimum):
+        model = np.array([model_energy(s) for s in structures], dtype=float)
+        ref = np.array([np.nan if e is None else e for e in reference[idx]], dtype=float)
+        ordered = (idx[1], idx[0], idx[2]) if kind == "pinch" else idx
+        out.append(Scan(kind, idx, "-".join(f"{sym[k]}{k}" for k in ordered), np.array(distances),
+                        model - model[0], ref - ref[0]))  # fmt: skip
+    return out
+
+
+def hole(scan: Scan, tol_ev: float = HOLE_TOL_EV) -> dict | None:
+    """Where ``scan``'s model energy first falls more than ``tol_ev`` below its running maximum
+    while the reference stands above its own value at that maximum: ``{"turn_a": distance of
+    the maximum (Å), "model_barrier_ev": the model's energy there, "reference_ev": the
+    reference's there, "reference_at_fall_ev": the reference's where the model has fallen}``;
+    ``None`` if the model follows the reference up."""
+    top = 0
+    for k in range(1, len(scan.model_ev)):
+        if scan.model_ev[k] > scan.model_ev[top]:
+            top = k
+        elif scan.model_ev[k] < scan.model_ev[top] - tol_ev and scan.reference_ev[k] > scan.reference_ev[top]:
+            return {
+                "turn_a": float(scan.distance_a[top]),
+                "model_barrier_ev": float(scan.model_ev[top]),
+                "reference_ev": float(scan.reference_ev[top]),
+                "reference_at_fall_ev": float(scan.reference_ev[k]),
+            }
+    return None
+
+
+def holes_text(found: list[Scan], reference_name: str = "DFT") -> tuple[int, str]:
+    """``(scans with a hole, the holes in words)`` for a list of scans."""
+    rows = [(s, h) for s in found if (h := hole(s))]
+    if not rows:
+        return 0, f"no hole in {len(found)} distortion scans"
+    words = "; ".join(f"{s.name} {s.kind} turns at {h['turn_a']:.2f} Å (model {h['model_barrier_ev']:.2f} eV, "
+                      f"{reference_name} {h['reference_ev']:.2f} there, {h['reference_at_fall_ev']:.2f} where the "
+                      f"model has fallen)" for s, h in rows)  # fmt: skip
+    return len(rows), f"holes in {len(rows)} of {len(found)} distortion scans: {words}"
