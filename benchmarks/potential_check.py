@@ -12,10 +12,14 @@
    MAE over modes (cm^-1) and the number of imaginary modes;
 4. Langevin NVT (``fixcm=False``) at ``--temperature`` for ``--md-ps`` ps, 0.5 fs steps: every
    bond intact (topology from covalent radii x 1.2) and the mean kinetic temperature over the
-   second half, against the target.
+   second half, against the target;
+5. distortion scans from the DFT minimum (``workers.model.scans``): each pair of terminal atoms
+   on one centre pinched to 40°, each bond to a terminal atom stretched to 1.6x, against the same
+   DFT (computed once, cached beside the minimum): no hole, i.e. nowhere does the model's energy
+   turn over while DFT's keeps rising (where longer or hotter MD falls in).
 
 Targets (issue #11): force MAE <= 0.100 eV/Å, energy MAE <= 0.050 eV, frequency MAE <= 50 cm^-1
-with no imaginary mode, bonds intact and temperature within 10%.
+with no imaginary mode, bonds intact and temperature within 10%; no hole in the scans.
 
 ``--labels <run>/labels.extxyz`` adds where the reference frames sit against what the potential
 was trained on: each rotatable bond's dihedral (``workers.torsions``) on the frames and on the
@@ -26,6 +30,7 @@ errors on the frames within and beyond ``GAP_DEG`` of every label (a conformer n
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -35,8 +40,10 @@ from ase.io import read
 
 from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
+from workers.labeller import label
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
+from workers.model.scans import holes_text, reference_energies, scans
 from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
 
 GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
@@ -52,6 +59,24 @@ def dft_reference(args, start):
         raise SystemExit(f"potential_check: DFT minimum/Hessian failed: {ref.reason}")
     save_reference(path, ref)
     return ref, f"computed in {ref.wall_s:.0f} s, cached in {path}"
+
+
+def scan_reference(args, minimum) -> tuple[dict, str]:
+    """DFT along the distortion scans of ``minimum``: from the cache beside the minimum, or computed."""
+    path = args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
+    path = path.with_name(f"{path.stem}.scans.json")
+    if path.exists():
+        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}, f"read from {path}"
+    cfg = DFTConfig(method=args.method, basis=args.basis, threads=args.threads)
+
+    def energy(atoms):
+        result = label(atoms, cfg)
+        return result.energy_ev if result.status is Status.OK else None
+
+    t0 = time.perf_counter()
+    ref = reference_energies(minimum, energy)
+    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
+    return ref, f"computed in {time.perf_counter() - t0:.0f} s, cached in {path}"
 
 
 def circular_mean_deg(angles) -> float:
@@ -115,6 +140,10 @@ def main() -> None:
     md = langevin_stability(calc, ref.atoms, args.temperature, args.md_ps)
     t_md = time.perf_counter() - t0
 
+    scan_ref, scan_how = scan_reference(args, ref.atoms)
+    n_holes, holes = holes_text(scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref))
+    n_scans = len(scan_ref)
+
     t_ratio = md.mean_temperature_k / args.temperature
     rows = [
         ("force MAE (eV/Å)", f"{acc['force_mae']:.4f}", "<= 0.100", acc["force_mae"] <= 0.1,
@@ -128,15 +157,18 @@ def main() -> None:
          f"bond change at {md.first_break_fs:.0f} fs", "intact, T within 10%",
          md.bonds_intact and abs(t_ratio - 1) <= 0.1,
          f"mean T {md.mean_temperature_k:.0f} K after 1 ps ({t_ratio:.2f}x); {t_md:.0f} s"),
+        ("distortion scans against DFT", f"{n_holes} of {n_scans} with a hole", "no hole", n_holes == 0,
+         f"DFT {scan_how}"),
     ]  # fmt: skip
     print(f"\n{'check':<36} {'value':>18} {'target':>22}  pass  detail")
     for name, value, target, ok, detail in rows:
         print(f"{name:<36} {value:>18} {target:>22}  {'yes' if ok else 'NO ':<4}  {detail}")
     print("\nfrequencies (cm^-1), model vs DFT:")
     print("  " + " ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(freq["model_cm"], freq["dft_cm"], strict=True)))
+    print(f"\n{holes}")
     if args.labels:
         torsion_coverage(calc, frames, args.labels)
-    print(f"{sum(r[3] for r in rows)}/4 checks pass")
+    print(f"{sum(r[3] for r in rows)}/{len(rows)} checks pass")
 
 
 if __name__ == "__main__":
