@@ -58,14 +58,12 @@ from orchestrator.config import load_config
 from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references
 from orchestrator.seeds import training_seed
-from workers.dft import DFTConfig
 from workers.harmonic import load_reference
-from workers.labeller import label
-from workers.labels import Status
+from workers.labeller import label_energy
 from workers.model.calculator import CatalCalculator
 from workers.model.checkpoint import load_checkpoint
 from workers.model.checks import potential_figures
-from workers.model.scans import holes_text, reference_energies, scans
+from workers.model.scans import cached_reference, holes_text, scans
 from workers.model.training import evaluate
 from workers.sampling import temperature_at
 
@@ -170,27 +168,12 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
 }
 
 
-def scan_reference(dft: DFTConfig, minimum, path: Path) -> dict:
-    """DFT energies (eV) along every distortion scan of ``minimum`` (workers.model.scans),
-    computed once and kept in ``path`` (json)."""
-    if path.exists():
-        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}
-
-    def energy(atoms):  # noqa: E306
-        result = label(atoms, dft)
-        return result.energy_ev if result.status is Status.OK else None
-
-    ref = reference_energies(minimum, energy)
-    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
-    return ref
-
-
 def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: float = 2.0,
               scan_ref: dict | None = None) -> dict:  # fmt: skip
     """The final model's frequencies and STABILITY_RUNS x ``md_ps`` of Langevin MD at
     ``temperature_k`` from the seed's DFT minimum (what a campaign logs as ``final_*``, one run
     at its sampling temperature); ``md_text``: the runs' outcome in words; with ``scan_ref``
-    (``scan_reference``) also its distortion scans: ``holes`` (scans with one), ``holes_text``."""
+    (``cached_reference``) also its distortion scans: ``holes`` (scans with one), ``holes_text``."""
     ref = load_reference(reference)
     model = load_checkpoint(model_path)[0].eval()
     out = potential_figures(model, ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps, md_runs=STABILITY_RUNS)
@@ -297,8 +280,9 @@ def main() -> None:
     holes: dict[str, list[int]] = {}  # per final model: its distortion scans with a hole (workers.model.scans)
     scan_ref = None  # DFT along the seed's distortion scans, where final models are judged off their data
     if args.scenario in STABILITY_K and not args.quick:
-        scan_ref = scan_reference(load_config(config, base).dft, load_reference(refs[0]).atoms,
-                                  args.out / "shared" / "scan_reference.json")  # fmt: skip
+        dft = load_config(config, base).dft
+        scan_ref = cached_reference(load_reference(refs[0]).atoms, lambda a: label_energy(a, dft),
+                                    args.out / "shared" / "scan_reference.json")  # fmt: skip
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":

@@ -30,7 +30,6 @@ errors on the frames within and beyond ``GAP_DEG`` of every label (a conformer n
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -40,18 +39,23 @@ from ase.io import read
 
 from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
-from workers.labeller import label
+from workers.labeller import label_energy
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
-from workers.model.scans import holes_text, reference_energies, scans
+from workers.model.scans import cached_reference, holes_text, scans
 from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
 
 GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
 
 
+def minimum_path(args) -> Path:
+    """The DFT minimum + Hessian's file: --hessian, or the cache beside the reference."""
+    return args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
+
+
 def dft_reference(args, start):
     """DFT minimum + Hessian: from --hessian, from the cache beside the reference, or computed."""
-    path = args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
+    path = minimum_path(args)
     if path.exists():
         return load_reference(path), f"read from {path}"
     ref = harmonic_reference(start, DFTConfig(method=args.method, basis=args.basis, threads=args.threads))
@@ -63,20 +67,10 @@ def dft_reference(args, start):
 
 def scan_reference(args, minimum) -> tuple[dict, str]:
     """DFT along the distortion scans of ``minimum``: from the cache beside the minimum, or computed."""
-    path = args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
-    path = path.with_name(f"{path.stem}.scans.json")
-    if path.exists():
-        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}, f"read from {path}"
+    path = minimum_path(args).with_name(f"{minimum_path(args).stem}.scans.json")
+    how = f"read from {path}" if path.exists() else f"computed, cached in {path}"
     cfg = DFTConfig(method=args.method, basis=args.basis, threads=args.threads)
-
-    def energy(atoms):
-        result = label(atoms, cfg)
-        return result.energy_ev if result.status is Status.OK else None
-
-    t0 = time.perf_counter()
-    ref = reference_energies(minimum, energy)
-    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
-    return ref, f"computed in {time.perf_counter() - t0:.0f} s, cached in {path}"
+    return cached_reference(minimum, lambda a: label_energy(a, cfg), path), how
 
 
 def circular_mean_deg(angles) -> float:

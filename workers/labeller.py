@@ -39,6 +39,12 @@ def label(atoms: Atoms, cfg: DFTConfig) -> LabelResult:
     return calculator_label(atoms, cfg)
 
 
+def label_energy(atoms: Atoms, cfg: DFTConfig) -> float | None:
+    """The label's energy (eV), ``None`` where the calculation failed (a reference scan's point)."""
+    result = label(atoms, cfg)
+    return result.energy_ev if result.status is Status.OK else None
+
+
 def code_name(cfg: DFTConfig) -> str:
     """The labeller as stored with each label: ``xtb`` or ``ase:<module:Class>``."""
     return "xtb" if cfg.kind == "xtb" else f"ase:{cfg.calculator}"

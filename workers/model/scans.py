@@ -17,8 +17,10 @@ maximum while the reference's stands above its value there: the model's barrier 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -111,6 +113,16 @@ def reference_energies(minimum: Atoms, energy: Callable[[Atoms], float | None]) 
     ``minimum``: ``{atoms_idx: [n_points]}``. Computed once per molecule; any model is then
     scanned against them (``scans``)."""
     return {idx: [energy(s) for s in structures] for _, idx, structures, _ in scan_paths(minimum)}
+
+
+def cached_reference(minimum: Atoms, energy: Callable[[Atoms], float | None], path: Path) -> dict:
+    """``reference_energies`` kept in ``path`` (json, keyed by the scanned atoms): computed once
+    per molecule and method, read back after."""
+    if path.exists():
+        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}
+    ref = reference_energies(minimum, energy)
+    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
+    return ref
 
 
 def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dict) -> list[Scan]:
