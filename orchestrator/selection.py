@@ -67,7 +67,9 @@ class SelectionConfig(Section):
     # lower bound: frames below are "accurate" (quantile 0.5 = the more uncertain half; 0 with
     # a proportional draw, which weighs the frames itself)
     window_lo: float = 0.0
-    # upper bound: frames above are "failed" (likely unphysical)
+    # upper bound: frames above are "failed" (likely unphysical). As a quantile it fails the
+    # round's most unfamiliar share whatever they are; 1.0 leaves failure to the stop rules,
+    # which labelled the way into the potential's holes on the sparse_long pool (docs/results.md)
     window_hi: float = 0.98
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
