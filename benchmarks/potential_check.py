@@ -67,7 +67,8 @@ def dft_reference(args, start):
 
 def scan_reference(args, minimum) -> tuple[dict, str]:
     """DFT along the distortion scans of ``minimum``: from the cache beside the minimum, or computed."""
-    path = minimum_path(args).with_name(f"{minimum_path(args).stem}.scans.json")
+    minimum_file = minimum_path(args)
+    path = minimum_file.with_name(f"{minimum_file.stem}.scans.json")
     how = f"read from {path}" if path.exists() else f"computed, cached in {path}"
     cfg = DFTConfig(method=args.method, basis=args.basis, threads=args.threads)
     return cached_reference(minimum, lambda a: label_energy(a, cfg), path), how

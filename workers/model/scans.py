@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import natural_cutoffs, neighbor_list
+
+from workers.model.checks import bonds
 
 PINCH_DEG = (100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0)  # angles below the minimum's (degrees)
 STRETCH_FACTORS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # x the bond's length at the minimum
@@ -43,12 +44,12 @@ class Scan:
     reference_ev: np.ndarray  # [n_points] the reference's, eV (nan where it failed)
 
 
-def neighbours(atoms: Atoms, scale: float = 1.2) -> list[list[int]]:
-    """Each atom's bonded neighbours (closer than ``scale`` x the sum of covalent radii)."""
-    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+def neighbours(atoms: Atoms) -> list[list[int]]:
+    """Each atom's bonded neighbours, by the bond criterion the MD checks use (``checks.bonds``)."""
     out: list[list[int]] = [[] for _ in range(len(atoms))]
-    for a, b in zip(i.tolist(), j.tolist(), strict=True):
+    for a, b in bonds(atoms):
         out[a].append(b)
+        out[b].append(a)
     return [sorted(n) for n in out]
 
 
