@@ -137,6 +137,8 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     # the default's draw over every frame no stop rule ended: no quantile ceiling (window_hi 1),
     # so the round's most unfamiliar 2% (the frames at the data's edge) can be picked too
     "latent-power4-uncapped": [*LATENT, "selection.draw_power=4", "selection.window_hi=1.0"],
+    # the default's ceiling lifted only for the replicas a stop rule ended (the way into a hole)
+    "latent-power4-stopped": [*LATENT, "selection.draw_power=4", "selection.uncap_stopped_replicas=true"],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
     # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy

@@ -71,6 +71,10 @@ class SelectionConfig(Section):
     # round's most unfamiliar share whatever they are; 1.0 leaves failure to the stop rules,
     # which labelled the way into the potential's holes on the sparse_long pool (docs/results.md)
     window_hi: float = 0.98
+    # frames of a replica that a stop rule ended are candidates above window_hi too: that
+    # replica ran into a region the model gets wrong (a hole), and the frames on its way there
+    # are what the next model must learn (the frame that broke the rule stays failed)
+    uncap_stopped_replicas: bool = False
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
     # random MD frames labelled each round besides the picks (served first from the round's
@@ -124,13 +128,22 @@ def trust_window(scores: np.ndarray, lo: float, hi: float, mode: str) -> tuple[f
     return float(np.quantile(finite, lo)), float(np.quantile(finite, hi))
 
 
-def classify(scores: np.ndarray, stopped: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """0 = accurate (below lo), 1 = candidate (in window), 2 = failed (above hi, or stopped)."""
+def classify(scores: np.ndarray, stopped: np.ndarray, window: tuple[float, float],
+             uncapped: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """0 = accurate (below lo), 1 = candidate (in window), 2 = failed (above hi, or stopped);
+    ``uncapped`` frames (a bool mask) have no upper bound."""
     lo, hi = window
     cls = np.ones(scores.shape, dtype=np.int8)
     cls[scores < lo] = 0
-    cls[(scores > hi) | ~np.isfinite(scores) | stopped] = 2
+    above = scores > hi if uncapped is None else (scores > hi) & ~np.asarray(uncapped, dtype=bool)
+    cls[above | ~np.isfinite(scores) | stopped] = 2
     return cls
+
+
+def stopped_replica_frames(frames) -> np.ndarray:
+    """``[n_frames]`` bool: the frames of every replica a stop rule ended (``info["replica"]``)."""
+    ended = {f.info["replica"] for f in frames if f.info.get("stop_reason")}
+    return np.array([f.info.get("replica") in ended for f in frames], dtype=bool)
 
 
 def select(
@@ -141,10 +154,12 @@ def select(
     quota: int,
     labelled_embeddings: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    uncapped: np.ndarray | None = None,
 ) -> Selection:
     """Pick at most ``quota`` candidates: window, then top-k and diversity (``draw: top``) or a
     score-proportional draw (``draw: proportional``; ``rng``); ``random``: a uniform draw among
-    the frames no stop rule ended, nothing else."""
+    the frames no stop rule ended, nothing else. ``uncapped`` ([n] bool): frames the window's
+    upper bound does not fail (``stopped_replica_frames``, with ``uncap_stopped_replicas``)."""
     scores = np.asarray(scores, dtype=float)
     stopped = np.asarray(stopped, dtype=bool)
     n = scores.shape[0]
@@ -155,7 +170,7 @@ def select(
         if cfg.strategy == "random"
         else trust_window(scores[ok] if ok.any() else scores, cfg.window_lo, cfg.window_hi, cfg.window_mode)
     )
-    cls = classify(scores, stopped, window)
+    cls = classify(scores, stopped, window, uncapped)
     eligible = np.nonzero(cls == 1)[0]
     rng = rng or np.random.default_rng(0)  # the random and proportional draws' stream
     if cfg.strategy == "random":
@@ -234,20 +249,22 @@ def rank_frames(frames: list, cfg: SelectionConfig, n_audit: int, room: int | No
     Rounds and the asynchronous loop rank alike."""
     scores = frame_scores(frames, cfg.strategy)
     emb, stopped = frame_arrays(frames)
+    uncapped = stopped_replica_frames(frames) if cfg.uncap_stopped_replicas else np.zeros(len(frames), dtype=bool)
     audit_idx, rest = draw_audits(stopped, n_audit, rng)
     quota = cfg.picks_per_round if room is None else min(cfg.picks_per_round, room - len(audit_idx))
     if weights and len(weights) > 1:
         groups = [np.array([i for i in rest if frames[i].info.get("system") == name], dtype=int) for name in weights]
         sel, picks = select_per_system(scores, emb, stopped, groups, list(weights), list(weights.values()), cfg,
-                                       quota, labelled_emb, rng)  # fmt: skip
+                                       quota, labelled_emb, rng, uncapped)  # fmt: skip
         return Ranking(audit_idx, picks, sel, scores, stopped, len(rest))
-    sel = select(scores[rest], emb[rest], stopped[rest], cfg, quota, labelled_emb, rng)
+    sel = select(scores[rest], emb[rest], stopped[rest], cfg, quota, labelled_emb, rng, uncapped[rest])
     picks = rest[np.asarray(sel.picked, dtype=int)]
     return Ranking(audit_idx, picks, sel, scores, stopped, len(rest))
 
 
 def select_per_system(scores, emb, stopped, groups: list[np.ndarray], names: list[str], weights: list[float],
-                      cfg: SelectionConfig, quota: int, labelled_emb, rng) -> tuple[Selection, np.ndarray]:  # fmt: skip
+                      cfg: SelectionConfig, quota: int, labelled_emb, rng,
+                      uncapped: np.ndarray | None = None) -> tuple[Selection, np.ndarray]:  # fmt: skip
     """Each system's frames (``groups[k]``: frame indices) ranked alone for its share of
     ``quota``; ``(the systems' selections merged, frame indices picked)``. The merged
     selection's window spans the systems' windows; its fractions are over all their frames;
@@ -257,7 +274,7 @@ def select_per_system(scores, emb, stopped, groups: list[np.ndarray], names: lis
     quotas = pick_quotas(quota, weights, need)
     picks, sels = [], []
     for g, q in zip(groups, quotas, strict=True):
-        sel = select(scores[g], emb[g], stopped[g], cfg, q, labelled_emb, rng)
+        sel = select(scores[g], emb[g], stopped[g], cfg, q, labelled_emb, rng, None if uncapped is None else uncapped[g])
         picks.append(g[np.asarray(sel.picked, dtype=int)])
         sels.append(sel)
     n = np.array([s.counts["frames"] for s in sels], dtype=float)
