@@ -269,12 +269,13 @@ def select_per_system(scores, emb, stopped, groups: list[np.ndarray], names: lis
     ``quota``; ``(the systems' selections merged, frame indices picked)``. The merged
     selection's window spans the systems' windows; its fractions are over all their frames;
     ``counts["picked/<name>"]`` says how many each system got."""
+    uncapped = np.zeros(len(scores), dtype=bool) if uncapped is None else uncapped
     physical = [g[~stopped[g] & np.isfinite(scores[g])] for g in groups]
     need = [float(np.median(scores[g])) if len(g) and cfg.strategy != "random" else float("nan") for g in physical]
     quotas = pick_quotas(quota, weights, need)
     picks, sels = [], []
     for g, q in zip(groups, quotas, strict=True):
-        sel = select(scores[g], emb[g], stopped[g], cfg, q, labelled_emb, rng, None if uncapped is None else uncapped[g])
+        sel = select(scores[g], emb[g], stopped[g], cfg, q, labelled_emb, rng, uncapped[g])
         picks.append(g[np.asarray(sel.picked, dtype=int)])
         sels.append(sel)
     n = np.array([s.counts["frames"] for s in sels], dtype=float)
