@@ -188,3 +188,37 @@ def test_proportional_selection_stays_in_the_window_and_leans_to_high_scores():
     dup = np.repeat(np.eye(3), 10, axis=0)
     sel = select(np.linspace(1, 2, 30), dup, np.zeros(30, bool), cfg.model_copy(update={"window_hi": 1.0}), 5)
     assert len(sel.picked) == 3 and len({tuple(dup[i]) for i in sel.picked}) == 3
+
+
+def _md_frame(replica: int, step: int, score: float, stop: str = ""):
+    from ase import Atoms
+
+    a = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    a.info.update(replica=replica, step=step, latent_distance_max=score, stop_reason=stop,
+                  embedding=np.array([score, replica, step], dtype=float))  # fmt: skip
+    return a
+
+
+def test_uncap_stopped_replicas_lifts_the_ceiling_only_for_replicas_a_stop_rule_ended():
+    from orchestrator.selection import rank_frames, stopped_replica_frames
+
+    # replica 0: 40 typical frames; replica 1: 6 frames climbing toward a hole, then the stop;
+    # replica 2: 6 equally unfamiliar frames that never stopped
+    frames = [_md_frame(0, s, 1.0 + 0.01 * s) for s in range(40)]
+    frames += [_md_frame(1, s, 3.0 + 0.1 * s) for s in range(6)] + [_md_frame(1, 6, 9.0, "bond")]
+    frames += [_md_frame(2, s, 3.05 + 0.1 * s) for s in range(6)]
+    mask = stopped_replica_frames(frames)
+    assert mask.tolist() == [False] * 40 + [True] * 7 + [False] * 6
+    base = dict(strategy="latent_distance", draw="proportional", draw_power=4.0, picks_per_round=53, window_hi=0.8)
+    scores = np.array([f.info["latent_distance_max"] for f in frames])
+    hi = np.quantile(scores[:-7].tolist() + scores[-6:].tolist(), 0.8)  # the physical frames' 80% quantile
+    capped = rank_frames(frames, SelectionConfig(**base), 0, None, None, selection_rng(0, 0))
+    lifted = rank_frames(frames, SelectionConfig(**base, uncap_stopped_replicas=True), 0, None, None,
+                         selection_rng(0, 0))  # fmt: skip
+    above = set(np.flatnonzero(scores > hi).tolist())
+    assert above & set(range(40, 46)) and above & set(range(47, 53))  # both unfamiliar replicas reach above
+    # capped: nothing above the ceiling is picked; lifted: replica 1's frames above it are, replica 2's not
+    assert not set(capped.picks.tolist()) & above
+    assert set(lifted.picks.tolist()) & above == above & set(range(40, 46))
+    assert 46 not in lifted.picks  # the frame that broke the rule stays failed
+    assert lifted.selection.frac_failed < capped.selection.frac_failed
