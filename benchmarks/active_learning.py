@@ -139,6 +139,9 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     "latent-power4-uncapped": [*LATENT, "selection.draw_power=4", "selection.window_hi=1.0"],
     # the default's ceiling lifted only for the replicas a stop rule ended (the way into a hole)
     "latent-power4-stopped": [*LATENT, "selection.draw_power=4", "selection.uncap_stopped_replicas=true"],
+    # the default with two of each round's picks spent on probes (structures past a turn of the
+    # model along pinches and stretches of the replicas' last frames, workers.model.scans.probes)
+    "latent-power4-probes": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2"],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
     # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy

@@ -76,6 +76,10 @@ class CampaignConfig(Section):
             raise ValueError(f"{what} needs model.latent_neighbours > 0, readout atomwise")
         if strategy == "committee" and m.head != "scalar":
             raise ValueError("selection.strategy: committee trains scalar-head members; set model.head: scalar")
+        if strategy == "committee" and self.selection.probes_per_round:
+            raise ValueError("selection.probes_per_round: probes carry no committee deviation to draw them by")
+        if self.campaign.mode == "async" and self.selection.probes_per_round:
+            raise ValueError("selection.probes_per_round: probes are drawn per round; set campaign.mode: rounds")
         if self.campaign.mode == "async" and strategy == "committee":
             raise ValueError("campaign.mode: async retrains per generation; selection.strategy: committee needs rounds")
         n_systems = len(self.system.entries())

@@ -4,6 +4,7 @@ labelled set's embeddings, what a pick keeps, and when to stop."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -17,15 +18,17 @@ from orchestrator.records.rundir import RunDir
 from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
 from orchestrator.seeds import training_seed
-from orchestrator.selection import SCORE_KEYS
+from orchestrator.selection import SCORE_KEYS, SelectionConfig, frame_scores, select
 from orchestrator.systems import System, apportion, by_system, tag
 from workers.errors import DamagedFile
 from workers.model.calculator import predict, recalibrate
 from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
+from workers.model.scans import probes
 from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig
 
 # what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
-PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "bias_energy", "replica", "step", *CARRIED_INFO)
+PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "bias_energy", "replica", "step", "probe",
+             *CARRIED_INFO)  # fmt: skip
 TRAINED_KEYS = ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
 
 
@@ -43,6 +46,40 @@ class TrainingJob:
 def score_key(cfg: CampaignConfig) -> str:
     """The frame info key holding the selection strategy's score."""
     return SCORE_KEYS.get(cfg.selection.strategy, "energy_entropy")
+
+
+def score_frames(model, frames: list) -> None:
+    """``model``'s energy, uncertainty and embedding into each frame's info (as MD frames have them)."""
+    if not frames:
+        return
+    for a, p in zip(frames, predict(model, frames), strict=True):
+        a.info["model_energy"], a.info["embedding"] = p["energy"], p["embedding"]
+        for key in UNCERTAINTY_KEYS:
+            a.info[key] = p.get(key, math.nan)
+
+
+def probe_frames(model, frames: list) -> list[Atoms]:
+    """``scans.probes`` of the last frame of each replica no stop rule ended: the structures
+    past each turn of ``model``'s energy along a pinch or stretch, scored as MD frames are."""
+    last: dict[int, Atoms] = {}
+    for f in frames:
+        r = f.info["replica"]
+        if not f.info.get("stop_reason") and (r not in last or f.info["step"] > last[r].info["step"]):
+            last[r] = f
+    found = probes(lambda s: np.array([p["energy"] for p in predict(model, s, bare=True)]), list(last.values()))
+    score_frames(model, found)
+    return found
+
+
+def draw_probes(found: list[Atoms], cfg: SelectionConfig, n: int, labelled_emb, rng) -> list[Atoms]:
+    """Up to ``n`` of the scored probes ``found`` (``probe_frames``), drawn as picks are
+    (``select``) but with no quantile ceiling: every probe is a candidate."""
+    if not found or n <= 0:
+        return []
+    emb = np.stack([f.info["embedding"] for f in found])
+    whole = cfg.model_copy(update={"window_mode": "quantile", "window_lo": 0.0, "window_hi": 1.0})
+    sel = select(frame_scores(found, cfg.strategy), emb, np.zeros(len(found), dtype=bool), whole, n, labelled_emb, rng)
+    return [found[int(i)] for i in sel.picked]
 
 
 def trimmed(frame: Atoms) -> Atoms:

@@ -3,7 +3,6 @@ which model and from where, and how its frames are ranked into the label queue."
 
 from __future__ import annotations
 
-import math
 import time
 
 from orchestrator.cluster.held import Lost
@@ -13,10 +12,9 @@ from orchestrator.loop.replicas import replica_starts, walkers_after
 from orchestrator.records.store import content_key
 from orchestrator.seeds import async_md_seed
 from orchestrator.selection import rank_frames, selection_rng
-from orchestrator.steps import labelled_embeddings, md_config, md_starts, trimmed
-from workers.model.calculator import predict
+from orchestrator.steps import labelled_embeddings, md_config, md_starts, score_frames, trimmed
 from workers.model.checkpoint import model_from_payload
-from workers.sampling import UNCERTAINTY_KEYS, replica_shares
+from workers.sampling import replica_shares
 
 
 def idle_samplers(r: AsyncRun) -> list[int]:
@@ -91,22 +89,12 @@ def on_frames(r: AsyncRun, ref) -> None:
     r.md_wall_s = moving_average(r.md_wall_s, wall)
     source = g if running is None else g + 1  # MD on generation g + 1 mid-training
     if g != r.gen:  # run by an older model: ranked by the newest one
-        score(r.model, frames)
+        score_frames(r.model, frames)
         offer(r, frames, source, r.labelled_emb)
     elif running is not None:  # ranked by the model it ran on (frames scored in MD)
         offer(r, frames, source, labelled_embeddings(running, r.s.training_set()))
     else:
         offer(r, frames, source, r.labelled_emb)
-
-
-def score(model, frames: list) -> None:
-    """``model``'s energy, uncertainty and embedding into each frame's info."""
-    if not frames:
-        return
-    for a, p in zip(frames, predict(model, frames), strict=True):
-        a.info["model_energy"], a.info["embedding"] = p["energy"], p["embedding"]
-        for key in UNCERTAINTY_KEYS:
-            a.info[key] = p.get(key, math.nan)
 
 
 def offer(r: AsyncRun, frames: list, source: int, labelled_emb) -> None:

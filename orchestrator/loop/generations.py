@@ -9,11 +9,11 @@ import time
 
 from orchestrator.cluster.held import Lost
 from orchestrator.loop.async_state import FRAC_KEYS, AsyncRun
-from orchestrator.loop.exploration import idle_samplers, score, start_md
+from orchestrator.loop.exploration import idle_samplers, start_md
 from orchestrator.loop.queue import FILLER, TOP, stale
 from orchestrator.outputs import reports
 from orchestrator.records.labelling import utilisation
-from orchestrator.steps import labelled_embeddings, trimmed
+from orchestrator.steps import labelled_embeddings, score_frames, trimmed
 from workers.files import write_frames
 from workers.model.checkpoint import load_checkpoint, model_payload
 
@@ -106,7 +106,7 @@ def adopt(r: AsyncRun, g: int) -> None:
     r.md_from = [lab.atoms for lab in sorted(starts, key=lambda lab: (lab.round, lab.key))]
     r.labelled_emb = labelled_embeddings(r.model, s.training_set())
     ranked = [c for c in r.queue.pending.values() if c.score not in (TOP, FILLER)]
-    score(r.model, [c.atoms for c in ranked])
+    score_frames(r.model, [c.atoms for c in ranked])
     r.queue.rescore({c.key: c.atoms.info.get(s.score_key, math.nan) for c in ranked}, g)
     for i in idle_samplers(r):  # a new model: fresh MD at once
         start_md(r, i)

@@ -23,7 +23,15 @@ from orchestrator.references import seed_normal_modes
 from orchestrator.seeds import round_md_seed
 from orchestrator.selection import rank_frames, selection_rng
 from orchestrator.session import Session
-from orchestrator.steps import labelled_embeddings, md_config, md_starts, picks_line, trimmed
+from orchestrator.steps import (
+    draw_probes,
+    labelled_embeddings,
+    md_config,
+    md_starts,
+    picks_line,
+    probe_frames,
+    trimmed,
+)
 from workers.dft import Status
 from workers.errors import CampaignFailed
 from workers.files import write_frames
@@ -100,7 +108,7 @@ def active_round(s: Session, state: CampaignState) -> None:
     if state.phase == "selected":
         t0 = time.perf_counter()
         what = f"{len(picks)} picks" + (f" + {len(audits)} audit frames" if audits else "")
-        items = [(a, "audit") for a in audits] + [(a, "md") for a in picks]
+        items = [(a, "audit") for a in audits] + [(a, "probe" if "probe" in a.info else "md") for a in picks]
         with s.rt.dft_pool() as pool, s.say.dft_progress(len(items), f"round {rnd}: DFT on {what}") as tick:
             s.clock.started()
             report = label_structures(items, rnd, pool, s.store, s.ledger, s.dft_cfg, on_label=s.timed(tick))
@@ -135,10 +143,15 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     t_sample = time.perf_counter() - t0
     t0 = time.perf_counter()
     room = min(cfg.budget.max_labels_per_round, max(s.ledger.labels_left(), 0))
-    # audit frames first (served first from the round's room), then picks from the rest
-    ranked = rank_frames(frames, cfg.selection, min(cfg.selection.audit_per_round, room), room,
-                         labelled_embeddings(model, labelled), selection_rng(cfg.seed, rnd), s.weights)  # fmt: skip
-    picks = [trimmed(frames[int(i)]) for i in ranked.picks]
+    n_audit = min(cfg.selection.audit_per_round, room)
+    labelled_emb = labelled_embeddings(model, labelled)
+    # audit frames first (served first from the round's room), then probes, then picks from the rest
+    n_probes = min(cfg.selection.probes_per_round, room - n_audit)
+    found = probe_frames(model, frames) if n_probes > 0 else []
+    probes = draw_probes(found, cfg.selection, n_probes, labelled_emb, selection_rng(cfg.seed, rnd, 1))
+    ranked = rank_frames(frames, cfg.selection, n_audit, room - len(probes), labelled_emb,
+                         selection_rng(cfg.seed, rnd), s.weights)  # fmt: skip
+    picks = [trimmed(p) for p in probes] + [trimmed(frames[int(i)]) for i in ranked.picks]
     audits = [trimmed(frames[int(i)]) for i in ranked.audits]
     s.run.round_dir(rnd).mkdir(parents=True, exist_ok=True)
     write_frames(s.run.audit(rnd), audits)
@@ -146,11 +159,15 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     sel = ranked.selection
     lo, hi, n_in = *sel.window, sel.counts["eligible"]
     audit_note = f" + {len(audits)} at random (audit)" if audits else ""
+    if found:  # the picks' probes first
+        audit_note += f"; {len(probes)} of {len(found)} probes ({', '.join(p.info['probe'] for p in probes)})"
     s.say.say(f"  {len(frames)} frames, {n_in} in window [{lo:.3g}, {hi:.3g}], {len(picks)} picked{audit_note}")
     if line := picks_line(picks):
         s.say.say(f"  picks {line}")
     return {
         "n_picks": len(picks),
+        "n_probes": len(probes),
+        "n_probes_found": len(found),
         "n_audits": len(audits),
         "time_sample_s": t_sample,
         "time_select_s": time.perf_counter() - t0,

@@ -104,6 +104,8 @@ def round_metrics(cfg, store, ledger, dft_cfg, score_key: str, rnd: int, model, 
         "dft_utilisation": info.get("dft_utilisation", float("nan")),
         "budget_refused": info.get("budget_refused", 0.0),
         **{k: info[k] for k in ("md_frames", "md_stopped", "frac_accurate", "frac_candidate", "frac_failed")},
+        "n_probes": float(info.get("n_probes", 0)),  # picks that are probes (selection.probes_per_round)
+        "n_probes_found": float(info.get("n_probes_found", 0)),  # structures past a turn of the model, drawn among
     }
 
 

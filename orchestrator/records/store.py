@@ -2,7 +2,7 @@
 
 Each label is written the moment it arrives. Rows carry key-value pairs:
 ``content_key`` (hash of numbers, positions rounded to 1e-5 Å, cell, pbc and the DFT
-settings), ``al_round``, ``origin`` (seed / md / holdout), ``status``, ``reason``,
+settings), ``al_round``, ``origin`` (seed / md / audit / probe / holdout), ``status``, ``reason``,
 ``wall_s``, ``cost_s``, ``rung``, ``charged``. A structure already in the store is never
 labelled again; the budget ledger is rebuilt from the ``charged`` rows.
 """

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from workers.model.scans import HOLE_TOL_EV, hole, pinch_triples, pinched, reference_energies, scans, stretch_pairs
+from workers.model.scans import (
+    HOLE_TOL_EV,
+    hole,
+    pinch_triples,
+    pinched,
+    probes,
+    reference_energies,
+    scans,
+    stretch_pairs,
+)
 
 WELL_A, WELL_EV = 1.0, 3.0  # the planted hole: an H-H well at 1.0 Å, 3 eV deep
 
@@ -66,3 +75,28 @@ def test_a_dip_smaller_than_the_tolerance_is_not_a_hole(ethanol):
     pinch = [s for s in scans(dip, ethanol, ref) if s.kind == "pinch"]
     assert all(hole(s) is None for s in pinch)
     assert all(hole(s, tol_ev=0.2 * HOLE_TOL_EV) for s in pinch)  # a finer tolerance sees it
+
+
+def test_probes_are_the_structures_past_each_turn_of_the_model_alone(ethanol):
+    """No reference: a model with the planted well yields one probe per H pinch, each inside the
+    well's reach and past the model's turn; the elastic model (it only climbs) yields none."""
+    elastic.d0 = ethanol.get_all_distances()
+    shaken = ethanol.copy()  # an MD frame, not the minimum: the paths start where it is
+    shaken.positions += np.random.default_rng(0).normal(scale=0.02, size=shaken.positions.shape)
+    shaken.info.update(system="ethanol", replica=3, step=40)
+    shaken.arrays["model_forces"] = np.ones((len(shaken), 3))
+    calls = []
+
+    def energies(structures):
+        calls.append(len(structures))
+        return np.array([with_well(a) for a in structures])
+
+    found = probes(energies, [shaken, ethanol])
+    assert len(calls) == 1  # one model call for every path of every start
+    assert len(found) == 8 and all(p.info["probe"].endswith("pinch") for p in found)  # 4 pinches x 2 starts
+    for p in found:
+        i, c, j = (int(t[1:]) for t in p.info["probe"].split()[0].split("-"))
+        assert abs(p.get_distance(i, j) - WELL_A) < 0.45 and p.get_distance(i, j) < ethanol.get_distance(i, j)
+        assert "model_forces" not in p.arrays and p.calc is None and set(p.info) <= {"system", "probe"}
+    assert found[0].info["system"] == "ethanol" and "system" not in found[-1].info
+    assert probes(lambda s: np.array([elastic(a) for a in s]), [shaken, ethanol]) == []

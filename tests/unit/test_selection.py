@@ -222,3 +222,17 @@ def test_uncap_stopped_replicas_lifts_the_ceiling_only_for_replicas_a_stop_rule_
     assert set(lifted.picks.tolist()) & above == above & set(range(40, 46))
     assert 46 not in lifted.picks  # the frame that broke the rule stays failed
     assert lifted.selection.frac_failed < capped.selection.frac_failed
+
+
+def test_probes_are_drawn_as_picks_with_no_ceiling_and_at_most_their_share():
+    from orchestrator.steps import draw_probes
+
+    found = [_md_frame(-1, k, s) for k, s in enumerate([1.0] * 9 + [100.0])]  # one probe far beyond the rest
+    cfg = SelectionConfig(strategy="latent_distance", draw="proportional", draw_power=4.0, window_hi=0.5)
+    one = draw_probes(found, cfg, 1, None, selection_rng(0, 1, 1))
+    assert len(one) == 1 and one[0] is found[-1]  # above any quantile ceiling, still drawn (4th power: ~1 - 1e-7)
+    assert len(draw_probes(found, cfg, 3, None, selection_rng(0, 1, 1))) == 3
+    assert draw_probes(found, cfg, 0, None, selection_rng(0, 1, 1)) == [] and draw_probes([], cfg, 2, None, None) == []
+    uniform = SelectionConfig(strategy="random")
+    got = [draw_probes(found, uniform, 1, None, selection_rng(0, r, 1))[0] is found[-1] for r in range(400)]
+    assert 0.05 < np.mean(got) < 0.16  # random picks ignore the score: 1 in 10

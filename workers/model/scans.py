@@ -26,6 +26,7 @@ import numpy as np
 from ase import Atoms
 
 from workers.model.checks import bonds
+from workers.sampling import CARRIED_INFO
 
 PINCH_DEG = (100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0)  # angles below the minimum's (degrees)
 STRETCH_FACTORS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # x the bond's length at the minimum
@@ -95,6 +96,13 @@ def stretched(atoms: Atoms, centre: int, terminal: int, factor: float) -> Atoms:
     return out
 
 
+def path_name(atoms: Atoms, kind: str, idx: tuple[int, ...]) -> str:
+    """``"H4-C1-H5"`` (pinch: centre in the middle) or ``"C1-H4"`` (stretch)."""
+    sym = atoms.get_chemical_symbols()
+    ordered = (idx[1], idx[0], idx[2]) if kind == "pinch" else idx
+    return "-".join(f"{sym[k]}{k}" for k in ordered)
+
+
 def scan_paths(minimum: Atoms) -> list[tuple[str, tuple[int, ...], list[Atoms], list[float]]]:
     """Every pinch and stretch of ``minimum``: ``(kind, atoms_idx, structures, distances_a)``,
     the minimum itself first in each."""
@@ -140,24 +148,64 @@ def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dic
     return out
 
 
+def first_fall(model_ev: np.ndarray, tol_ev: float, reference_ev: np.ndarray | None = None) -> tuple[int, int] | None:
+    """``(top, k)``: the first point ``k`` where the model's energy lies more than ``tol_ev``
+    below its running maximum (at ``top``), where the reference (if given) stands above its own
+    value at ``top``; ``None`` if there is none."""
+    top = 0
+    for k in range(1, len(model_ev)):
+        if model_ev[k] > model_ev[top]:
+            top = k
+        elif model_ev[k] < model_ev[top] - tol_ev and (reference_ev is None or reference_ev[k] > reference_ev[top]):
+            return top, k
+    return None
+
+
 def hole(scan: Scan, tol_ev: float = HOLE_TOL_EV) -> dict | None:
     """Where ``scan``'s model energy first falls more than ``tol_ev`` below its running maximum
     while the reference stands above its own value at that maximum: ``{"turn_a": distance of
     the maximum (Å), "model_barrier_ev": the model's energy there, "reference_ev": the
     reference's there, "reference_at_fall_ev": the reference's where the model has fallen}``;
     ``None`` if the model follows the reference up."""
-    top = 0
-    for k in range(1, len(scan.model_ev)):
-        if scan.model_ev[k] > scan.model_ev[top]:
-            top = k
-        elif scan.model_ev[k] < scan.model_ev[top] - tol_ev and scan.reference_ev[k] > scan.reference_ev[top]:
-            return {
-                "turn_a": float(scan.distance_a[top]),
-                "model_barrier_ev": float(scan.model_ev[top]),
-                "reference_ev": float(scan.reference_ev[top]),
-                "reference_at_fall_ev": float(scan.reference_ev[k]),
-            }
-    return None
+    fall = first_fall(scan.model_ev, tol_ev, scan.reference_ev)
+    if fall is None:
+        return None
+    top, k = fall
+    return {
+        "turn_a": float(scan.distance_a[top]),
+        "model_barrier_ev": float(scan.model_ev[top]),
+        "reference_ev": float(scan.reference_ev[top]),
+        "reference_at_fall_ev": float(scan.reference_ev[k]),
+    }
+
+
+def probes(
+    energies: Callable[[list[Atoms]], np.ndarray], starts: list[Atoms], tol_ev: float = HOLE_TOL_EV
+) -> list[Atoms]:
+    """Where a model turns over along the distortion paths of each of ``starts`` (MD frames, say):
+    the first structure of each path whose energy (``energies``: eV of many structures, one
+    model call for all) lies ``tol_ev`` below the path's running maximum. No reference is needed:
+    pinching two terminal atoms together and stretching a bond to 1.6x only climb on a physical
+    surface, so a fall is the model's hole, and a reference label there is what fills it.
+    Periodic starts are skipped. Each keeps its start's ``CARRIED_INFO`` and names its path in ``info["probe"]`` (e.g.
+    ``"H4-C1-H5 pinch"``)."""
+    molecules = [a for a in starts if not a.pbc.any()]  # the paths are a molecule's (no images)
+    paths = [(start, kind, idx, structures) for start in molecules for kind, idx, structures, _ in scan_paths(start)]
+    flat = [s for *_, structures in paths for s in structures]
+    if not flat:
+        return []
+    e = np.asarray(energies(flat), dtype=float)
+    out, at = [], 0
+    for start, kind, idx, structures in paths:
+        fall = first_fall(e[at : at + len(structures)], tol_ev)
+        at += len(structures)
+        if fall is not None:
+            bent = structures[fall[1]]
+            probe = Atoms(numbers=bent.numbers, positions=bent.positions, cell=bent.cell, pbc=bent.pbc)
+            carried = {k: start.info[k] for k in CARRIED_INFO if k in start.info}
+            probe.info = {**carried, "probe": f"{path_name(start, kind, idx)} {kind}"}
+            out.append(probe)
+    return out
 
 
 def holes_text(found: list[Scan], reference_name: str = "DFT") -> tuple[int, str]:
