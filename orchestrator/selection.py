@@ -71,9 +71,8 @@ class SelectionConfig(Section):
     # round's most unfamiliar share whatever they are; 1.0 leaves failure to the stop rules,
     # which labelled the way into the potential's holes on the sparse_long pool (docs/results.md)
     window_hi: float = 0.98
-    # frames of a replica that a stop rule ended are candidates above window_hi too: that
-    # replica ran into a region the model gets wrong (a hole), and the frames on its way there
-    # are what the next model must learn (the frame that broke the rule stays failed)
+    # no window_hi for the frames of a replica a stop rule ended: the way into a region the model
+    # gets wrong (a hole) is what the next model must learn (the frame that broke the rule: failed)
     uncap_stopped_replicas: bool = False
     # labels per round spent on probes (rounds only): each replica's last frame is pinched and
     # stretched through the model (workers.model.scans.probes); where the model's energy falls
@@ -111,6 +110,8 @@ class SelectionConfig(Section):
             raise ValueError(f"window_lo ({self.window_lo}) > window_hi ({self.window_hi})")
         if self.window_mode == "quantile" and not (0.0 <= self.window_lo <= self.window_hi <= 1.0):
             raise ValueError("quantile window bounds must lie in [0, 1]")
+        if self.strategy == "committee" and self.probes_per_round:
+            raise ValueError("selection.probes_per_round: probes carry no committee deviation to draw them by")
         return self
 
 

@@ -79,7 +79,12 @@ BAD = {
         ["selection.strategy=committee", "model.head=scalar"],
         "selection.strategy: committee needs rounds",
     ),
-    "async with probes": ("campaign", {"mode": "async"}, ["selection.probes_per_round=2"], "set campaign.mode: rounds"),
+    "async with probes": (
+        "campaign",
+        {"mode": "async"},
+        ["selection.probes_per_round=2"],
+        "probes_per_round needs rounds",
+    ),
     "probes with a committee": (
         "selection",
         {"probes_per_round": 2},
