@@ -295,6 +295,7 @@ def main() -> None:
         for seed in seeds:
             name = f"{strategy}-s{seed}" if args.scenario == "demo" else f"{strategy}-{args.scenario}-s{seed}"
             sets = [
+                "selection.probes_per_round=0",  # the demo config's probes: only the rows that name them
                 *overrides, *base, f"name={name}", f"seed={seed}", f"out_dir={args.out / name}",
                 f"tracking.uri={uri}", "tracking.experiment=active-learning",
             ]  # fmt: skip

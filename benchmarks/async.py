@@ -109,7 +109,9 @@ def main() -> None:
         shutil.rmtree(args.out)  # fresh campaigns: a resumed one would not be timed
     args.out.mkdir(parents=True)
     base = [
-        *(QUICK if args.quick else []), *args.set, f"dft.emulated_latency_s={args.latency}",
+        # no probes: async campaigns draw none, and rounds must pick as they do
+        "selection.probes_per_round=0", *(QUICK if args.quick else []), *args.set,
+        f"dft.emulated_latency_s={args.latency}",
         f"ray.dft_workers={args.workers}", "ray.trainer_cpus=1", "ray.sampler_cpus=1", "ray.samplers=1",
         f"tracking.uri=sqlite:///{(args.out / 'mlflow.db').resolve()}", "tracking.experiment=async-bench",
     ]  # fmt: skip

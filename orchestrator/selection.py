@@ -78,7 +78,7 @@ class SelectionConfig(Section):
     # stretched through the model (workers.model.scans.probes); where the model's energy falls
     # along such a path, which only climbs on a physical surface, the structure past the turn
     # is a probe; up to this many are drawn among them (as picks are, no ceiling), served after
-    # the audits and before the picks from the round's label cap. 0: none
+    # the audits and before the picks from the round's label cap (async campaigns: none). 0: none
     probes_per_round: int = Field(0, ge=0)
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
@@ -110,8 +110,6 @@ class SelectionConfig(Section):
             raise ValueError(f"window_lo ({self.window_lo}) > window_hi ({self.window_hi})")
         if self.window_mode == "quantile" and not (0.0 <= self.window_lo <= self.window_hi <= 1.0):
             raise ValueError("quantile window bounds must lie in [0, 1]")
-        if self.strategy == "committee" and self.probes_per_round:
-            raise ValueError("selection.probes_per_round: probes carry no committee deviation to draw them by")
         return self
 
 

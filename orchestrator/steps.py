@@ -73,12 +73,15 @@ def probe_frames(model, frames: list) -> list[Atoms]:
 
 def draw_probes(found: list[Atoms], cfg: SelectionConfig, n: int, labelled_emb, rng) -> list[Atoms]:
     """Up to ``n`` of the scored probes ``found`` (``probe_frames``), drawn as picks are
-    (``select``) but with no quantile ceiling: every probe is a candidate."""
+    (``select``) but with no quantile ceiling: every probe is a candidate (a committee's:
+    uniformly, as probes carry no committee deviation)."""
     if not found or n <= 0:
         return []
     emb = np.stack([f.info["embedding"] for f in found])
-    whole = cfg.model_copy(update={"window_mode": "quantile", "window_lo": 0.0, "window_hi": 1.0})
-    sel = select(frame_scores(found, cfg.strategy), emb, np.zeros(len(found), dtype=bool), whole, n, labelled_emb, rng)
+    uniform = {"strategy": "random"} if cfg.strategy == "committee" else {}
+    whole = cfg.model_copy(update={"window_mode": "quantile", "window_lo": 0.0, "window_hi": 1.0, **uniform})
+    physical = np.zeros(len(found), dtype=bool)  # no stop rule ends a probe
+    sel = select(frame_scores(found, whole.strategy), emb, physical, whole, n, labelled_emb, rng)
     return [found[int(i)] for i in sel.picked]
 
 

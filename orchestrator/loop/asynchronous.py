@@ -58,6 +58,8 @@ def run_async(s: Session, state: CampaignState) -> None:
     """Label, train and sample at once until the budget is spent or a stop rule fires; the
     state is left for ``finalise`` (every label, from the newest generation)."""
     sched = s.cfg.campaign
+    if s.cfg.selection.probes_per_round:
+        s.say.say("  [yellow]selection.probes_per_round[/]: probes are drawn in rounds only; this campaign draws none")
     queue = LabelQueue(s.ledger, sched.queue_size or 4 * s.cfg.ray.dft_workers)
     queue.done = s.store.keys()
     gen = state.round - 1 if state.phase == "start" else state.round  # newest model (0: none)

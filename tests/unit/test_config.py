@@ -79,18 +79,6 @@ BAD = {
         ["selection.strategy=committee", "model.head=scalar"],
         "selection.strategy: committee needs rounds",
     ),
-    "async with probes": (
-        "campaign",
-        {"mode": "async"},
-        ["selection.probes_per_round=2"],
-        "probes_per_round needs rounds",
-    ),
-    "probes with a committee": (
-        "selection",
-        {"probes_per_round": 2},
-        ["selection.strategy=committee", "model.head=scalar"],
-        "probes carry no committee deviation",
-    ),
     "forces_std without a spread": (
         "model",
         {"heads": 1, "llpr_samples": 0},

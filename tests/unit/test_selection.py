@@ -236,3 +236,6 @@ def test_probes_are_drawn_as_picks_with_no_ceiling_and_at_most_their_share():
     uniform = SelectionConfig(strategy="random")
     got = [draw_probes(found, uniform, 1, None, selection_rng(0, r, 1))[0] is found[-1] for r in range(400)]
     assert 0.05 < np.mean(got) < 0.16  # random picks ignore the score: 1 in 10
+    committee = SelectionConfig(strategy="committee")  # probes carry no committee deviation: drawn uniformly
+    got = [draw_probes(found, committee, 1, None, selection_rng(0, r, 1))[0] is found[-1] for r in range(400)]
+    assert 0.05 < np.mean(got) < 0.16
