@@ -269,12 +269,12 @@ def rank_frames(frames: list, cfg: SelectionConfig, n_audit: int, room: int | No
 
 def select_per_system(scores, emb, stopped, groups: list[np.ndarray], names: list[str], weights: list[float],
                       cfg: SelectionConfig, quota: int, labelled_emb, rng,
-                      uncapped: np.ndarray | None = None) -> tuple[Selection, np.ndarray]:  # fmt: skip
+                      uncapped: np.ndarray) -> tuple[Selection, np.ndarray]:  # fmt: skip
     """Each system's frames (``groups[k]``: frame indices) ranked alone for its share of
     ``quota``; ``(the systems' selections merged, frame indices picked)``. The merged
     selection's window spans the systems' windows; its fractions are over all their frames;
-    ``counts["picked/<name>"]`` says how many each system got."""
-    uncapped = np.zeros(len(scores), dtype=bool) if uncapped is None else uncapped
+    ``counts["picked/<name>"]`` says how many each system got; ``uncapped``: as ``select``'s,
+    over all the frames."""
     physical = [g[~stopped[g] & np.isfinite(scores[g])] for g in groups]
     need = [float(np.median(scores[g])) if len(g) and cfg.strategy != "random" else float("nan") for g in physical]
     quotas = pick_quotas(quota, weights, need)
