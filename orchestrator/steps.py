@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from orchestrator.config import CampaignConfig, StopConfig
+from orchestrator.loop.replicas import last_frames
 from orchestrator.records.rundir import RunDir
 from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
@@ -61,11 +62,7 @@ def score_frames(model, frames: list) -> None:
 def probe_frames(model, frames: list) -> list[Atoms]:
     """``scans.probes`` of the last frame of each replica no stop rule ended: the structures
     past each turn of ``model``'s energy along a pinch or stretch, scored as MD frames are."""
-    last: dict[int, Atoms] = {}
-    for f in frames:
-        r = f.info["replica"]
-        if not f.info.get("stop_reason") and (r not in last or f.info["step"] > last[r].info["step"]):
-            last[r] = f
+    last = last_frames([f for f in frames if not f.info.get("stop_reason")])
     found = probes(lambda s: np.array([p["energy"] for p in predict(model, s, bare=True)]), list(last.values()))
     score_frames(model, found)
     return found

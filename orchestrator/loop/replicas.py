@@ -34,18 +34,22 @@ def replica_starts(walkers: dict[int, Atoms], starts: list, replicas: int, share
     return out
 
 
+def last_frames(frames: list) -> dict[int, Atoms]:
+    """Each replica's frame of the highest step (``info["replica"]``, ``info["step"]``)."""
+    last: dict[int, Atoms] = {}
+    for f in frames:
+        r = f.info["replica"]
+        if r not in last or f.info["step"] > last[r].info["step"]:
+            last[r] = f
+    return last
+
+
 def walkers_after(walkers: dict[int, Atoms], frames: list) -> dict[int, Atoms]:
     """``walkers`` updated by an MD run's frames: each replica's last frame (positions only),
     or none for a replica a stop rule ended (it starts again from the picks)."""
-    last: dict[int, Atoms] = {}
-    stopped = set()
-    for f in frames:
-        r = f.info["replica"]
-        stopped |= {r} if f.info["stop_reason"] else set()
-        if r not in last or f.info["step"] > last[r].info["step"]:
-            last[r] = f
+    stopped = {f.info["replica"] for f in frames if f.info["stop_reason"]}
     out = dict(walkers)
-    for r, f in last.items():
+    for r, f in last_frames(frames).items():
         if r in stopped:
             out.pop(r, None)
         else:

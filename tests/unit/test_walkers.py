@@ -3,7 +3,7 @@
 import numpy as np
 from ase import Atoms
 
-from orchestrator.loop.replicas import replica_starts, walkers_after
+from orchestrator.loop.replicas import last_frames, replica_starts, walkers_after
 
 
 def _frame(replica: int, step: int, x: float, reason: str = "") -> Atoms:
@@ -18,6 +18,15 @@ def test_walkers_keep_each_replicas_last_frame_and_forget_stopped_ones():
     assert sorted(walkers) == [0, 2]  # replica 1 stopped: it starts from the picks again
     assert walkers[0].positions[1, 0] == 0.8 and not walkers[0].info  # the last frame, positions only
     assert walkers[2].positions[1, 0] == 0.74  # no run of replica 2 here: kept as it was
+
+
+def test_last_frames_take_each_replicas_highest_step_in_any_order():
+    frames = [_frame(0, 20, 0.8), _frame(1, 10, 0.9), _frame(0, 10, 0.7), _frame(1, 30, 0.1, "min_distance")]
+    last = last_frames(frames)
+    assert {r: f.info["step"] for r, f in last.items()} == {0: 20, 1: 30}
+    assert last[0] is frames[0]  # the frame itself, info kept (probes score it)
+    physical = last_frames([f for f in frames if not f.info["stop_reason"]])  # what probes start from
+    assert physical[1] is frames[1]
 
 
 def test_a_share_of_replicas_persists_and_the_rest_take_every_start_in_turn():
