@@ -203,19 +203,21 @@ def model_points(campaign: Campaign, state, judges: dict[str, list]) -> list[dic
 
 
 def campaign_picks(campaign: Campaign, state) -> list:
-    """Every round's MD picks (rounds/round_NNN/picks.extxyz) of a finished campaign."""
+    """Every round's picks (rounds/round_NNN/picks.extxyz) of a finished campaign: its MD picks
+    and its probes (``info["probe"]``, no replica)."""
     paths = [campaign.session.run.picks(h["round"]) for h in state.history]
     return [a for path in paths if path.exists() for a in read(path, index=":")]
 
 
 def hot_share(cfg, picks: list) -> float:
-    """Fraction of ``picks`` (MD frames with ``info["replica"]``) whose replica ran above the
-    coolest of ``cfg.temperatures_k`` (``cfg``: the campaign's ``sampling``; nan when every
-    replica runs at one temperature or there are no picks)."""
-    if cfg.temperatures_k is None or not picks:
+    """Fraction of the MD frames among ``picks`` (those with ``info["replica"]``; probes have
+    none) whose replica ran above the coolest of ``cfg.temperatures_k`` (``cfg``: the campaign's
+    ``sampling``; nan when every replica runs at one temperature or there are no MD picks)."""
+    md = [a for a in picks if "replica" in a.info]
+    if cfg.temperatures_k is None or not md:
         return math.nan
     coolest = min(cfg.temperatures_k)
-    return float(np.mean([temperature_at(cfg, 0, int(a.info["replica"])) > coolest for a in picks]))
+    return float(np.mean([temperature_at(cfg, 0, int(a.info["replica"])) > coolest for a in md]))
 
 
 def score(model, train_labels: int, judges: dict[str, list]) -> dict:

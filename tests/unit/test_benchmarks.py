@@ -182,9 +182,11 @@ def test_share_of_picks_from_the_hotter_replicas():
     from workers.sampling import MDConfig
 
     picks = [Atoms("H", info={"replica": r}) for r in (0, 3, 7, 7, 5, 11)]  # 3, 7, 11 ran at 900 K
+    picks.append(Atoms("H", info={"probe": "stretch 0-1"}))  # a probe: no replica, not counted
     assert hot_share(MDConfig(temperatures_k=[300, 300, 300, 900]), picks) == pytest.approx(4 / 6)
     assert math.isnan(hot_share(MDConfig(temperature_k=600), picks))
     assert math.isnan(hot_share(MDConfig(temperatures_k=[300, 900]), []))
+    assert math.isnan(hot_share(MDConfig(temperatures_k=[300, 900]), picks[-1:]))
 
 
 def test_every_benchmark_the_docs_cite_is_a_step_of_make_results():
