@@ -43,10 +43,6 @@ def scenario(
 # the rows a sceptic asks for on the demo's pool (the active_learning step)
 SCEPTIC = "latent-power4,random,latent-proportional,latent-distance,forces-std,committee,entropy,random-scalar"
 
-# the long sparse pool's rows: the default, random, and the default's quantile ceiling lifted for
-# every frame or for the frames of replicas a stop rule ended
-SPARSE_LONG_ROWS = "latent-power4,random,latent-power4-uncapped,latent-power4-stopped"
-
 # ten rounds of 6 picks + 1 audit instead of the demo's five of 12 + 2: the same 94 training labels
 SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audit_per_round=1",
                 "--set", "budget.max_labels_per_round=7", "--set", "stop.max_rounds=10"]  # fmt: skip
@@ -98,12 +94,13 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # run four times 2 ps at 800 K: the default against random and the default's draw with no
     # quantile ceiling, five campaign seeds
     "active_learning_sparse": ([scenario("sparse", 5, "latent-power4,random,latent-power4-uncapped")], []),
-    # the same pool with 2 ps of MD a round (as long as the stability check), three campaign seeds,
-    # the ceiling also lifted for the frames of replicas a stop rule ended alone
-    "active_learning_sparse_long": ([scenario("sparse_long", 3, SPARSE_LONG_ROWS)], []),
+    # the same pool with 2 ps of MD a round (as long as the stability check), three campaign seeds
+    "active_learning_sparse_long": ([scenario("sparse_long", 3, "latent-power4,random,latent-power4-uncapped")], []),
     # the same pool and seeds, the default with two picks a round spent on probes (structures past
     # a turn of the model along pinches and stretches, workers.model.scans.probes)
     "active_learning_sparse_long_probes": ([scenario("sparse_long", 3, "latent-power4-probes")], []),
+    # the same pool and seeds, the ceiling lifted for the frames of replicas a stop rule ended alone
+    "active_learning_sparse_long_stopped": ([scenario("sparse_long", 3, "latent-power4-stopped")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
@@ -216,6 +213,7 @@ SHARES = {
     "active_learning_hot_power": "active_learning_hot",
     "active_learning_skewed_seeds": "active_learning_skewed",
     "active_learning_sparse_long_probes": "active_learning_sparse_long",
+    "active_learning_sparse_long_stopped": "active_learning_sparse_long",
 }
 
 
