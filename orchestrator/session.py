@@ -73,6 +73,12 @@ class Session:
         """The labels a model of round ``before_round`` trains on (None: every label so far)."""
         return self.store.training_structures(before_round)
 
+    def md_start_labels(self, before_round: int) -> list[Atoms]:
+        """The training labels MD may start from: all but probes (a pinched or stretched
+        structure is a point to label, not a start: MD from it breaks bonds its own start
+        lacks, which the stop rules, judging bonds against the start, do not see)."""
+        return self.store.training_structures(before_round, exclude=("probe",))
+
     def training_job(self, rnd: int, final: bool = False, member: int = 0) -> TrainingJob:
         return training_job(self.cfg, self.run, self.store, rnd, final, member)
 

@@ -131,7 +131,7 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     cfg = s.cfg
     md_cfg = md_config(cfg, round_md_seed(cfg, rnd))
     labelled = s.training_set(rnd)
-    starts = md_starts(s.seeds, s.reference_paths(), labelled, md_cfg.replicas, s.systems)
+    starts = md_starts(s.seeds, s.reference_paths(), s.md_start_labels(rnd), md_cfg.replicas, s.systems)
     t0 = time.perf_counter()
     with s.say.phase(f"MD: {md_cfg.replicas} replicas x {md_cfg.steps} steps ({md_cfg.engine})"):
         frames = s.rt.sample(model, starts, md_cfg)

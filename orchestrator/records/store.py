@@ -164,12 +164,12 @@ class LabelStore:
         rows = self.link.retry(lambda: list(self.db.select(sort="id", **self.scope, **filters)))
         return [self._from_row(r) for r in rows]
 
-    def training_structures(self, before_round: int | None = None) -> list[Atoms]:
+    def training_structures(self, before_round: int | None = None, exclude: tuple[str, ...] = ()) -> list[Atoms]:
         """OK labels that are not hold-out (from rounds before ``before_round``; None: all),
         as labelled ``Atoms`` ordered by (round, content key): the same list whatever order
         the DFT pool finished them in, so an interrupted and an uninterrupted run, or two
-        runs of one config, train alike."""
-        labels = [s for s in self.labels(status="ok") if s.origin != "holdout"]
+        runs of one config, train alike. ``exclude``: origins left out as well."""
+        labels = [s for s in self.labels(status="ok") if s.origin not in ("holdout", *exclude)]
         if before_round is not None:
             labels = [s for s in labels if s.round < before_round]
         return [s.atoms for s in sorted(labels, key=lambda s: (s.round, s.key))]

@@ -1,5 +1,6 @@
 """The ase.db label store: content keys, durable rows, reuse with zero DFT, extxyz export."""
 
+import numpy as np
 import pytest
 from ase.build import molecule
 from ase.io import read
@@ -85,6 +86,19 @@ def test_rejected_label_is_stored_but_not_charged(tmp_path):
     assert row.status is Status.REJECTED and not row.charged and "spin" in row.reason
     assert ledger.charged_labels == 0
     assert store.training_structures() == []
+
+
+def test_training_structures_leave_out_the_origins_asked(tmp_path):
+    cfg = DFTConfig()
+    store = LabelStore(tmp_path / "labels.db")
+    ledger = Ledger(BudgetLimits(max_labels=6, max_labels_per_round=6, holdout_labels=0))
+    waters = rattled_copies(molecule("H2O"), 4, seed=5)
+    items = [(waters[0], "seed"), (waters[1], "probe"), (waters[2], "md"), (waters[3], "holdout")]
+    label_structures(items, 1, SerialPool(cfg), store, ledger, cfg)
+    assert len(store.training_structures()) == 3  # the hold-out never trains
+    starts = store.training_structures(exclude=("probe",))  # what MD may start from
+    assert len(starts) == 2
+    assert not any(np.allclose(a.positions, waters[1].positions) for a in starts)
 
 
 def test_export_extxyz(tmp_path):
