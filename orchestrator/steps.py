@@ -14,7 +14,6 @@ import numpy as np
 from ase import Atoms
 
 from orchestrator.config import CampaignConfig, StopConfig
-from orchestrator.loop.replicas import last_frames
 from orchestrator.records.rundir import RunDir
 from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
@@ -25,7 +24,7 @@ from workers.errors import DamagedFile
 from workers.model.calculator import predict, recalibrate
 from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
 from workers.model.scans import probes
-from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig
+from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig, last_frames
 
 # what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
 PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "bias_energy", "replica", "step", "probe",

@@ -363,3 +363,13 @@ def replica_shares(n_replicas: int, n_actors: int) -> list[tuple[int, int]]:
             out.append((offset, count))
         offset += count
     return out
+
+
+def last_frames(frames: list[Atoms]) -> dict[int, Atoms]:
+    """Each replica's frame of the highest step (``info["replica"]``, ``info["step"]``)."""
+    last: dict[int, Atoms] = {}
+    for f in frames:
+        r = f.info["replica"]
+        if r not in last or f.info["step"] > last[r].info["step"]:
+            last[r] = f
+    return last

@@ -13,6 +13,8 @@ import math
 
 from ase import Atoms
 
+from workers.sampling import last_frames
+
 
 def persistent(replica: int, share: float) -> bool:
     """Whether ``replica`` continues its trajectory: a share ``share`` of them, spread evenly."""
@@ -32,16 +34,6 @@ def replica_starts(walkers: dict[int, Atoms], starts: list, replicas: int, share
             out.append(starts[k % len(starts)])
             k += 1
     return out
-
-
-def last_frames(frames: list) -> dict[int, Atoms]:
-    """Each replica's frame of the highest step (``info["replica"]``, ``info["step"]``)."""
-    last: dict[int, Atoms] = {}
-    for f in frames:
-        r = f.info["replica"]
-        if r not in last or f.info["step"] > last[r].info["step"]:
-            last[r] = f
-    return last
 
 
 def walkers_after(walkers: dict[int, Atoms], frames: list) -> dict[int, Atoms]:

@@ -3,7 +3,8 @@
 import numpy as np
 from ase import Atoms
 
-from orchestrator.loop.replicas import last_frames, replica_starts, walkers_after
+from orchestrator.loop.replicas import replica_starts, walkers_after
+from workers.sampling import last_frames
 
 
 def _frame(replica: int, step: int, x: float, reason: str = "") -> Atoms:
