@@ -9,6 +9,7 @@ from ase.build import molecule
 
 from workers.model.scans import (
     HOLE_TOL_EV,
+    first_fall,
     hole,
     pinch_triples,
     pinched,
@@ -100,3 +101,20 @@ def test_probes_are_the_structures_past_each_turn_of_the_model_alone(ethanol):
         assert "model_forces" not in p.arrays and p.calc is None and set(p.info) <= {"system", "probe"}
     assert found[0].info["system"] == "ethanol" and "system" not in found[-1].info
     assert probes(lambda s: np.array([elastic(a) for a in s]), [shaken, ethanol]) == []
+
+
+def test_a_strained_start_relaxing_along_a_path_is_no_probe(ethanol):
+    """An MD frame with a compressed C-H bond: stretching it first falls on the physical surface
+    (the elastic model), which is no hole; a fall after the path has climbed still is."""
+    elastic.d0 = ethanol.get_all_distances()
+    c, h = next((c, k) for c, k in stretch_pairs(ethanol) if ethanol[k].symbol == "H")
+    compressed = ethanol.copy()
+    compressed.positions[h] = ethanol.positions[c] + 0.7 * (ethanol.positions[h] - ethanol.positions[c])
+    assert probes(lambda s: np.array([elastic(a) for a in s]), [compressed]) == []
+    relaxing = np.array([0.4, 0.2, 0.0, 0.3, 0.8])  # down to its lowest point, then up: no turn
+    assert first_fall(relaxing, HOLE_TOL_EV) == (0, 1)  # without the climb rule, a false turn
+    assert first_fall(relaxing, HOLE_TOL_EV, climb_ev=HOLE_TOL_EV) is None
+    holed = np.array([0.4, 0.2, 0.0, 0.3, 0.8, 0.5, 0.9])
+    assert first_fall(holed, HOLE_TOL_EV, climb_ev=HOLE_TOL_EV) == (4, 5)
+    shallow = np.array([0.0, 0.05, -0.3, 0.2, 0.05])  # climbs 0.05 only, then falls: not yet a turn
+    assert first_fall(shallow, HOLE_TOL_EV, climb_ev=HOLE_TOL_EV) == (3, 4)

@@ -148,14 +148,21 @@ def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dic
     return out
 
 
-def first_fall(model_ev: np.ndarray, tol_ev: float, reference_ev: np.ndarray | None = None) -> tuple[int, int] | None:
+def first_fall(
+    model_ev: np.ndarray, tol_ev: float, reference_ev: np.ndarray | None = None, climb_ev: float | None = None
+) -> tuple[int, int] | None:
     """``(top, k)``: the first point ``k`` where the model's energy lies more than ``tol_ev``
     below its running maximum (at ``top``), where the reference (if given) stands above its own
-    value at ``top``; ``None`` if there is none."""
-    top = 0
+    value at ``top``; ``None`` if there is none. ``climb_ev``: the path must first climb more
+    than this above its lowest point so far (a strained start relaxing along the path, as an MD
+    frame's compressed bond does when stretched, falls on a physical surface too)."""
+    top = low = 0
     for k in range(1, len(model_ev)):
         if model_ev[k] > model_ev[top]:
             top = k
+        elif climb_ev is not None and model_ev[top] - model_ev[low] <= climb_ev:
+            if model_ev[k] < model_ev[low]:  # still on the way down to the path's lowest point
+                low = top = k
         elif model_ev[k] < model_ev[top] - tol_ev and (reference_ev is None or reference_ev[k] > reference_ev[top]):
             return top, k
     return None
@@ -184,9 +191,11 @@ def probes(
 ) -> list[Atoms]:
     """Where a model turns over along the distortion paths of each of ``starts`` (MD frames, say):
     the first structure of each path whose energy (``energies``: eV of many structures, one
-    model call for all) lies ``tol_ev`` below the path's running maximum. No reference is needed:
-    pinching two terminal atoms together and stretching a bond to 1.6x only climb on a physical
-    surface, so a fall is the model's hole, and a reference label there is what fills it.
+    model call for all) lies ``tol_ev`` below the path's running maximum, once the path has
+    climbed more than ``tol_ev`` above its lowest point. No reference is needed: past their
+    lowest point, pinching two terminal atoms together and stretching a bond to 1.6x only climb
+    on a physical surface (before it, a strained start relaxes), so a fall there is the model's
+    hole, and a reference label there is what fills it.
     Periodic starts are skipped. Each keeps its start's ``CARRIED_INFO`` and names its path in ``info["probe"]`` (e.g.
     ``"H4-C1-H5 pinch"``)."""
     molecules = [a for a in starts if not a.pbc.any()]  # the paths are a molecule's (no images)
@@ -197,7 +206,7 @@ def probes(
     e = np.asarray(energies(flat), dtype=float)
     out, at = [], 0
     for start, kind, idx, structures in paths:
-        fall = first_fall(e[at : at + len(structures)], tol_ev)
+        fall = first_fall(e[at : at + len(structures)], tol_ev, climb_ev=tol_ev)
         at += len(structures)
         if fall is not None:
             bent = structures[fall[1]]
