@@ -101,6 +101,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_sparse_long_probes": ([scenario("sparse_long", 3, "latent-power4-probes")], []),
     # the same pool and seeds, the ceiling lifted for the frames of replicas a stop rule ended alone
     "active_learning_sparse_long_stopped": ([scenario("sparse_long", 3, "latent-power4-stopped")], []),
+    # the demo's pool, three seeds: the default with and without two picks a round spent on probes
+    # (the demo config's setting), and random (does probing cost accuracy where MD finds no hole?)
+    "active_learning_demo_probes": ([scenario("demo", 3, "latent-power4,latent-power4-probes,random")], []),
+    # the skewed pool (the skewed steps' campaigns on seeds 0-2), the same three rows
+    "active_learning_skewed_probes": ([scenario("skewed", 3, "latent-power4,latent-power4-probes,random")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
@@ -213,6 +218,8 @@ SHARES = {
     "active_learning_hot_power": "active_learning_hot",
     "active_learning_skewed_seeds": "active_learning_skewed",
     "active_learning_sparse_long_probes": "active_learning_sparse_long",
+    "active_learning_demo_probes": "active_learning",
+    "active_learning_skewed_probes": "active_learning_skewed",
     "active_learning_sparse_long_stopped": "active_learning_sparse_long",
 }
 
