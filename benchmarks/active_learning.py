@@ -142,6 +142,13 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     # the default with two of each round's picks spent on probes (structures past a turn of the
     # model along pinches and stretches of the replicas' last frames, workers.model.scans.probes)
     "latent-power4-probes": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2"],
+    # both: the uncapped draw (the frames on the way into a hole) and two probes a round (the holes)
+    "latent-power4-uncapped-probes": [
+        *LATENT,
+        "selection.draw_power=4",
+        "selection.window_hi=1.0",
+        "selection.probes_per_round=2",
+    ],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
     # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy

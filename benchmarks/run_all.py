@@ -99,13 +99,18 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same pool and seeds, the default with two picks a round spent on probes (structures past
     # a turn of the model along pinches and stretches, workers.model.scans.probes)
     "active_learning_sparse_long_probes": ([scenario("sparse_long", 3, "latent-power4-probes")], []),
+    # the same pool and seeds, the uncapped draw and two probes a round together
+    "active_learning_sparse_long_uncapped_probes": ([scenario("sparse_long", 3, "latent-power4-uncapped-probes")], []),
     # the same pool and seeds, the ceiling lifted for the frames of replicas a stop rule ended alone
     "active_learning_sparse_long_stopped": ([scenario("sparse_long", 3, "latent-power4-stopped")], []),
     # the demo's pool, three seeds: the default with and without two picks a round spent on probes
     # (the demo config's setting), and random (does probing cost accuracy where MD finds no hole?)
     "active_learning_demo_probes": ([scenario("demo", 3, "latent-power4,latent-power4-probes,random")], []),
-    # the skewed pool (the skewed steps' campaigns on seeds 0-2), the same three rows
-    "active_learning_skewed_probes": ([scenario("skewed", 3, "latent-power4,latent-power4-probes,random")], []),
+    # the skewed pool (the skewed steps' campaigns on seeds 0-2), the same three rows and the uncapped draw
+    "active_learning_skewed_probes": (
+        [scenario("skewed", 3, "latent-power4,latent-power4-probes,random,latent-power4-uncapped")],
+        [],
+    ),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
@@ -221,6 +226,7 @@ SHARES = {
     "active_learning_demo_probes": "active_learning",
     "active_learning_skewed_probes": "active_learning_skewed",
     "active_learning_sparse_long_stopped": "active_learning_sparse_long",
+    "active_learning_sparse_long_uncapped_probes": "active_learning_sparse_long",
 }
 
 
