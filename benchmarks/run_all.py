@@ -99,6 +99,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same pool and seeds, the default with two picks a round spent on probes (structures past
     # a turn of the model along pinches and stretches, workers.model.scans.probes)
     "active_learning_sparse_long_probes": ([scenario("sparse_long", 3, "latent-power4-probes")], []),
+    # the skewed pool's seeds 0-2, the ceiling lifted for the replicas a stop rule ended alone
+    "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
     # the same pool and seeds, the uncapped draw and two probes a round together
     "active_learning_sparse_long_uncapped_probes": ([scenario("sparse_long", 3, "latent-power4-uncapped-probes")], []),
     # the same pool and seeds, the ceiling lifted for the frames of replicas a stop rule ended alone
@@ -227,6 +229,7 @@ SHARES = {
     "active_learning_skewed_probes": "active_learning_skewed",
     "active_learning_sparse_long_stopped": "active_learning_sparse_long",
     "active_learning_sparse_long_uncapped_probes": "active_learning_sparse_long",
+    "active_learning_skewed_stopped": "active_learning_skewed",
 }
 
 
