@@ -99,9 +99,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same pool and seeds, the default with two picks a round spent on probes (structures past
     # a turn of the model along pinches and stretches, workers.model.scans.probes)
     "active_learning_sparse_long_probes": ([scenario("sparse_long", 3, "latent-power4-probes")], []),
-    # the skewed pool's seeds 0-2, the ceiling lifted for the replicas a stop rule ended alone
-    "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
-    # the same pool and seeds, the uncapped draw and two probes a round together
+    # the sparse_long pool and seeds, the uncapped draw and two probes a round together
     "active_learning_sparse_long_uncapped_probes": ([scenario("sparse_long", 3, "latent-power4-uncapped-probes")], []),
     # the same pool and seeds, the ceiling lifted for the frames of replicas a stop rule ended alone
     "active_learning_sparse_long_stopped": ([scenario("sparse_long", 3, "latent-power4-stopped")], []),
@@ -113,6 +111,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [scenario("skewed", 3, "latent-power4,latent-power4-probes,random,latent-power4-uncapped")],
         [],
     ),
+    # the same pool and seeds, the ceiling lifted for the replicas a stop rule ended alone
+    "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
