@@ -151,6 +151,13 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "selection.window_hi=1.0",
         "selection.probes_per_round=2",
     ],
+    # the stopped replicas' ceiling lifted and two probes a round (the demo config's candidate)
+    "latent-power4-stopped-probes": [
+        *LATENT,
+        "selection.draw_power=4",
+        "selection.uncap_stopped_replicas=true",
+        "selection.probes_per_round=2",
+    ],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two
     # latent-proportional's picks from uncertainty-biased MD (hyperactive learning): each atom's energy

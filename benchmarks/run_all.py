@@ -49,6 +49,8 @@ SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audi
 # five rounds whose warm starts train 300 epochs, not 150: 300 + 5 x 300 epochs, as ten rounds'
 # 300 + 10 x 150
 LONG_WARM_START = ["--set", "warm_start_epochs=300"]
+# the demo pool's rows with and without the stopped replicas' ceiling lifted, with and without probes
+DEMO_STOPPED_ROWS = "latent-power4,latent-power4-probes,random,latent-power4-stopped,latent-power4-stopped-probes"
 
 # step -> (full commands, quick commands); {out} is the step's run folder
 STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
@@ -113,6 +115,14 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     ),
     # the same pool and seeds, the ceiling lifted for the replicas a stop rule ended alone
     "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
+    # the sparse pool's five seeds (the default's and random's campaigns on disk): the stopped row
+    "active_learning_sparse_stopped": ([scenario("sparse", 5, "latent-power4,random,latent-power4-stopped")], []),
+    # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
+    # with two probes a round (the demo config's candidate), beside the default, probes and random
+    "active_learning_demo_stopped": (
+        [scenario("demo", 3, DEMO_STOPPED_ROWS)],
+        [],
+    ),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
@@ -230,6 +240,8 @@ SHARES = {
     "active_learning_sparse_long_stopped": "active_learning_sparse_long",
     "active_learning_sparse_long_uncapped_probes": "active_learning_sparse_long",
     "active_learning_skewed_stopped": "active_learning_skewed",
+    "active_learning_sparse_stopped": "active_learning_sparse",
+    "active_learning_demo_stopped": "active_learning",
 }
 
 
