@@ -244,21 +244,35 @@ def score(model, train_labels: int, judges: dict[str, list]) -> dict:
     return point
 
 
+def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
+    """The campaign's model (``cfg``) trained from scratch on ``structures`` for ``epochs``
+    (training seed as the campaign's), scored like the campaigns' models."""
+    from workers.model import TrainConfig, train
+
+    tcfg = TrainConfig(**{**cfg.training.model_dump(), "epochs": epochs, "seed": training_seed(cfg)})
+    return score(train(tcfg, structures, model_cfg=cfg.model).model.eval(), len(structures), judges)
+
+
+def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path) -> dict:
+    """A finished campaign's training labels ``structures`` trained from scratch (``scratch_point``):
+    what its warm-started rounds cost or bought against one training on the same labels. Kept in
+    ``cache`` (a rerun reads it back)."""
+    if not cache.exists():
+        cache.write_text(json.dumps(scratch_point(cfg, structures, epochs, judges)))
+    return json.loads(cache.read_text())
+
+
 def passive_points(cfg, pool: list, sizes: list[int], epochs: int, judges: dict, out: Path) -> list[dict]:
     """The campaign's model (``cfg``: seed ``cfg.seed``) trained from scratch on the first N
     frames of a seeded shuffle of the AIMD ``pool`` (nested sets), for each N in ``sizes``;
     scored like the campaigns' models. Kept in ``out/passive-s<seed>-e<epochs>.json`` (a rerun
     reads them back)."""
-    from workers.model import TrainConfig, train
-
     cache = out / f"passive-s{cfg.seed}-e{epochs}.json"
     done = {p["train_labels"]: p for p in json.loads(cache.read_text())} if cache.exists() else {}
     order = np.random.default_rng([cfg.seed, 17]).permutation(len(pool))
-    tcfg = TrainConfig(**{**cfg.training.model_dump(), "epochs": epochs, "seed": training_seed(cfg)})
     for n in sizes:
         if n not in done:
-            model = train(tcfg, [pool[int(i)] for i in order[:n]], model_cfg=cfg.model).model.eval()
-            done[n] = score(model, n, judges)
+            done[n] = scratch_point(cfg, [pool[int(i)] for i in order[:n]], epochs, judges)
             cache.write_text(json.dumps(sorted(done.values(), key=lambda p: p["train_labels"])))
         test = done[n].get("test_force_mae", math.nan)
         print(f"passive-s{cfg.seed:<14} {n:>3} AIMD frames: test F MAE {test:.3f} eV/Å", flush=True)
@@ -276,6 +290,12 @@ def main() -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     p.add_argument("--passive-sizes", default="24,48,96,160", help="AIMD frames per passive model ('' = none)")
     p.add_argument("--passive-epochs", type=int, default=600, help="from scratch: a cold round's 300 + more")
+    p.add_argument(
+        "--retrain-epochs",
+        type=int,
+        default=0,
+        help="also train each campaign's final labels from scratch this long (row <strategy>-scratch)",
+    )
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
                    help="demo; hot, ramp, rare, skewed, sparse, cold: beyond the data")  # fmt: skip
     args = p.parse_args()
@@ -323,8 +343,14 @@ def main() -> None:
                 install_references(refs, cfg.output_dir)
             campaign = Campaign(cfg, Reporter(Console(file=io.StringIO())))
             state = campaign.run(resume=resume)  # a finished campaign just reports
-            points = model_points(campaign, state, {"holdout": campaign.session.store.holdout_structures(), **judges})
+            judged = {"holdout": campaign.session.store.holdout_structures(), **judges}
+            points = model_points(campaign, state, judged)
             curves.setdefault(strategy, []).append(points)
+            if args.retrain_epochs:  # the same labels, one training from scratch
+                labels = campaign.session.training_set(state.round + 1)
+                cache = args.out / name / f"retrained-e{args.retrain_epochs}.json"
+                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache)
+                curves.setdefault(f"{strategy}-scratch", []).append([point])
             final = points[-1]
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])

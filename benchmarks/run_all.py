@@ -117,6 +117,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
     # the sparse pool's five seeds (the default's and random's campaigns on disk): the stopped row
     "active_learning_sparse_stopped": ([scenario("sparse", 5, "latent-power4,random,latent-power4-stopped")], []),
+    # the same campaigns' final labels each trained once from scratch (600 epochs, as passive): what
+    # the warm-started rounds cost the rows whose picks include far-off frames
+    "active_learning_sparse_scratch": (
+        [[*scenario("sparse", 5, "latent-power4,random,latent-power4-stopped"), "--retrain-epochs", "600"]],
+        [],
+    ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": (
@@ -241,6 +247,7 @@ SHARES = {
     "active_learning_sparse_long_uncapped_probes": "active_learning_sparse_long",
     "active_learning_skewed_stopped": "active_learning_skewed",
     "active_learning_sparse_stopped": "active_learning_sparse",
+    "active_learning_sparse_scratch": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
 }
 

@@ -1,5 +1,6 @@
 """The evidence benchmarks run end to end (--quick) and print their tables."""
 
+import json
 import math
 import os
 import subprocess
@@ -100,10 +101,11 @@ def test_split_by_info():
 @pytest.mark.integration
 def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     """Every strategy and the passive AIMD row end to end: real campaigns, one MLflow experiment,
-    every model scored on the hold-out, the development and the final test set."""
+    every model scored on the hold-out, the development and the final test set; each campaign's
+    final labels trained once from scratch (``--retrain-epochs``: rows ``<strategy>-scratch``)."""
     import re
 
-    cmd = [sys.executable, "benchmarks/active_learning.py", "--quick", "--out", str(tmp_path)]
+    cmd = [sys.executable, "benchmarks/active_learning.py", "--quick", "--out", str(tmp_path), "--retrain-epochs", "3"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -128,7 +130,13 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     assert "AIMD frames to match" in out.split("verdict on the test set")[1]
     test_verdict = out.split("verdict on the test set")[1].split("verdict on")[0]
     compared = re.findall(r"final models \(\d+ labels\): (\S+) ", test_verdict)
-    assert sorted(compared) == sorted(set(STRATEGIES) - {"random"})  # every selection against pure random
+    scratch = {f"{s}-scratch" for s in STRATEGIES}
+    assert sorted(compared) == sorted(set(STRATEGIES) - {"random"} | scratch)  # every row against pure random
+    for name, labels in ((f[0], int(f[1])) for f in finals):  # the same labels, trained once
+        point = json.loads((tmp_path / f"{name}-s0" / "retrained-e3.json").read_text())
+        assert point["train_labels"] == labels and 0.0 < point["test_force_mae"] < 50.0
+        row = re.search(rf"^  {name}-scratch\s+{labels}: ([\d.]+) \[", test, flags=re.M)
+        assert row and float(row.group(1)) == pytest.approx(point["test_force_mae"], abs=6e-4), test
     assert (tmp_path / "learning_curves_test.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()
     wide_block = out.split("\ntest_wide: force MAE")[1].split("\n\n")[0]
     wide = re.findall(r"^  (\S+)\s+(\d+): ([\d.]+) \[", wide_block, flags=re.M)
