@@ -49,6 +49,8 @@ SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audi
 # five rounds whose warm starts train 300 epochs, not 150: 300 + 5 x 300 epochs, as ten rounds'
 # 300 + 10 x 150
 LONG_WARM_START = ["--set", "warm_start_epochs=300"]
+# the sparse pool's five seeds: the default, random and the stopped replicas' ceiling lifted
+SPARSE_STOPPED = scenario("sparse", 5, "latent-power4,random,latent-power4-stopped")
 # the demo pool's rows with and without the stopped replicas' ceiling lifted, with and without probes
 DEMO_STOPPED_ROWS = "latent-power4,latent-power4-probes,random,latent-power4-stopped,latent-power4-stopped-probes"
 
@@ -116,19 +118,13 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same pool and seeds, the ceiling lifted for the replicas a stop rule ended alone
     "active_learning_skewed_stopped": ([scenario("skewed", 3, "latent-power4-stopped")], []),
     # the sparse pool's five seeds (the default's and random's campaigns on disk): the stopped row
-    "active_learning_sparse_stopped": ([scenario("sparse", 5, "latent-power4,random,latent-power4-stopped")], []),
+    "active_learning_sparse_stopped": ([SPARSE_STOPPED], []),
     # the same campaigns' final labels each trained once from scratch (600 epochs, as passive): what
     # the warm-started rounds cost the rows whose picks include far-off frames
-    "active_learning_sparse_scratch": (
-        [[*scenario("sparse", 5, "latent-power4,random,latent-power4-stopped"), "--retrain-epochs", "600"]],
-        [],
-    ),
+    "active_learning_sparse_scratch": ([[*SPARSE_STOPPED, "--retrain-epochs", "600"]], []),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
-    "active_learning_demo_stopped": (
-        [scenario("demo", 3, DEMO_STOPPED_ROWS)],
-        [],
-    ),
+    "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
     # MD colder than the judges: latent-proportional from uncertainty-biased MD, from plain MD, the
     # default from plain MD, and random
     "active_learning_cold": (
