@@ -61,7 +61,7 @@ from orchestrator.seeds import training_seed
 from workers.harmonic import load_reference
 from workers.labeller import label_energy
 from workers.model.calculator import CatalCalculator
-from workers.model.checkpoint import load_checkpoint
+from workers.model.checkpoint import load_checkpoint, save_checkpoint
 from workers.model.checks import potential_figures
 from workers.model.scans import cached_reference, holes_text, scans
 from workers.model.training import evaluate
@@ -244,21 +244,29 @@ def score(model, train_labels: int, judges: dict[str, list]) -> dict:
     return point
 
 
-def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
+def scratch_model(cfg, structures: list, epochs: int):
     """The campaign's model (``cfg``) trained from scratch on ``structures`` for ``epochs``
-    (training seed as the campaign's), scored like the campaigns' models."""
+    (training seed as the campaign's)."""
     from workers.model import TrainConfig, train
 
     tcfg = TrainConfig(**{**cfg.training.model_dump(), "epochs": epochs, "seed": training_seed(cfg)})
-    return score(train(tcfg, structures, model_cfg=cfg.model).model.eval(), len(structures), judges)
+    return train(tcfg, structures, model_cfg=cfg.model).model.eval()
+
+
+def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
+    """``scratch_model`` scored like the campaigns' models."""
+    return score(scratch_model(cfg, structures, epochs), len(structures), judges)
 
 
 def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path) -> dict:
-    """A finished campaign's training labels ``structures`` trained from scratch (``scratch_point``):
-    what its warm-started rounds cost or bought against one training on the same labels. Kept in
-    ``cache`` (a rerun reads it back)."""
-    if not cache.exists():
-        cache.write_text(json.dumps(scratch_point(cfg, structures, epochs, judges)))
+    """A finished campaign's training labels ``structures`` trained from scratch (``scratch_model``):
+    what its warm-started rounds cost or bought against one training on the same labels (what
+    ``campaign.final_scratch_epochs`` makes its final model). Kept in ``cache`` and the model
+    beside it (``.pt``, for the MD check; a rerun reads both back)."""
+    if not (cache.exists() and cache.with_suffix(".pt").exists()):
+        model = scratch_model(cfg, structures, epochs)
+        save_checkpoint(cache.with_suffix(".pt"), model)
+        cache.write_text(json.dumps(score(model, len(structures), judges)))
     return json.loads(cache.read_text())
 
 
@@ -346,12 +354,19 @@ def main() -> None:
             judged = {"holdout": campaign.session.store.holdout_structures(), **judges}
             points = model_points(campaign, state, judged)
             curves.setdefault(strategy, []).append(points)
+            final = points[-1]
             if args.retrain_epochs:  # the same labels, one training from scratch
                 labels = campaign.session.training_set(state.round + 1)
                 cache = args.out / name / f"retrained-e{args.retrain_epochs}.json"
                 point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache)
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
-            final = points[-1]
+                if args.scenario in STABILITY_K and not args.quick:  # run like the final models
+                    md = stability(cache.with_suffix(".pt"), refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
+                    for into, key in ((intact, "final_md_runs_intact"), (holes, "holes"), (freqs, "final_freq_mae_cm")):
+                        into.setdefault(f"{strategy}-scratch", []).append(md[key])
+                    print(f"{name + '-scratch':<22} {len(labels):>3} training labels from scratch: dev "
+                          f"{point['dev_force_mae']:.3f}, test_wide {point['test_wide_force_mae']:.3f} eV/Å; "
+                          f"{md['md_text']}; {md['holes_text']}", flush=True)  # fmt: skip
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
             if args.scenario in STABILITY_K and not args.quick:

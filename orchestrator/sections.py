@@ -146,6 +146,10 @@ class ScheduleConfig(Section):
     # next generation starts on them: where training is slow against labelling, a model that
     # keeps up with the labels picks better than one trained longer on fewer (1 = never cut)
     min_epoch_share: float = Field(0.5, gt=0.0, le=1.0)
+    # either mode: the final model (model.pt, on every label) trained from scratch for this
+    # many epochs instead of warm-started from the last round's (None): labels picked far off
+    # the data can leave warm-started rounds worse than one training on the same labels
+    final_scratch_epochs: int | None = Field(None, ge=1)
 
 
 class StoreConfig(Section):

@@ -104,8 +104,10 @@ def warm_start(cfg: CampaignConfig, prev: Path) -> tuple[dict | None, dict | Non
 
 def training_job(cfg: CampaignConfig, run: RunDir, store: LabelStore, rnd: int, final: bool = False,
                  member: int = 0) -> TrainingJob:  # fmt: skip
-    """Round ``rnd``'s model (``final``: on every label), warm-started from the round before."""
-    warm, opt_state, epochs = warm_start(cfg, run.checkpoint(rnd - 1, member))
+    """Round ``rnd``'s model (``final``: on every label), warm-started from the round before;
+    the final one from scratch where ``campaign.final_scratch_epochs`` says so."""
+    scratch = cfg.campaign.final_scratch_epochs if final else None
+    warm, opt_state, epochs = (None, None, scratch) if scratch else warm_start(cfg, run.checkpoint(rnd - 1, member))
     data = store.training_structures(rnd + 1 if final else rnd)
     return TrainingJob(data, warm, opt_state, epochs, training_seed(cfg, member))
 

@@ -203,3 +203,38 @@ def test_a_damaged_or_missing_state_falls_back_to_the_one_saved_before(tmp_path)
     (tmp_path / "state.json.bak").write_text('{"round": 1, "no_such_field": 0}')
     with pytest.raises(DamagedFile, match=r"state.json.bak is damaged .*no_such_field"):
         load_state(tmp_path)
+
+
+@pytest.mark.parametrize("scratch", [None, 7])
+def test_the_final_model_trains_from_scratch_on_every_label_where_the_config_says(tmp_path, scratch):
+    """``campaign.final_scratch_epochs``: the final model starts cold (no weights, no optimizer
+    state) for that many epochs on every label; rounds stay warm-started either way."""
+    from ase.build import molecule
+
+    from orchestrator.records.rundir import RunDir
+    from orchestrator.records.store import LabelStore, content_key
+    from orchestrator.steps import training_job
+    from workers.dft import LabelResult, Status
+    from workers.model import ModelConfig, Potential, save_checkpoint
+    from workers.model.backbone import BackboneConfig
+    from workers.structures import rattled_copies
+
+    cfg = load_config("configs/demo.yaml", [f"out_dir={tmp_path}", "warm_start_epochs=11", "system.structures=H2O"]
+                      + ([f"campaign.final_scratch_epochs={scratch}"] if scratch else []))  # fmt: skip
+    run, store, dft = RunDir(tmp_path), LabelStore(tmp_path / "labels.db"), cfg.dft_config()
+    for rnd in (0, 1):
+        for a in rattled_copies(molecule("H2O"), 3, seed=rnd):
+            ok = LabelResult(Status.OK, energy_ev=-2000.0 + a.positions[0, 0], forces_ev_a=np.zeros((3, 3)))
+            store.put(content_key(a, dft), a, ok, rnd, "md", charged=True)
+    model = Potential.fit(ModelConfig(backbone=BackboneConfig(features=8, layers=1)), store.training_structures())
+    run.checkpoint(0).parent.mkdir(parents=True)
+    save_checkpoint(run.checkpoint(0), model)
+
+    round_job, final_job = training_job(cfg, run, store, 1), training_job(cfg, run, store, 1, final=True)
+    assert (len(round_job.structures), len(final_job.structures)) == (3, 6)  # the final one: every label
+    assert round_job.warm_payload is not None and round_job.epochs == 11
+    if scratch:
+        assert final_job.warm_payload is None and final_job.optimizer_state is None and final_job.epochs == 7
+    else:
+        assert final_job.warm_payload is not None and final_job.epochs == 11
+    assert final_job.seed == round_job.seed
