@@ -23,7 +23,9 @@ test** sets (500 K AIMD, trajectories no other set uses, only reported: ``test``
 trajectories, ``test_wide``, 6 after 500 fs of MD). Printed: force MAE per round (mean [min,
 max] over seeds), labels to each ``--target``, each row's ratio to pure random, and the
 AIMD frames passive training needs to match each row. Plots and one MLflow experiment in
-``--out``; campaigns already there are resumed (a rerun only re-scores them).
+``--out``; campaigns already there are resumed (a rerun only re-scores them). ``--retrain-epochs
+N`` also trains each campaign's final labels once from scratch (rows ``<strategy>-scratch``: what
+``campaign.final_scratch_epochs: N`` makes a campaign's final model), judged like the final models.
 
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
 MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
