@@ -336,6 +336,14 @@ def main() -> None:
         dft = load_config(config, base).dft
         scan_ref = cached_reference(load_reference(refs[0]).atoms, lambda a: label_energy(a, dft),
                                     args.out / "shared" / "scan_reference.json")  # fmt: skip
+
+    def run_in_md(row: str, model_path: Path) -> dict:
+        """``stability`` of one row's model, its intact runs and holes tallied under ``row``."""
+        md = stability(model_path, refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
+        intact.setdefault(row, []).append(md["final_md_runs_intact"])
+        holes.setdefault(row, []).append(md["holes"])
+        return md
+
     for strategy in strategies:
         overrides = STRATEGIES[strategy]
         if args.quick and strategy == "committee":
@@ -363,19 +371,16 @@ def main() -> None:
                 point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache)
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
                 if args.scenario in STABILITY_K and not args.quick:  # run like the final models
-                    md = stability(cache.with_suffix(".pt"), refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
-                    for into, key in ((intact, "final_md_runs_intact"), (holes, "holes"), (freqs, "final_freq_mae_cm")):
-                        into.setdefault(f"{strategy}-scratch", []).append(md[key])
+                    md = run_in_md(f"{strategy}-scratch", cache.with_suffix(".pt"))
+                    freqs.setdefault(f"{strategy}-scratch", []).append(md["final_freq_mae_cm"])
                     print(f"{name + '-scratch':<22} {len(labels):>3} training labels from scratch: dev "
                           f"{point['dev_force_mae']:.3f}, test_wide {point['test_wide_force_mae']:.3f} eV/Å; "
                           f"{md['md_text']}; {md['holes_text']}", flush=True)  # fmt: skip
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
             if args.scenario in STABILITY_K and not args.quick:
-                md = stability(campaign.session.run.final_model, refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
+                md = run_in_md(strategy, campaign.session.run.final_model)
                 stable = f"{md['md_text']}; {md['holes_text']}"
-                intact.setdefault(strategy, []).append(md["final_md_runs_intact"])
-                holes.setdefault(strategy, []).append(md["holes"])
             else:  # the final model's own check, one run at the sampling temperature
                 md = state.round_info
                 kept = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
