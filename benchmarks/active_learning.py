@@ -25,7 +25,9 @@ max] over seeds), labels to each ``--target``, each row's ratio to pure random, 
 AIMD frames passive training needs to match each row. Plots and one MLflow experiment in
 ``--out``; campaigns already there are resumed (a rerun only re-scores them). ``--retrain-epochs
 N`` also trains each campaign's final labels once from scratch (rows ``<strategy>-scratch``: what
-``campaign.final_scratch_epochs: N`` makes a campaign's final model), judged like the final models.
+``campaign.final_scratch_epochs: N`` makes a campaign's final model), judged like the final models;
+``--retrain-tries K`` > 1 guards it as ``campaign.final_scratch_tries: K`` does (trained again on
+the next seed while it has imaginary modes at a DFT minimum; the campaign's own model when none holds).
 
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
 MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
@@ -48,6 +50,7 @@ import io
 import json
 import math
 import statistics
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +61,14 @@ from rich.console import Console
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.outputs.console import Reporter
-from orchestrator.references import compute_references, install_references
+from orchestrator.references import compute_references, install_references, minimum_references
 from orchestrator.seeds import training_seed
+from orchestrator.steps import sound_training
 from workers.harmonic import load_reference
 from workers.labeller import label_energy
 from workers.model.calculator import CatalCalculator
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
-from workers.model.checks import potential_figures
+from workers.model.checks import checked_calculator, potential_figures
 from workers.model.scans import cached_reference, holes_text, scans
 from workers.model.training import evaluate
 from workers.sampling import temperature_at
@@ -246,12 +250,13 @@ def score(model, train_labels: int, judges: dict[str, list]) -> dict:
     return point
 
 
-def scratch_model(cfg, structures: list, epochs: int):
+def scratch_model(cfg, structures: list, epochs: int, seed: int | None = None):
     """The campaign's model (``cfg``) trained from scratch on ``structures`` for ``epochs``
-    (training seed as the campaign's)."""
+    (training seed ``seed``, else the campaign's)."""
     from workers.model import TrainConfig, train
 
-    tcfg = TrainConfig(**{**cfg.training.model_dump(), "epochs": epochs, "seed": training_seed(cfg)})
+    seed = training_seed(cfg) if seed is None else seed
+    tcfg = TrainConfig(**{**cfg.training.model_dump(), "epochs": epochs, "seed": seed})
     return train(tcfg, structures, model_cfg=cfg.model).model.eval()
 
 
@@ -260,15 +265,28 @@ def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
     return score(scratch_model(cfg, structures, epochs), len(structures), judges)
 
 
-def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path) -> dict:
+def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path, tries: int = 1,
+                    references: list | None = None, warm: Path | None = None) -> dict:  # fmt: skip
     """A finished campaign's training labels ``structures`` trained from scratch (``scratch_model``):
     what its warm-started rounds cost or bought against one training on the same labels (what
-    ``campaign.final_scratch_epochs`` makes its final model). Kept in ``cache`` and the model
+    ``campaign.final_scratch_epochs`` makes its final model). ``tries`` > 1: as the campaign's
+    option does with ``final_scratch_tries``, trained again on the next training seed while the
+    model has an imaginary mode at a DFT minimum of ``references`` (``sound_training``), and the
+    campaign's warm final model ``warm`` kept when every try has. Kept in ``cache`` and the model
     beside it (``.pt``, for the MD check; a rerun reads both back)."""
     if not (cache.exists() and cache.with_suffix(".pt").exists()):
-        model = scratch_model(cfg, structures, epochs)
+
+        def said(k: int, flaw: str) -> None:
+            print(f"{cache.parent.name}: training {k} of {tries} from scratch: {flaw}", flush=True)
+
+        train = partial(scratch_model, cfg, structures, epochs)
+        checked = references if tries > 1 else []
+        model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, checked or [], said)
+        kept = model is not None
+        model = model if kept else load_checkpoint(warm)[0]
         save_checkpoint(cache.with_suffix(".pt"), model)
-        cache.write_text(json.dumps(score(model, len(structures), judges)))
+        point = score(model, len(structures), judges)
+        cache.write_text(json.dumps({**point, "trainings": n, "from_scratch": kept} if tries > 1 else point))
     return json.loads(cache.read_text())
 
 
@@ -305,6 +323,12 @@ def main() -> None:
         type=int,
         default=0,
         help="also train each campaign's final labels from scratch this long (row <strategy>-scratch)",
+    )
+    p.add_argument(
+        "--retrain-tries",
+        type=int,
+        default=1,
+        help="> 1: the retraining tried again on the next seed while it has imaginary modes at a DFT minimum",
     )
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
                    help="demo; hot, ramp, rare, skewed, sparse, cold: beyond the data")  # fmt: skip
@@ -367,8 +391,11 @@ def main() -> None:
             final = points[-1]
             if args.retrain_epochs:  # the same labels, one training from scratch
                 labels = campaign.session.training_set(state.round + 1)
-                cache = args.out / name / f"retrained-e{args.retrain_epochs}.json"
-                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache)
+                tried = f"-t{args.retrain_tries}" if args.retrain_tries > 1 else ""
+                cache = args.out / name / f"retrained-e{args.retrain_epochs}{tried}.json"
+                minima = minimum_references(campaign.session.reference_paths())
+                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries, minima,
+                                        campaign.session.run.final_model)  # fmt: skip
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
                 if args.scenario in STABILITY_K and not args.quick:  # run like the final models
                     md = run_in_md(f"{strategy}-scratch", cache.with_suffix(".pt"))

@@ -122,6 +122,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same campaigns' final labels each trained once from scratch (600 epochs, as passive): what
     # the warm-started rounds cost the rows whose picks include far-off frames
     "active_learning_sparse_scratch": ([[*SPARSE_STOPPED, "--retrain-epochs", "600"]], []),
+    # the sparse pool's stopped row, its final labels trained from scratch as the option does with
+    # its guard (campaign.final_scratch_tries: 3): trained again while imaginary modes appear
+    "active_learning_sparse_guarded": (
+        [[*scenario("sparse", 5, "latent-power4-stopped"), "--retrain-epochs", "600", "--retrain-tries", "3"]],
+        [],
+    ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
@@ -244,6 +250,7 @@ SHARES = {
     "active_learning_skewed_stopped": "active_learning_skewed",
     "active_learning_sparse_stopped": "active_learning_sparse",
     "active_learning_sparse_scratch": "active_learning_sparse",
+    "active_learning_sparse_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
 }
 

@@ -58,6 +58,13 @@ def seed_minima(seeds: list, paths: list[Path]) -> list:
     return out
 
 
+def minimum_references(paths: list[Path]) -> list[tuple]:
+    """``(DFT minimum, Hessian [3N, 3N] eV/Å², "seed k")`` of each stored reference in ``paths``:
+    what ``workers.model.checks.minimum_flaw`` checks a model against."""
+    return [(ref.atoms, ref.hessian_ev_a2, f"seed {seed_index(p)}")
+            for p in paths if p.exists() for ref in [load_reference(p)]]  # fmt: skip
+
+
 def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:
     """The seeds' DFT minima + Hessians for ``cfg``, computed in this process into ``folder``
     (``folder/harmonic/seed_NNN.npz``) unless already there; raises if one fails."""

@@ -150,6 +150,10 @@ class ScheduleConfig(Section):
     # many epochs instead of warm-started from the last round's (None): labels picked far off
     # the data can leave warm-started rounds worse than one training on the same labels
     final_scratch_epochs: int | None = Field(None, ge=1)
+    # with final_scratch_epochs: trainings from scratch tried (each on the next training seed)
+    # until one has no imaginary mode at a seed's DFT minimum that DFT lacks; when none does,
+    # the final model is warm-started as without the option
+    final_scratch_tries: int = Field(3, ge=1)
 
 
 class StoreConfig(Section):

@@ -14,6 +14,7 @@ from workers.model.committee import MEMBER_SEED_STRIDE
 SEED_STRIDE = 7919
 HOLDOUT_OFFSET = 10_000_019  # the hold-out's draws (normal modes or rattles)
 FILLER_OFFSET = 20_000_003  # an asynchronous campaign's pre-model fillers
+RETRY_OFFSET = 30_000_001  # a training tried again (``retry_seed``)
 
 
 def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
@@ -22,6 +23,12 @@ def training_seed(cfg: CampaignConfig, member: int = 0) -> int:
     share their initial labels but not their models (training seeds alone move a model's
     accuracy as much as selection does: docs/results.md section 2)."""
     return cfg.training.seed + SEED_STRIDE * cfg.seed + MEMBER_SEED_STRIDE * member
+
+
+def retry_seed(seed: int, attempt: int) -> int:
+    """The training seed of ``attempt`` (0: ``seed`` itself) when a training is tried again:
+    away from every campaign's and member's training seed."""
+    return seed + RETRY_OFFSET * attempt
 
 
 def round_md_seed(cfg: CampaignConfig, rnd: int) -> int:

@@ -79,8 +79,8 @@ class Session:
         lacks, which the stop rules, judging bonds against the start, do not see)."""
         return self.store.training_structures(before_round, exclude=("probe",))
 
-    def training_job(self, rnd: int, final: bool = False, member: int = 0) -> TrainingJob:
-        return training_job(self.cfg, self.run, self.store, rnd, final, member)
+    def training_job(self, rnd: int, final: bool = False, member: int = 0, scratch: bool = True) -> TrainingJob:
+        return training_job(self.cfg, self.run, self.store, rnd, final, member, scratch)
 
     def train(self, rnd: int, final: bool = False, member: int = 0) -> Path:
         """Round ``rnd``'s model (``final``: ``model.pt`` on every label) trained and saved."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from ase import Atoms
@@ -17,18 +19,20 @@ from orchestrator.config import CampaignConfig, StopConfig
 from orchestrator.records.rundir import RunDir
 from orchestrator.records.store import LabelStore
 from orchestrator.references import seed_minima
-from orchestrator.seeds import training_seed
+from orchestrator.seeds import retry_seed, training_seed
 from orchestrator.selection import SCORE_KEYS, SelectionConfig, frame_scores, select
 from orchestrator.systems import System, apportion, by_system, tag
 from workers.errors import DamagedFile
 from workers.model.calculator import predict, recalibrate
 from workers.model.checkpoint import load_checkpoint, model_from_payload, model_payload, save_checkpoint
+from workers.model.checks import minimum_flaw
 from workers.model.scans import probes
 from workers.sampling import CARRIED_INFO, UNCERTAINTY_KEYS, MDConfig, last_frames
 
 # what a pick's extxyz keeps of its MD frame's info (one name each, as the model names them)
 PICK_INFO = ("model_energy", *UNCERTAINTY_KEYS, "committee_force_dev", "bias_energy", "replica", "step", "probe",
              *CARRIED_INFO)  # fmt: skip
+T = TypeVar("T")
 TRAINED_KEYS = ("optimizer", "history", "best_epoch", "support_clamped", "structures_per_s")
 
 
@@ -103,13 +107,36 @@ def warm_start(cfg: CampaignConfig, prev: Path) -> tuple[dict | None, dict | Non
 
 
 def training_job(cfg: CampaignConfig, run: RunDir, store: LabelStore, rnd: int, final: bool = False,
-                 member: int = 0) -> TrainingJob:  # fmt: skip
+                 member: int = 0, scratch: bool = True) -> TrainingJob:  # fmt: skip
     """Round ``rnd``'s model (``final``: on every label), warm-started from the round before;
-    the final one from scratch where ``campaign.final_scratch_epochs`` says so."""
-    scratch = cfg.campaign.final_scratch_epochs if final else None
+    the final one from scratch where ``campaign.final_scratch_epochs`` says so (and ``scratch``:
+    False is the warm final a campaign falls back on, ``sound_training``)."""
+    scratch = cfg.campaign.final_scratch_epochs if final and scratch else None
     warm, opt_state, epochs = (None, None, scratch) if scratch else warm_start(cfg, run.checkpoint(rnd - 1, member))
     data = store.training_structures(rnd + 1 if final else rnd)
     return TrainingJob(data, warm, opt_state, epochs, training_seed(cfg, member))
+
+
+def sound_training(
+    train: Callable[[int], T],
+    calc_of: Callable[[T], object],
+    seed: int,
+    tries: int,
+    references: list,
+    on_flaw: Callable[[int, str], None] | None = None,
+) -> tuple[T | None, int]:
+    """The first of up to ``tries`` trainings ``train(training seed)`` (``seed``, then
+    ``retry_seed(seed, 1)``, ...) whose potential (``calc_of``: its ASE calculator) has no ``minimum_flaw`` at
+    ``references`` (``minimum_references``; none: the first is kept unchecked), or None when
+    every one has one; and how many were trained. ``on_flaw(training, flaw)`` hears each flaw."""
+    for attempt in range(tries):
+        out = train(retry_seed(seed, attempt))
+        flaw = minimum_flaw(calc_of(out), references) if references else ""
+        if not flaw:
+            return out, attempt + 1
+        if on_flaw is not None:
+            on_flaw(attempt + 1, flaw)
+    return None, tries
 
 
 def save_trained(path: Path, out: dict, rnd: int, holdout: list[Atoms]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,32 +10,55 @@ import numpy as np
 from orchestrator.outputs import plots
 from orchestrator.outputs.reports import system_metrics
 from orchestrator.records.state import CampaignState
-from orchestrator.references import final_figures
+from orchestrator.references import final_figures, minimum_references
 from orchestrator.session import Session
-from workers.model.checkpoint import load_checkpoint
+from orchestrator.steps import sound_training
+from workers.model.checkpoint import load_checkpoint, model_from_payload
+from workers.model.checks import checked_calculator
 from workers.model.training import evaluate
 
 
-def final_model(s: Session, rnd: int, n_labels: int) -> Path:
+def final_model(s: Session, rnd: int, n_labels: int) -> tuple[Path, dict]:
     """The final model: the one an asynchronous campaign started while its last labels
-    were in flight, when it trained on every label (``n_labels``); else trained now."""
-    out = s.rt.final_training()
-    if out is not None and out["history"] and out["history"][-1].get("n_structures") == n_labels:
-        return s.save_trained(s.run.final_model, out, rnd)
-    return s.train(rnd, final=True)
+    were in flight, when it trained on every label (``n_labels``); else trained now. From
+    scratch (``campaign.final_scratch_epochs``) it must hold each seed's DFT minimum
+    (``sound_training``), else it is trained again or warm-started; the figures say how."""
+    early = s.rt.final_training()
+    if not (early is not None and early["history"] and early["history"][-1].get("n_structures") == n_labels):
+        early = None
+    if not s.cfg.campaign.final_scratch_epochs:
+        return s.save_trained(s.run.final_model, early or s.rt.train(s.training_job(rnd, final=True)), rnd), {}
+    job, tries = s.training_job(rnd, final=True), s.cfg.campaign.final_scratch_tries
+
+    def train(seed: int) -> dict:  # the early training is the first try (the job's own seed)
+        return early if early is not None and seed == job.seed else s.rt.train(replace(job, seed=seed))
+
+    def said(k: int, flaw: str) -> None:
+        then = "trained again on the next training seed" if k < tries else "warm-started instead"
+        s.say.say(f"  [yellow]final model from scratch, training {k} of {tries}[/]: {flaw}; {then}")
+
+    def calc_of(out: dict):
+        return checked_calculator(model_from_payload(out["payload"], "cpu"))
+
+    out, n = sound_training(train, calc_of, job.seed, tries, minimum_references(s.reference_paths()), said)
+    figures = {"final_trainings": float(n + (out is None)), "final_from_scratch": float(out is not None)}
+    if out is None:
+        out = s.rt.train(s.training_job(rnd, final=True, scratch=False))
+    return s.save_trained(s.run.final_model, out, rnd), figures
 
 
 def finalise(s: Session, state: CampaignState) -> None:
     rnd, run = state.round, s.run  # one past the last finished round: the final model sees every label
     n_labels = len(s.training_set(rnd + 1))
     with s.say.phase(f"final model on {n_labels} labels"):
-        path = final_model(s, rnd, n_labels)
+        path, trained = final_model(s, rnd, n_labels)
     model, _ = load_checkpoint(path)
     holdout = s.store.holdout_structures()
     final = {f"final_holdout_{k}": v for k, v in (evaluate(model, holdout) if holdout else {}).items()}
     final.update(system_metrics(model, list(s.weights), {"final_holdout": holdout}))
     final["labels_total"] = s.ledger.charged_labels
     final["labels_trained"] = n_labels
+    final.update(trained)
     # over the whole campaign: DFT busy / (wall x workers), wall = first dispatch to last label
     final["campaign_dft_utilisation"] = s.clock.utilisation
     final.update(final_figures(s.cfg, s.reference_paths(), model, s.say, s.seeds))

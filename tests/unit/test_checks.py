@@ -3,7 +3,9 @@ known calculator: ASE's EMT, whose own Hessian is the reference."""
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import molecule
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
 from workers.model.checks import (
@@ -11,6 +13,7 @@ from workers.model.checks import (
     frequencies_vs_reference,
     langevin_runs,
     langevin_stability,
+    minimum_flaw,
     model_hessian,
     relax_with,
 )
@@ -69,3 +72,62 @@ def test_langevin_runs_differ_by_seed_and_the_first_is_seed_zero(emt_n2):
     assert runs[1].first_break_fs == one.first_break_fs and runs[1].steps_run == one.steps_run
     cool = langevin_runs(EMT(), emt_n2, temperature_k=300.0, time_ps=0.2, seeds=[0, 1])
     assert all(r.bonds_intact and r.steps_run == 400 for r in cool)
+
+
+class Tether(Calculator):
+    """Every atom on a spring to where it started (``k_ev_a2``): a potential whose every mode is real."""
+
+    implemented_properties = ("energy", "forces")
+
+    def __init__(self, home_a: np.ndarray, k_ev_a2: float = 30.0):
+        super().__init__()
+        self.home_a, self.k = home_a, k_ev_a2
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        d = self.atoms.positions - self.home_a
+        self.results = {"energy": 0.5 * self.k * float((d**2).sum()), "forces": -self.k * d}
+
+
+@pytest.fixture(scope="module")
+def linear_water(emt_minimum):
+    """H-O-H straightened (EMT's bond length): a saddle of EMT, its bend two imaginary modes."""
+    d = emt_minimum.get_distance(0, 1)
+    return Atoms("OH2", positions=[[0.0, 0.0, 0.0], [d, 0.0, 0.0], [-d, 0.0, 0.0]])
+
+
+def test_a_potential_with_imaginary_modes_the_reference_lacks_is_flawed(emt_minimum, linear_water):
+    # at its own minimum, with its own Hessian: nothing to flag
+    assert minimum_flaw(EMT(), [(emt_minimum, model_hessian(EMT(), emt_minimum), "seed 0")]) == ""
+    # a reference minimum (all modes real) where EMT relaxes onto its linear saddle (forces keep it linear)
+    flaw = minimum_flaw(EMT(), [(linear_water, 10.0 * np.eye(9), "seed 3")])
+    assert flaw.startswith("2 imaginary modes at seed 3's DFT minimum (DFT 0;")
+    # a reference that has the imaginary modes itself: the potential matches it
+    linear = relax_with(EMT(), linear_water, fmax_ev_a=1e-4)
+    saddle = model_hessian(EMT(), linear)
+    assert normal_modes(linear, saddle).n_imaginary == 2
+    assert minimum_flaw(EMT(), [(linear, saddle, "seed 3")]) == ""
+
+
+def test_a_flawed_training_is_tried_again_on_the_next_seed_then_given_up(linear_water):
+    from orchestrator.seeds import retry_seed
+    from orchestrator.steps import sound_training
+
+    refs = [(linear_water, 10.0 * np.eye(9), "seed 0")]
+    tether = Tether(linear_water.positions.copy())
+    trained, heard = [], []
+
+    def train(seed: int) -> int:
+        trained.append(seed)
+        return seed
+
+    # EMT (flawed) for the first two seeds, the tether (sound) after: the third training is kept
+    calc_of = lambda seed: EMT() if len(trained) < 3 else tether  # noqa: E731
+    out, n = sound_training(train, calc_of, 5, 4, refs, lambda k, flaw: heard.append((k, flaw[:17])))
+    assert (out, n) == (retry_seed(5, 2), 3) and trained == [5, retry_seed(5, 1), retry_seed(5, 2)]
+    assert heard == [(1, "2 imaginary modes"), (2, "2 imaginary modes")]
+    assert len(set(trained) | {5 + 7919 * k for k in range(1, 100)}) == 3 + 99  # no campaign's training seed
+    trained.clear()
+    assert sound_training(train, lambda seed: EMT(), 5, 2, refs) == (None, 2) and len(trained) == 2
+    trained.clear()  # no reference stored (initial: rattle): the first training is kept unchecked
+    assert sound_training(train, lambda seed: EMT(), 5, 2, []) == (5, 1) and trained == [5]

@@ -237,4 +237,6 @@ def test_the_final_model_trains_from_scratch_on_every_label_where_the_config_say
         assert final_job.warm_payload is None and final_job.optimizer_state is None and final_job.epochs == 7
     else:
         assert final_job.warm_payload is not None and final_job.epochs == 11
+    fallback = training_job(cfg, run, store, 1, final=True, scratch=False)  # when no training from scratch holds
+    assert fallback.warm_payload is not None and fallback.epochs == 11 and len(fallback.structures) == 6
     assert final_job.seed == round_job.seed

@@ -7,6 +7,7 @@ the campaign, which logs the cheap ones (frequencies, a short MD) for its final 
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass
 
@@ -72,6 +73,26 @@ def frequencies_vs_reference(calc, dft_minimum: Atoms, dft_hessian_ev_a2: np.nda
         "dft_cm": np.sort(ref),
         "minimum_rmsd_a": float(np.sqrt(((own_min.positions - dft_minimum.positions) ** 2).sum(1).mean())),
     }
+
+
+def checked_calculator(model):
+    """A calculator for checks of ``model`` (a float64 copy, no error bars): ``model`` is left as given."""
+    from workers.model.calculator import CatalCalculator
+
+    return CatalCalculator(copy.deepcopy(model).double().eval(), uncertainty=False)
+
+
+def minimum_flaw(calc, references: list) -> str:
+    """Why the potential ``calc`` is not one to ship ('' when it is): at some DFT minimum of
+    ``references`` (``(atoms [N], hessian [3N, 3N] eV/Å², label)``) its own nearest minimum has
+    more imaginary modes (``frequencies_vs_reference``) than DFT's."""
+    for atoms, hessian_ev_a2, label in references:
+        freq = frequencies_vs_reference(calc, atoms, hessian_ev_a2)
+        dft = normal_modes(atoms, hessian_ev_a2).n_imaginary
+        if freq["n_imaginary"] > dft:
+            return (f"{freq['n_imaginary']} imaginary mode{'s' if freq['n_imaginary'] > 1 else ''} at {label}'s "
+                    f"DFT minimum (DFT {dft}; frequency MAE {freq['freq_mae_cm']:.0f} cm^-1)")  # fmt: skip
+    return ""
 
 
 def bonds(atoms: Atoms, scale: float = 1.2) -> set[tuple[int, int]]:
