@@ -286,3 +286,26 @@ def test_a_campaign_with_the_mace_backbone(finished, tmp_path):
     assert atoms.calc.results["energy_std"] > 0
     parents, children = mlflow_runs(out)
     assert len(children) == 1 and parents[0].data.params["model.backbone.kind"] == "mace"
+
+
+def test_a_final_model_from_scratch_is_kept_only_where_it_holds_the_dft_minimum(finished, tmp_path):
+    """``campaign.final_scratch_epochs`` with ``final_scratch_tries``: the final model trained
+    from scratch (its own epochs) is kept only without imaginary modes at the seed's DFT minimum;
+    else trained again on another seed, else the warm-started final model (warm_start_epochs)."""
+    from workers.model.checkpoint import load_checkpoint
+
+    out = tmp_path / "tiny_scratch"
+    install_references(_references(finished), out)
+    overrides = [f"out_dir={out}", "stop.max_rounds=1", "campaign.final_scratch_epochs=30",
+                 "campaign.final_scratch_tries=2"]  # fmt: skip
+    proc = run_catal("run", str(TINY), *[a for o in overrides for a in ("--set", o)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parents, _ = mlflow_runs(out)
+    final = parents[0].data.metrics
+    _, ckpt = load_checkpoint(out / "model.pt")
+    flaws = proc.stdout.count("final model from scratch, training")
+    assert final["final_trainings"] == flaws + 1 and flaws <= 2
+    if final["final_from_scratch"]:  # the kept training was checked at the same minimum as the final figures
+        assert ckpt["epoch"] == 30 and final["final_n_imaginary"] == 0 and flaws < 2
+    else:
+        assert ckpt["epoch"] == 20 and flaws == 2 and "warm-started instead" in proc.stdout
