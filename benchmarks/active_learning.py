@@ -27,7 +27,8 @@ AIMD frames passive training needs to match each row. Plots and one MLflow exper
 N`` also trains each campaign's final labels once from scratch (rows ``<strategy>-scratch``: what
 ``campaign.final_scratch_epochs: N`` makes a campaign's final model), judged like the final models;
 ``--retrain-tries K`` > 1 guards it as ``campaign.final_scratch_tries: K`` does (trained again on
-the next seed while it has imaginary modes at a DFT minimum; the campaign's own model when none holds).
+the next seed while it has imaginary modes at a DFT minimum or frequencies there more than twice as
+far off as the campaign's last round's model; the campaign's own model when none holds).
 
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
 MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
@@ -61,6 +62,7 @@ from rich.console import Console
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.outputs.console import Reporter
+from orchestrator.records.rundir import RunDir
 from orchestrator.references import compute_references, install_references, minimum_references
 from orchestrator.seeds import training_seed
 from orchestrator.steps import sound_training
@@ -266,24 +268,28 @@ def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
 
 
 def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path, tries: int = 1,
-                    references: list | None = None, warm: Path | None = None) -> dict:  # fmt: skip
+                    run: RunDir | None = None, rnd: int = 0) -> dict:  # fmt: skip
     """A finished campaign's training labels ``structures`` trained from scratch (``scratch_model``):
     what its warm-started rounds cost or bought against one training on the same labels (what
-    ``campaign.final_scratch_epochs`` makes its final model). ``tries`` > 1: as the campaign's
-    option does with ``final_scratch_tries``, trained again on the next training seed while the
-    model has an imaginary mode at a DFT minimum of ``references`` (``sound_training``), and the
-    campaign's warm final model ``warm`` kept when every try has. Kept in ``cache`` and the model
-    beside it (``.pt``, for the MD check; a rerun reads both back)."""
+    ``campaign.final_scratch_epochs`` makes its final model). ``tries`` > 1: guarded as the
+    campaign's option is (``final_scratch_tries``): trained again on the next training seed
+    while the model has an imaginary mode at a DFT minimum of the campaign (folder ``run``) or
+    frequencies there twice as far off as its last round's (``rnd`` - 1) model's
+    (``sound_training``), and the campaign's own final model kept when every try has. Kept in
+    ``cache`` and the model beside it (``.pt``, for the MD check; a rerun reads both back)."""
     if not (cache.exists() and cache.with_suffix(".pt").exists()):
 
         def said(k: int, flaw: str) -> None:
             print(f"{cache.parent.name}: training {k} of {tries} from scratch: {flaw}", flush=True)
 
+        refs = []
+        if tries > 1:
+            last = checked_calculator(load_checkpoint(run.checkpoint(rnd - 1))[0])
+            refs = minimum_references(sorted(run.harmonic_dir.glob("seed_*.npz")), last)
         train = partial(scratch_model, cfg, structures, epochs)
-        checked = references if tries > 1 else []
-        model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, checked or [], said)
+        model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, refs, said)
         kept = model is not None
-        model = model if kept else load_checkpoint(warm)[0]
+        model = model if kept else load_checkpoint(run.final_model)[0]
         save_checkpoint(cache.with_suffix(".pt"), model)
         point = score(model, len(structures), judges)
         cache.write_text(json.dumps({**point, "trainings": n, "from_scratch": kept} if tries > 1 else point))
@@ -393,9 +399,9 @@ def main() -> None:
                 labels = campaign.session.training_set(state.round + 1)
                 tried = f"-t{args.retrain_tries}" if args.retrain_tries > 1 else ""
                 cache = args.out / name / f"retrained-e{args.retrain_epochs}{tried}.json"
-                minima = minimum_references(campaign.session.reference_paths())
-                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries, minima,
-                                        campaign.session.run.final_model)  # fmt: skip
+                run = campaign.session.run
+                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries, run,
+                                        state.round)  # fmt: skip
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
                 if args.scenario in STABILITY_K and not args.quick:  # run like the final models
                     md = run_in_md(f"{strategy}-scratch", cache.with_suffix(".pt"))

@@ -122,10 +122,14 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same campaigns' final labels each trained once from scratch (600 epochs, as passive): what
     # the warm-started rounds cost the rows whose picks include far-off frames
     "active_learning_sparse_scratch": ([[*SPARSE_STOPPED, "--retrain-epochs", "600"]], []),
-    # the sparse pool's stopped row, its final labels trained from scratch as the option does with
-    # its guard (campaign.final_scratch_tries: 3): trained again while imaginary modes appear
-    "active_learning_sparse_guarded": (
-        [[*scenario("sparse", 5, "latent-power4-stopped"), "--retrain-epochs", "600", "--retrain-tries", "3"]],
+    # the same rows and seeds, each one's final labels trained from scratch as the option does with
+    # its guard (campaign.final_scratch_tries: 3): trained again while the DFT minimum's modes say
+    # the training went wrong
+    "active_learning_sparse_guarded": ([[*SPARSE_STOPPED, "--retrain-epochs", "600", "--retrain-tries", "3"]], []),
+    # the demo's pool, three seeds: the stopped row (the demo_stopped step's campaigns), its final
+    # labels trained from scratch with the guard, as on the sparse pool
+    "active_learning_demo_guarded": (
+        [[*scenario("demo", 3, "latent-power4-stopped"), "--retrain-epochs", "600", "--retrain-tries", "3"]],
         [],
     ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
@@ -252,6 +256,7 @@ SHARES = {
     "active_learning_sparse_scratch": "active_learning_sparse",
     "active_learning_sparse_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
+    "active_learning_demo_guarded": "active_learning",
 }
 
 

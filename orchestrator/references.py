@@ -9,6 +9,7 @@ campaign reads them back, charged to its hours, as on resume.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from orchestrator.records.rundir import RunDir
 from orchestrator.systems import SYSTEM_INFO, load_systems, shares, system_of
 from workers.dft import Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
-from workers.model.checks import potential_figures
+from workers.model.checks import frequency_limits, potential_figures
 from workers.normal_modes import NormalModes, normal_modes
 
 
@@ -58,11 +59,13 @@ def seed_minima(seeds: list, paths: list[Path]) -> list:
     return out
 
 
-def minimum_references(paths: list[Path]) -> list[tuple]:
-    """``(DFT minimum, Hessian [3N, 3N] eV/Å², "seed k")`` of each stored reference in ``paths``:
-    what ``workers.model.checks.minimum_flaw`` checks a model against."""
-    return [(ref.atoms, ref.hessian_ev_a2, f"seed {seed_index(p)}")
+def minimum_references(paths: list[Path], baseline=None) -> list[tuple]:
+    """``(DFT minimum, Hessian [3N, 3N] eV/Å², "seed k", frequency limit cm^-1)`` of each stored
+    reference in ``paths``: what ``workers.model.checks.minimum_flaw`` checks a model against;
+    the limits ``frequency_limits`` of the potential ``baseline`` (none: no limit)."""
+    refs = [(ref.atoms, ref.hessian_ev_a2, f"seed {seed_index(p)}", math.inf)
             for p in paths if p.exists() for ref in [load_reference(p)]]  # fmt: skip
+    return frequency_limits(refs, baseline) if baseline is not None and refs else refs
 
 
 def compute_references(cfg: CampaignConfig, folder: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from orchestrator.records.state import CampaignState
 from orchestrator.references import final_figures, minimum_references
 from orchestrator.session import Session
 from orchestrator.steps import sound_training
+from workers.errors import DamagedFile
 from workers.model.checkpoint import load_checkpoint, model_from_payload
 from workers.model.checks import checked_calculator
 from workers.model.training import evaluate
@@ -21,8 +22,9 @@ from workers.model.training import evaluate
 def final_model(s: Session, rnd: int, n_labels: int) -> tuple[Path, dict]:
     """The final model: the one an asynchronous campaign started while its last labels
     were in flight, when it trained on every label (``n_labels``); else trained now. From
-    scratch (``campaign.final_scratch_epochs``) it must hold each seed's DFT minimum
-    (``sound_training``), else it is trained again or warm-started; the figures say how."""
+    scratch (``campaign.final_scratch_epochs``) it must hold each seed's DFT minimum, its
+    frequencies there no worse than twice the last round's model's (``sound_training``), else it
+    is trained again or warm-started; the figures say how."""
     early = s.rt.final_training()
     if not (early is not None and early["history"] and early["history"][-1].get("n_structures") == n_labels):
         early = None
@@ -40,11 +42,22 @@ def final_model(s: Session, rnd: int, n_labels: int) -> tuple[Path, dict]:
     def calc_of(out: dict):
         return checked_calculator(model_from_payload(out["payload"], "cpu"))
 
-    out, n = sound_training(train, calc_of, job.seed, tries, minimum_references(s.reference_paths()), said)
+    refs = minimum_references(s.reference_paths(), last_round_calculator(s, rnd))
+    out, n = sound_training(train, calc_of, job.seed, tries, refs, said)
     figures = {"final_trainings": float(n + (out is None)), "final_from_scratch": float(out is not None)}
     if out is None:
         out = s.rt.train(s.training_job(rnd, final=True, scratch=False))
     return s.save_trained(s.run.final_model, out, rnd), figures
+
+
+def last_round_calculator(s: Session, rnd: int):
+    """The last round's model (the one a final training replaces) as ``checked_calculator``, or
+    None where it is missing or damaged (no frequency limit then)."""
+    prev = s.run.checkpoint(rnd - 1)
+    try:
+        return checked_calculator(load_checkpoint(prev)[0]) if prev.exists() else None
+    except DamagedFile:
+        return None
 
 
 def finalise(s: Session, state: CampaignState) -> None:

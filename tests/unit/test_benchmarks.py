@@ -102,10 +102,12 @@ def test_split_by_info():
 def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     """Every strategy and the passive AIMD row end to end: real campaigns, one MLflow experiment,
     every model scored on the hold-out, the development and the final test set; each campaign's
-    final labels trained once from scratch (``--retrain-epochs``: rows ``<strategy>-scratch``)."""
+    final labels trained once from scratch (``--retrain-epochs``: rows ``<strategy>-scratch``),
+    trained again or given up for the campaign's model where it has imaginary modes (``--retrain-tries``)."""
     import re
 
-    cmd = [sys.executable, "benchmarks/active_learning.py", "--quick", "--out", str(tmp_path), "--retrain-epochs", "3"]
+    cmd = [sys.executable, "benchmarks/active_learning.py", "--quick", "--out", str(tmp_path), "--retrain-epochs", "3",
+           "--retrain-tries", "2"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -132,9 +134,13 @@ def test_active_learning_benchmark_quick_runs_every_strategy(tmp_path):
     compared = re.findall(r"final models \(\d+ labels\): (\S+) ", test_verdict)
     scratch = {f"{s}-scratch" for s in STRATEGIES}
     assert sorted(compared) == sorted(set(STRATEGIES) - {"random"} | scratch)  # every row against pure random
-    for name, labels in ((f[0], int(f[1])) for f in finals):  # the same labels, trained once
-        point = json.loads((tmp_path / f"{name}-s0" / "retrained-e3.json").read_text())
+    for name, labels, test_mae in ((f[0], int(f[1]), float(f[4])) for f in finals):  # the same labels, trained once
+        point = json.loads((tmp_path / f"{name}-s0" / "retrained-e3-t2.json").read_text())
         assert point["train_labels"] == labels and 0.0 < point["test_force_mae"] < 50.0
+        # the guard: a training kept from scratch within two tries, else the campaign's own final model
+        assert point["trainings"] == 1 or (point["trainings"] == 2 and f"{name}-s0: training 1 of 2" in out)
+        if not point["from_scratch"]:
+            assert point["trainings"] == 2 and point["test_force_mae"] == pytest.approx(test_mae, abs=6e-4)
         row = re.search(rf"^  {name}-scratch\s+{labels}: ([\d.]+) \[", test, flags=re.M)
         assert row and float(row.group(1)) == pytest.approx(point["test_force_mae"], abs=6e-4), test
     assert (tmp_path / "learning_curves_test.png").exists() and (tmp_path / "learning_curves_holdout.png").exists()

@@ -11,6 +11,7 @@ from ase.calculators.emt import EMT
 from workers.model.checks import (
     bonds,
     frequencies_vs_reference,
+    frequency_limits,
     langevin_runs,
     langevin_stability,
     minimum_flaw,
@@ -98,22 +99,36 @@ def linear_water(emt_minimum):
 
 def test_a_potential_with_imaginary_modes_the_reference_lacks_is_flawed(emt_minimum, linear_water):
     # at its own minimum, with its own Hessian: nothing to flag
-    assert minimum_flaw(EMT(), [(emt_minimum, model_hessian(EMT(), emt_minimum), "seed 0")]) == ""
+    assert minimum_flaw(EMT(), [(emt_minimum, model_hessian(EMT(), emt_minimum), "seed 0", np.inf)]) == ""
     # a reference minimum (all modes real) where EMT relaxes onto its linear saddle (forces keep it linear)
-    flaw = minimum_flaw(EMT(), [(linear_water, 10.0 * np.eye(9), "seed 3")])
+    flaw = minimum_flaw(EMT(), [(linear_water, 10.0 * np.eye(9), "seed 3", np.inf)])
     assert flaw.startswith("2 imaginary modes at seed 3's DFT minimum (DFT 0;")
     # a reference that has the imaginary modes itself: the potential matches it
     linear = relax_with(EMT(), linear_water, fmax_ev_a=1e-4)
     saddle = model_hessian(EMT(), linear)
     assert normal_modes(linear, saddle).n_imaginary == 2
-    assert minimum_flaw(EMT(), [(linear, saddle, "seed 3")]) == ""
+    assert minimum_flaw(EMT(), [(linear, saddle, "seed 3", np.inf)]) == ""
+
+
+def test_frequencies_further_off_than_the_limit_are_a_flaw(emt_minimum):
+    """The limit: a ratio of the frequency MAE of the model a new training replaces (here EMT
+    itself, against a reference 1.21x stiffer: every mode 10% off)."""
+    stiffer = [(emt_minimum, 1.21 * model_hessian(EMT(), emt_minimum), "seed 1", np.inf)]
+    mae = frequencies_vs_reference(EMT(), emt_minimum, stiffer[0][1])["freq_mae_cm"]
+    assert mae > 50.0  # a tenth of water's mean wavenumber
+    lenient, strict = frequency_limits(stiffer, EMT(), ratio=2.0), frequency_limits(stiffer, EMT(), ratio=0.5)
+    assert lenient[0][3] == pytest.approx(2 * mae) and strict[0][3] == pytest.approx(mae / 2)
+    assert minimum_flaw(EMT(), lenient) == ""
+    assert (
+        minimum_flaw(EMT(), strict) == f"frequency MAE {mae:.0f} cm^-1 at seed 1's DFT minimum (at most {mae / 2:.0f})"
+    )
 
 
 def test_a_flawed_training_is_tried_again_on_the_next_seed_then_given_up(linear_water):
     from orchestrator.seeds import retry_seed
     from orchestrator.steps import sound_training
 
-    refs = [(linear_water, 10.0 * np.eye(9), "seed 0")]
+    refs = [(linear_water, 10.0 * np.eye(9), "seed 0", np.inf)]
     tether = Tether(linear_water.positions.copy())
     trained, heard = [], []
 
