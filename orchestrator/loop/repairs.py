@@ -25,6 +25,18 @@ def round_model(s: Session, rnd: int):
         return load_checkpoint(path)
 
 
+# what ase's extxyz reader raises on a file cut short, by where the cut falls (every byte of a
+# two-frame file tried: tests/unit/test_state.py): XYZError (an OSError), ValueError,
+# AttributeError, and RuntimeError (a frame's lines ending early: StopIteration in its generator)
+TRUNCATED = (OSError, ValueError, IndexError, KeyError, AttributeError, RuntimeError)
+
+
+def frames_in(path) -> int:
+    """How many frames the extxyz file ``path`` reads back (0 when empty); a file that does not
+    read back raises one of ``TRUNCATED``."""
+    return len(read(path, index=":", format="extxyz")) if path.stat().st_size else 0
+
+
 def frames_intact(s: Session, rnd: int, info: dict) -> bool:
     """Whether round ``rnd``'s picks and audit files read back whole (as many frames as were
     written, where the state says); if not, they are set aside for the selection to be redone."""
@@ -35,9 +47,9 @@ def frames_intact(s: Session, rnd: int, info: dict) -> bool:
             s.say.say(f"[yellow]{path.name} of round {rnd} is missing[/]: selecting again")
             return False
         try:
-            n = len(read(path, index=":")) if path.stat().st_size else 0
+            n = frames_in(path)
             reason = f"{n} frames where {info[key]} were written" if key in info and n != info[key] else ""
-        except (OSError, ValueError, IndexError, KeyError) as err:  # ase's XYZError is an OSError
+        except TRUNCATED as err:
             reason = first_line(err)
         if reason:
             aside = s.run.set_aside(path)

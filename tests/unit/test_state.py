@@ -240,3 +240,36 @@ def test_the_final_model_trains_from_scratch_on_every_label_where_the_config_say
     fallback = training_job(cfg, run, store, 1, final=True, scratch=False)  # when no training from scratch holds
     assert fallback.warm_payload is not None and fallback.epochs == 11 and len(fallback.structures) == 6
     assert final_job.seed == round_job.seed
+
+
+def test_a_picks_file_cut_at_any_byte_reads_as_damaged_never_as_a_crash(tmp_path):
+    """A resumed campaign checks its picks and audit files (``frames_intact``): cut short at any
+    byte, the file reads back fewer frames or raises one of ``TRUNCATED`` (ase raises four kinds,
+    by where the cut falls), never another exception that would stop the resume."""
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from orchestrator.loop.repairs import TRUNCATED, frames_in
+
+    frames = []
+    for k in range(2):
+        a = molecule("CH3CH2OH")
+        a.info.update(model_energy=-4200.5 - k, forces_std=0.12, replica=k, step=40)
+        a.calc = SinglePointCalculator(a, energy=-4201.0 - k, forces=np.full((len(a), 3), 0.1 * k))
+        frames.append(a)
+    path = tmp_path / "picks.extxyz"
+    write(path, frames, format="extxyz")
+    data = path.read_bytes()
+    assert frames_in(path) == 2
+    last_line = data.rindex(b"\n", 0, len(data) - 1) + 1  # a cut within it can still parse (digits lost)
+    kinds = set()
+    for cut in range(len(data)):
+        path.write_bytes(data[:cut])
+        try:
+            n = frames_in(path)
+        except TRUNCATED as err:
+            kinds.add(type(err).__name__)
+            continue
+        assert n < 2 or cut > last_line, cut
+    assert {"RuntimeError", "ValueError"} <= kinds, kinds  # the cuts reach the reader's several failures
