@@ -51,6 +51,8 @@ SMALL_ROUNDS = ["--set", "selection.picks_per_round=6", "--set", "selection.audi
 LONG_WARM_START = ["--set", "warm_start_epochs=300"]
 # the sparse pool's five seeds: the default, random and the stopped replicas' ceiling lifted
 SPARSE_STOPPED = scenario("sparse", 5, "latent-power4,random,latent-power4-stopped")
+# each campaign's final labels also trained from scratch, 600 epochs, guarded (three tries)
+GUARDED_RETRAIN = ["--retrain-epochs", "600", "--retrain-tries", "3"]
 # the demo pool's rows with and without the stopped replicas' ceiling lifted, with and without probes
 DEMO_STOPPED_ROWS = "latent-power4,latent-power4-probes,random,latent-power4-stopped,latent-power4-stopped-probes"
 
@@ -122,14 +124,11 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # the same campaigns' final labels each trained once from scratch (600 epochs, as passive): what
     # the warm-started rounds cost the rows whose picks include far-off frames
     "active_learning_sparse_scratch": ([[*SPARSE_STOPPED, "--retrain-epochs", "600"]], []),
-    # the same rows and seeds, each one's final labels trained from scratch as the option does with
-    # its guard (campaign.final_scratch_tries: 3): trained again while the DFT minimum's modes say
-    # the training went wrong
-    "active_learning_sparse_guarded": ([[*SPARSE_STOPPED, "--retrain-epochs", "600", "--retrain-tries", "3"]], []),
-    # the demo's pool, three seeds: the stopped row (the demo_stopped step's campaigns), its final
-    # labels trained from scratch with the guard, as on the sparse pool
-    "active_learning_demo_guarded": (
-        [[*scenario("demo", 3, "latent-power4-stopped"), "--retrain-epochs", "600", "--retrain-tries", "3"]],
+    # the sparse pool's five seeds, the default and the stopped row, each one's final labels trained
+    # from scratch as the option does with its guard (campaign.final_scratch_tries: 3): trained
+    # again while the DFT minimum's modes say the training went wrong
+    "active_learning_sparse_guarded": (
+        [[*scenario("sparse", 5, "latent-power4,latent-power4-stopped"), *GUARDED_RETRAIN]],
         [],
     ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
@@ -256,7 +255,6 @@ SHARES = {
     "active_learning_sparse_scratch": "active_learning_sparse",
     "active_learning_sparse_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
-    "active_learning_demo_guarded": "active_learning",
 }
 
 
