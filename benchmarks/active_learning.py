@@ -62,9 +62,9 @@ from rich.console import Console
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
 from orchestrator.outputs.console import Reporter
-from orchestrator.records.rundir import RunDir
 from orchestrator.references import compute_references, install_references, minimum_references
 from orchestrator.seeds import training_seed
+from orchestrator.session import Session
 from orchestrator.steps import sound_training
 from workers.harmonic import load_reference
 from workers.labeller import label_energy
@@ -268,12 +268,12 @@ def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
 
 
 def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path, tries: int = 1,
-                    run: RunDir | None = None, rnd: int = 0) -> dict:  # fmt: skip
+                    session: Session | None = None, rnd: int = 0) -> dict:  # fmt: skip
     """A finished campaign's training labels ``structures`` trained from scratch (``scratch_model``):
     what its warm-started rounds cost or bought against one training on the same labels (what
     ``campaign.final_scratch_epochs`` makes its final model). ``tries`` > 1: guarded as the
     campaign's option is (``final_scratch_tries``): trained again on the next training seed
-    while the model has an imaginary mode at a DFT minimum of the campaign (folder ``run``) or
+    while the model has an imaginary mode at a DFT minimum of the campaign (``session``) or
     frequencies there twice as far off as its last round's (``rnd`` - 1) model's
     (``sound_training``), and the campaign's own final model kept when every try has. Kept in
     ``cache`` and the model beside it (``.pt``, for the MD check; a rerun reads both back)."""
@@ -283,13 +283,13 @@ def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Pat
             print(f"{cache.parent.name}: training {k} of {tries} from scratch: {flaw}", flush=True)
 
         refs = []
-        if tries > 1:
-            last = checked_calculator(load_checkpoint(run.checkpoint(rnd - 1))[0])
-            refs = minimum_references(sorted(run.harmonic_dir.glob("seed_*.npz")), last)
+        if tries > 1:  # the campaign's own references, as its final training would check
+            last = checked_calculator(load_checkpoint(session.run.checkpoint(rnd - 1))[0])
+            refs = minimum_references(session.reference_paths(), last)
         train = partial(scratch_model, cfg, structures, epochs)
         model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, refs, said)
         kept = model is not None
-        model = model if kept else load_checkpoint(run.final_model)[0]
+        model = model if kept else load_checkpoint(session.run.final_model)[0]
         save_checkpoint(cache.with_suffix(".pt"), model)
         point = score(model, len(structures), judges)
         cache.write_text(json.dumps({**point, "trainings": n, "from_scratch": kept} if tries > 1 else point))
@@ -334,7 +334,7 @@ def main() -> None:
         "--retrain-tries",
         type=int,
         default=1,
-        help="> 1: the retraining tried again on the next seed while it has imaginary modes at a DFT minimum",
+        help="> 1: retrained on the next seed while the DFT minimum's modes flag it (final_scratch_tries)",
     )
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
                    help="demo; hot, ramp, rare, skewed, sparse, cold: beyond the data")  # fmt: skip
@@ -399,9 +399,8 @@ def main() -> None:
                 labels = campaign.session.training_set(state.round + 1)
                 tried = f"-t{args.retrain_tries}" if args.retrain_tries > 1 else ""
                 cache = args.out / name / f"retrained-e{args.retrain_epochs}{tried}.json"
-                run = campaign.session.run
-                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries, run,
-                                        state.round)  # fmt: skip
+                point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries,
+                                        campaign.session, state.round)  # fmt: skip
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
                 if args.scenario in STABILITY_K and not args.quick:  # run like the final models
                     md = run_in_md(f"{strategy}-scratch", cache.with_suffix(".pt"))

@@ -151,8 +151,9 @@ class ScheduleConfig(Section):
     # the data can leave warm-started rounds worse than one training on the same labels
     final_scratch_epochs: int | None = Field(None, ge=1)
     # with final_scratch_epochs: trainings from scratch tried (each on the next training seed)
-    # until one has no imaginary mode at a seed's DFT minimum that DFT lacks; when none does,
-    # the final model is warm-started as without the option
+    # until one has, at each seed's DFT minimum, no imaginary mode DFT lacks and frequencies at
+    # most 2x as far off as the last round's model's; when none does, the final model is
+    # warm-started as without the option
     final_scratch_tries: int = Field(3, ge=1)
 
 

@@ -186,9 +186,7 @@ def potential_figures(
     noise seed 0). ``md_runs`` > 1 adds runs with seeds 1, 2, ...: ``final_md_runs_intact``
     counts the runs that kept every bond and ``final_md_breaks`` lists the others'
     ``(seed, first_break_fs, pairs)`` (run 0's own figures are unchanged)."""
-    from workers.model.calculator import CatalCalculator
-
-    calc = CatalCalculator(model.double(), uncertainty=False)  # MD and frequencies read no error bar
+    calc = checked_calculator(model)  # MD and frequencies read no error bar
     freq = frequencies_vs_reference(calc, dft_minimum, dft_hessian_ev_a2)
     out = {
         "final_freq_mae_cm": freq["freq_mae_cm"],
