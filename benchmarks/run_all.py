@@ -131,6 +131,10 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[*scenario("sparse", 5, "latent-power4,latent-power4-stopped"), *GUARDED_RETRAIN]],
         [],
     ),
+    # the sparse pool's five seeds on one machine (the default's campaigns the guarded step's): random
+    # and two probes a round (the demo config's setting) beside the default: do random picks fail
+    # 800 K MD where a selection holds it?
+    "active_learning_sparse_probes": ([scenario("sparse", 5, "latent-power4,random,latent-power4-probes")], []),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
@@ -254,6 +258,7 @@ SHARES = {
     "active_learning_sparse_stopped": "active_learning_sparse",
     "active_learning_sparse_scratch": "active_learning_sparse",
     "active_learning_sparse_guarded": "active_learning_sparse",
+    "active_learning_sparse_probes": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
 }
 
