@@ -30,14 +30,14 @@ def _campaign(tracker: Tracker) -> tuple[str, str]:
 
 def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
     warnings: list[str] = []
-    away = Tracker(_closed_port_uri(), "exp", outbox=tmp_path / "outbox.db", warn=warnings.append)
+    away = Tracker(_closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append)
     parent, _ = _campaign(away)
     assert away.queued == 8 and len(warnings) == 1 and "unreachable" in warnings[0]
     away.outbox.close()
 
     # the server "comes back": the same outbox, now sent to a store that answers
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    back = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=warnings.append)
+    back = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append)
     assert back.queued == 0 and "took the 8 records an earlier session had queued" in warnings[-1]
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("exp")
@@ -55,7 +55,7 @@ def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
 
 def test_a_server_back_during_the_run_gets_the_queue_at_the_next_try(tmp_path):
     said: list[str] = []
-    tracker = Tracker(_closed_port_uri(), "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    tracker = Tracker(_closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.log_metrics(parent, {"m": 1.0}, step=1)
     assert tracker.queued == 3 and len(said) == 1
@@ -74,7 +74,7 @@ def test_a_server_back_during_the_run_gets_the_queue_at_the_next_try(tmp_path):
 
 def test_a_record_resent_after_a_lost_answer_changes_nothing(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=print)
+    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=print)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.log_metrics(parent, {"m": 1.0}, step=1)
     # the server took these but the driver died before crossing them off: sent again
@@ -93,7 +93,7 @@ def test_a_record_resent_after_a_lost_answer_changes_nothing(tmp_path):
 def test_a_refused_record_is_skipped_and_the_rest_still_go(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     said: list[str] = []
-    tracker = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.outbox.put("log_params", run=parent, params=[["a", "2"]])  # MLflow refuses a changed param
     tracker.log_metrics(parent, {"m": 3.0})
@@ -106,11 +106,11 @@ def test_a_refused_record_is_skipped_and_the_rest_still_go(tmp_path):
 def test_a_damaged_outbox_is_set_aside_and_runs_resolve_from_their_tags(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     said: list[str] = []
-    first = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    first = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
     parent = first.start_campaign("c", {"a": 1})
     first.outbox.close()
     (tmp_path / "outbox.db").write_bytes(b"garbage" * 200)
-    again = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=said.append)
+    again = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
     assert said and "outbox.db was damaged" in said[0] and (tmp_path / "outbox.db.damaged").exists()
     again.log_metrics(parent, {"m": 1.0})
     again.end(parent)
@@ -124,7 +124,7 @@ def test_a_stopped_campaign_closes_every_run_it_opened_even_one_its_caller_never
     """A signal can land after a round's run is created and before the loop holds its handle:
     ``end_open`` closes it with the campaign's status all the same; ended runs stay ended."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "exp", outbox=tmp_path / "outbox.db", warn=print)
+    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=print)
     parent = tracker.start_campaign("c", {"a": 1})
     done = tracker.start_round(parent, 1)
     tracker.end(done)
