@@ -135,6 +135,13 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # and two probes a round (the demo config's setting) beside the default: do random picks fail
     # 800 K MD where a selection holds it?
     "active_learning_sparse_probes": ([scenario("sparse", 5, "latent-power4,random,latent-power4-probes")], []),
+    # the same campaigns, the default's and the probes row's final labels trained from scratch with
+    # the guard (campaign.final_scratch_epochs + final_scratch_tries): does the probes row's error
+    # cost sit in its warm-started rounds, as the stopped row's did?
+    "active_learning_sparse_probes_guarded": (
+        [[*scenario("sparse", 5, "latent-power4,latent-power4-probes"), *GUARDED_RETRAIN]],
+        [],
+    ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
@@ -259,6 +266,7 @@ SHARES = {
     "active_learning_sparse_scratch": "active_learning_sparse",
     "active_learning_sparse_guarded": "active_learning_sparse",
     "active_learning_sparse_probes": "active_learning_sparse",
+    "active_learning_sparse_probes_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
 }
 
