@@ -9,6 +9,7 @@ from ase.build import molecule
 
 from workers.model.scans import (
     HOLE_TOL_EV,
+    collapsed,
     first_fall,
     hole,
     pinch_triples,
@@ -118,3 +119,22 @@ def test_a_strained_start_relaxing_along_a_path_is_no_probe(ethanol):
     assert first_fall(holed, HOLE_TOL_EV, climb_ev=HOLE_TOL_EV) == (4, 5)
     shallow = np.array([0.0, 0.05, -0.3, 0.2, 0.05])  # climbs 0.05 only, then falls: not yet a turn
     assert first_fall(shallow, HOLE_TOL_EV, climb_ev=HOLE_TOL_EV) == (3, 4)
+
+
+def test_a_collapsed_start_gives_no_probes(ethanol):
+    """An MD frame whose O-H has collapsed to 0.64 Å (0.66x the covalent radii's sum: its model's
+    MD fell into a hole) starts every path at that hole's bottom: no probe from it, while the
+    same frame with the bond at its length gives the four pinches' probes."""
+    elastic.d0 = ethanol.get_all_distances()
+    o, h = next((c, k) for c, k in stretch_pairs(ethanol) if ethanol[c].symbol == "O")
+    fallen = ethanol.copy()
+    bond = ethanol.positions[h] - ethanol.positions[o]
+    fallen.positions[h] = ethanol.positions[o] + 0.64 * bond / np.linalg.norm(bond)
+
+    def energies(structures):
+        return np.array([with_well(a) for a in structures])
+
+    assert collapsed(fallen) and not collapsed(ethanol)
+    assert len(probes(energies, [ethanol])) == 4
+    assert probes(energies, [fallen]) == []
+    assert len(probes(energies, [fallen, ethanol])) == 4

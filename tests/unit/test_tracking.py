@@ -30,7 +30,9 @@ def _campaign(tracker: Tracker) -> tuple[str, str]:
 
 def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
     warnings: list[str] = []
-    away = Tracker(_closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append)
+    away = Tracker(
+        _closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append
+    )
     parent, _ = _campaign(away)
     assert away.queued == 8 and len(warnings) == 1 and "unreachable" in warnings[0]
     away.outbox.close()
@@ -55,7 +57,9 @@ def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
 
 def test_a_server_back_during_the_run_gets_the_queue_at_the_next_try(tmp_path):
     said: list[str] = []
-    tracker = Tracker(_closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
+    tracker = Tracker(
+        _closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append
+    )
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.log_metrics(parent, {"m": 1.0}, step=1)
     assert tracker.queued == 3 and len(said) == 1

@@ -31,6 +31,10 @@ from workers.sampling import CARRIED_INFO
 PINCH_DEG = (100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0)  # angles below the minimum's (degrees)
 STRETCH_FACTORS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # x the bond's length at the minimum
 HOLE_TOL_EV = 0.1  # a fall smaller than this is noise, not a hole
+# a pair closer than this x the sum of the covalent radii: no bond is that short (triple bonds sit
+# at 0.77-0.79x the single-bond radii's sum, DFT's 500-800 K MD at >= 0.83x), so a frame with one
+# has fallen into a hole of its model already
+COLLAPSED = 0.7
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,11 @@ def hole(scan: Scan, tol_ev: float = HOLE_TOL_EV) -> dict | None:
     }
 
 
+def collapsed(atoms: Atoms) -> bool:
+    """Whether two atoms of ``atoms`` lie closer than ``COLLAPSED`` x their covalent radii's sum."""
+    return bool(bonds(atoms, COLLAPSED))
+
+
 def probes(
     energies: Callable[[list[Atoms]], np.ndarray], starts: list[Atoms], tol_ev: float = HOLE_TOL_EV
 ) -> list[Atoms]:
@@ -196,9 +205,12 @@ def probes(
     lowest point, pinching two terminal atoms together and stretching a bond to 1.6x only climb
     on a physical surface (before it, a strained start relaxes), so a fall there is the model's
     hole, and a reference label there is what fills it.
-    Periodic starts are skipped. Each keeps its start's ``CARRIED_INFO`` and names its path in ``info["probe"]`` (e.g.
+    Periodic starts are skipped, and ``collapsed`` ones: every path from a frame whose MD has
+    fallen into a hole already starts at the hole's bottom, and the reference there lies tens of
+    eV up (one such label, an O-H at 0.64 Å, 12 eV and 66 eV/Å, costs a training more accuracy
+    than the probes buy). Each keeps its start's ``CARRIED_INFO`` and names its path in ``info["probe"]`` (e.g.
     ``"H4-C1-H5 pinch"``)."""
-    molecules = [a for a in starts if not a.pbc.any()]  # the paths are a molecule's (no images)
+    molecules = [a for a in starts if not a.pbc.any() and not collapsed(a)]  # a molecule's paths (no images)
     paths = [(start, kind, idx, structures) for start in molecules for kind, idx, structures, _ in scan_paths(start)]
     flat = [s for *_, structures in paths for s in structures]
     if not flat:
