@@ -148,7 +148,8 @@ class ScheduleConfig(Section):
     min_epoch_share: float = Field(0.5, gt=0.0, le=1.0)
     # either mode: the final model (model.pt, on every label) trained from scratch for this
     # many epochs instead of warm-started from the last round's (None): labels picked far off
-    # the data can leave warm-started rounds worse than one training on the same labels
+    # the data can leave warm-started rounds worse than one training on the same labels (600
+    # with selection.probes_per_round 2: the default's error with probes' stability, one pool)
     final_scratch_epochs: int | None = Field(None, ge=1)
     # with final_scratch_epochs: trainings from scratch tried (each on the next training seed)
     # until one has, at each seed's DFT minimum, no imaginary mode DFT lacks and frequencies at

@@ -74,11 +74,12 @@ class SelectionConfig(Section):
     # no window_hi for the frames of a replica a stop rule ended: the way into a region the model
     # gets wrong (a hole) is what the next model must learn (the frame that broke the rule: failed)
     uncap_stopped_replicas: bool = False
-    # labels per round spent on probes (rounds only): each replica's last frame is pinched and
-    # stretched through the model (workers.model.scans.probes); where the model's energy falls
-    # along such a path, which only climbs on a physical surface, the structure past the turn
-    # is a probe; up to this many are drawn among them (as picks are, no ceiling), served after
-    # the audits and before the picks from the round's label cap (async campaigns: none). 0: none
+    # labels per round spent on probes (rounds only): each replica's last frame (unless
+    # collapsed, scans.collapsed) is pinched and stretched through the model
+    # (workers.model.scans.probes); where the model's energy falls along such a path, which
+    # only climbs on a physical surface, the structure past the turn is a probe; up to this
+    # many are drawn among them (as picks are, no ceiling), served after the audits and before
+    # the picks from the round's label cap (async campaigns: none). 0: none
     probes_per_round: int = Field(0, ge=0)
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
