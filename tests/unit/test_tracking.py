@@ -17,6 +17,11 @@ def _closed_port_uri() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def _tracker(uri: str, tmp_path, warn) -> Tracker:
+    """A tracker on ``uri`` whose outbox and MLflow artifacts stay under ``tmp_path``."""
+    return Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warn)
+
+
 def _campaign(tracker: Tracker) -> tuple[str, str]:
     parent = tracker.start_campaign("c", {"a": 1, "b": "x"})
     child = tracker.start_round(parent, 1)
@@ -30,16 +35,14 @@ def _campaign(tracker: Tracker) -> tuple[str, str]:
 
 def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
     warnings: list[str] = []
-    away = Tracker(
-        _closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append
-    )
+    away = _tracker(_closed_port_uri(), tmp_path, warnings.append)
     parent, _ = _campaign(away)
     assert away.queued == 8 and len(warnings) == 1 and "unreachable" in warnings[0]
     away.outbox.close()
 
     # the server "comes back": the same outbox, now sent to a store that answers
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    back = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=warnings.append)
+    back = _tracker(uri, tmp_path, warnings.append)
     assert back.queued == 0 and "took the 8 records an earlier session had queued" in warnings[-1]
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("exp")
@@ -57,9 +60,7 @@ def test_an_away_server_gets_every_record_once_when_it_answers(tmp_path):
 
 def test_a_server_back_during_the_run_gets_the_queue_at_the_next_try(tmp_path):
     said: list[str] = []
-    tracker = Tracker(
-        _closed_port_uri(), "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append
-    )
+    tracker = _tracker(_closed_port_uri(), tmp_path, said.append)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.log_metrics(parent, {"m": 1.0}, step=1)
     assert tracker.queued == 3 and len(said) == 1
@@ -78,7 +79,7 @@ def test_a_server_back_during_the_run_gets_the_queue_at_the_next_try(tmp_path):
 
 def test_a_record_resent_after_a_lost_answer_changes_nothing(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=print)
+    tracker = _tracker(uri, tmp_path, print)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.log_metrics(parent, {"m": 1.0}, step=1)
     # the server took these but the driver died before crossing them off: sent again
@@ -97,7 +98,7 @@ def test_a_record_resent_after_a_lost_answer_changes_nothing(tmp_path):
 def test_a_refused_record_is_skipped_and_the_rest_still_go(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     said: list[str] = []
-    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
+    tracker = _tracker(uri, tmp_path, said.append)
     parent = tracker.start_campaign("c", {"a": 1})
     tracker.outbox.put("log_params", run=parent, params=[["a", "2"]])  # MLflow refuses a changed param
     tracker.log_metrics(parent, {"m": 3.0})
@@ -110,11 +111,11 @@ def test_a_refused_record_is_skipped_and_the_rest_still_go(tmp_path):
 def test_a_damaged_outbox_is_set_aside_and_runs_resolve_from_their_tags(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     said: list[str] = []
-    first = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
+    first = _tracker(uri, tmp_path, said.append)
     parent = first.start_campaign("c", {"a": 1})
     first.outbox.close()
     (tmp_path / "outbox.db").write_bytes(b"garbage" * 200)
-    again = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=said.append)
+    again = _tracker(uri, tmp_path, said.append)
     assert said and "outbox.db was damaged" in said[0] and (tmp_path / "outbox.db.damaged").exists()
     again.log_metrics(parent, {"m": 1.0})
     again.end(parent)
@@ -128,7 +129,7 @@ def test_a_stopped_campaign_closes_every_run_it_opened_even_one_its_caller_never
     """A signal can land after a round's run is created and before the loop holds its handle:
     ``end_open`` closes it with the campaign's status all the same; ended runs stay ended."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "exp", tmp_path / "artifacts", outbox=tmp_path / "outbox.db", warn=print)
+    tracker = _tracker(uri, tmp_path, print)
     parent = tracker.start_campaign("c", {"a": 1})
     done = tracker.start_round(parent, 1)
     tracker.end(done)
