@@ -142,6 +142,17 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[*scenario("sparse", 5, "latent-power4,latent-power4-probes"), *GUARDED_RETRAIN]],
         [],
     ),
+    # the demo's and the skewed pool, three seeds each on one machine: the sparse pool's best row
+    # (two probes a round, the final labels trained from scratch with the guard) beside the default
+    # and random, every row's final labels trained the same way: does the pairing hold off that pool?
+    "active_learning_demo_probes_guarded": (
+        [[*scenario("demo", 3, "latent-power4,latent-power4-probes,random"), *GUARDED_RETRAIN]],
+        [],
+    ),
+    "active_learning_skewed_probes_guarded": (
+        [[*scenario("skewed", 3, "latent-power4,latent-power4-probes,random"), *GUARDED_RETRAIN]],
+        [],
+    ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
@@ -268,6 +279,8 @@ SHARES = {
     "active_learning_sparse_probes": "active_learning_sparse",
     "active_learning_sparse_probes_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
+    "active_learning_demo_probes_guarded": "active_learning",
+    "active_learning_skewed_probes_guarded": "active_learning_skewed",
 }
 
 
