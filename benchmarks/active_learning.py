@@ -28,7 +28,8 @@ N`` also trains each campaign's final labels once from scratch (rows ``<strategy
 ``campaign.final_scratch_epochs: N`` makes a campaign's final model), judged like the final models;
 ``--retrain-tries K`` > 1 guards it as ``campaign.final_scratch_tries: K`` does (trained again on
 the next seed while it has imaginary modes at a DFT minimum or frequencies there more than twice as
-far off as the campaign's last round's model; the campaign's own model when none holds).
+far off as the campaign's last round's model; the campaign's own model when none holds), and
+``--retrain-md-runs R`` also while it breaks a bond in R short MD runs (``final_scratch_md_runs``).
 
 Scenarios beyond the data (initial set at 300 K; judged also on 700-800 K AIMD and by four 2 ps
 MD runs of each final model, seeds 0-3, the first what earlier builds ran): ``ramp``, each MD
@@ -61,6 +62,7 @@ from rich.console import Console
 
 from orchestrator.campaign import Campaign
 from orchestrator.config import load_config
+from orchestrator.loop.final import scratch_md_check
 from orchestrator.outputs.console import Reporter
 from orchestrator.references import compute_references, install_references, minimum_references
 from orchestrator.seeds import training_seed
@@ -268,14 +270,16 @@ def scratch_point(cfg, structures: list, epochs: int, judges: dict) -> dict:
 
 
 def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Path, tries: int = 1,
-                    session: Session | None = None, rnd: int = 0) -> dict:  # fmt: skip
+                    session: Session | None = None, rnd: int = 0, md_runs: int = 0) -> dict:  # fmt: skip
     """A finished campaign's training labels ``structures`` trained from scratch (``scratch_model``):
     what its warm-started rounds cost or bought against one training on the same labels (what
     ``campaign.final_scratch_epochs`` makes its final model). ``tries`` > 1: guarded as the
     campaign's option is (``final_scratch_tries``): trained again on the next training seed
     while the model has an imaginary mode at a DFT minimum of the campaign (``session``) or
     frequencies there twice as far off as its last round's (``rnd`` - 1) model's
-    (``sound_training``), and the campaign's own final model kept when every try has. Kept in
+    (``sound_training``), or with ``md_runs`` > 0 one that breaks a bond in that many short MD
+    runs (``scratch_md_check``, ``campaign.final_scratch_md_runs``), and the campaign's own final
+    model kept when every try has. Kept in
     ``cache`` and the model beside it (``.pt``, for the MD check; a rerun reads both back)."""
     if not (cache.exists() and cache.with_suffix(".pt").exists()):
 
@@ -287,7 +291,8 @@ def retrained_point(cfg, structures: list, epochs: int, judges: dict, cache: Pat
             last = checked_calculator(load_checkpoint(session.run.checkpoint(rnd - 1))[0])
             refs = minimum_references(session.reference_paths(), last)
         train = partial(scratch_model, cfg, structures, epochs)
-        model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, refs, said)
+        md = scratch_md_check(cfg, md_runs)
+        model, n = sound_training(train, checked_calculator, training_seed(cfg), tries, refs, said, md)
         kept = model is not None
         model = model if kept else load_checkpoint(session.run.final_model)[0]
         save_checkpoint(cache.with_suffix(".pt"), model)
@@ -335,6 +340,13 @@ def main() -> None:
         type=int,
         default=1,
         help="> 1: retrained on the next seed while the DFT minimum's modes flag it (final_scratch_tries)",
+    )
+    p.add_argument(
+        "--retrain-md-runs",
+        type=int,
+        default=0,
+        help="with --retrain-tries > 1: also retrained while it breaks a bond in this many MD runs "
+        "(campaign.final_scratch_md_runs; 0: the frequencies alone, as before that option)",
     )
     p.add_argument("--scenario", choices=list(SCENARIOS), default="demo",
                    help="demo; hot, ramp, rare, skewed, sparse, cold: beyond the data")  # fmt: skip
@@ -398,9 +410,10 @@ def main() -> None:
             if args.retrain_epochs:  # the same labels, one training from scratch
                 labels = campaign.session.training_set(state.round + 1)
                 tried = f"-t{args.retrain_tries}" if args.retrain_tries > 1 else ""
+                tried += f"-md{args.retrain_md_runs}" if args.retrain_tries > 1 and args.retrain_md_runs else ""
                 cache = args.out / name / f"retrained-e{args.retrain_epochs}{tried}.json"
                 point = retrained_point(cfg, labels, args.retrain_epochs, judged, cache, args.retrain_tries,
-                                        campaign.session, state.round)  # fmt: skip
+                                        campaign.session, state.round, args.retrain_md_runs)  # fmt: skip
                 curves.setdefault(f"{strategy}-scratch", []).append([point])
                 if args.scenario in STABILITY_K and not args.quick:  # run like the final models
                     md = run_in_md(f"{strategy}-scratch", cache.with_suffix(".pt"))

@@ -153,6 +153,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[*scenario("skewed", 3, "latent-power4,latent-power4-probes,random"), *GUARDED_RETRAIN]],
         [],
     ),
+    # the skewed step's probes campaigns, their final labels trained from scratch with the MD check
+    # as well (campaign.final_scratch_md_runs: 2): does it keep the scratch models that break bonds out?
+    "active_learning_skewed_probes_md_guarded": (
+        [[*scenario("skewed", 3, "latent-power4-probes"), *GUARDED_RETRAIN, "--retrain-md-runs", "2"]],
+        [],
+    ),
     # the demo's pool, three seeds (the probes step's campaigns on disk): the stopped row, alone and
     # with two probes a round (the demo config's candidate), beside the default, probes and random
     "active_learning_demo_stopped": ([scenario("demo", 3, DEMO_STOPPED_ROWS)], []),
@@ -281,6 +287,7 @@ SHARES = {
     "active_learning_demo_stopped": "active_learning",
     "active_learning_demo_probes_guarded": "active_learning",
     "active_learning_skewed_probes_guarded": "active_learning_skewed",
+    "active_learning_skewed_probes_md_guarded": "active_learning_skewed",
 }
 
 

@@ -156,6 +156,11 @@ class ScheduleConfig(Section):
     # most 2x as far off as the last round's model's; when none does, the final model is
     # warm-started as without the option
     final_scratch_tries: int = Field(3, ge=1)
+    # with final_scratch_epochs: runs of final_check_md_ps Langevin MD at the hottest sampling
+    # temperature from each seed's DFT minimum that a training from scratch must also keep every
+    # bond in (seeds no stability check uses); a minimum's frequencies miss holes MD falls in (one
+    # scratch model in three on the skewed pool broke bonds at 600 K); 0: no MD check
+    final_scratch_md_runs: int = Field(2, ge=0)
 
 
 class StoreConfig(Section):

@@ -124,14 +124,19 @@ def sound_training(
     tries: int,
     references: list,
     on_flaw: Callable[[int, str], None] | None = None,
+    md: Callable[[object, list], str] | None = None,
 ) -> tuple[T | None, int]:
     """The first of up to ``tries`` trainings ``train(training seed)`` (``seed``, then
     ``retry_seed(seed, 1)``, ...) whose potential (``calc_of``: its ASE calculator) has no ``minimum_flaw`` at
-    ``references`` (``minimum_references``; none: the first is kept unchecked), or None when
-    every one has one; and how many were trained. ``on_flaw(training, flaw)`` hears each flaw."""
+    ``references`` (``minimum_references``; none: the first is kept unchecked) and, with ``md``
+    (calculator, references -> a flaw or '': ``md_flaw``), none there either; or None when every one
+    has one; and how many were trained. ``on_flaw(training, flaw)`` hears each flaw."""
     for attempt in range(tries):
         out = train(retry_seed(seed, attempt))
-        flaw = minimum_flaw(calc_of(out), references) if references else ""
+        calc = calc_of(out) if references else None
+        flaw = minimum_flaw(calc, references) if references else ""
+        if not flaw and references and md is not None:
+            flaw = md(calc, references)
         if not flaw:
             return out, attempt + 1
         if on_flaw is not None:

@@ -113,6 +113,13 @@ def temperature_at(cfg: MDConfig, step: int, replica: int = 0) -> float:
     return cfg.temperature_k + t * (cfg.temperature_end_k - cfg.temperature_k)
 
 
+def hottest_k(cfg: MDConfig) -> float:
+    """The hottest thermostat target (K) any replica of ``cfg`` runs at, at any step."""
+    if cfg.temperatures_k is not None:
+        return float(max(cfg.temperatures_k))
+    return float(max(cfg.temperature_k, cfg.temperature_end_k or 0.0))
+
+
 def initial_replicas(seeds: list[Atoms], cfg: MDConfig, offset: int = 0) -> list[Atoms]:
     """Replica ``r`` starts at ``seeds[(offset + r) % len(seeds)]`` with MB velocities."""
     out = []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from orchestrator.config import CampaignConfig
 from orchestrator.outputs import plots
 from orchestrator.outputs.reports import system_metrics
 from orchestrator.records.state import CampaignState
@@ -15,16 +17,18 @@ from orchestrator.session import Session
 from orchestrator.steps import sound_training
 from workers.errors import DamagedFile
 from workers.model.checkpoint import load_checkpoint, model_from_payload
-from workers.model.checks import checked_calculator
+from workers.model.checks import checked_calculator, md_flaw
 from workers.model.training import evaluate
+from workers.sampling import hottest_k
 
 
 def final_model(s: Session, rnd: int, n_labels: int) -> tuple[Path, dict]:
     """The final model: the one an asynchronous campaign started while its last labels
     were in flight, when it trained on every label (``n_labels``); else trained now. From
     scratch (``campaign.final_scratch_epochs``) it must hold each seed's DFT minimum, its
-    frequencies there no worse than twice the last round's model's (``sound_training``), else it
-    is trained again or warm-started; the figures say how."""
+    frequencies there no worse than twice the last round's model's, and keep every bond in
+    ``campaign.final_scratch_md_runs`` short MD runs from it (``sound_training``,
+    ``scratch_md_check``), else it is trained again or warm-started; the figures say how."""
     early = s.rt.final_training()
     if not (early is not None and early["history"] and early["history"][-1].get("n_structures") == n_labels):
         early = None
@@ -43,11 +47,22 @@ def final_model(s: Session, rnd: int, n_labels: int) -> tuple[Path, dict]:
         return checked_calculator(model_from_payload(out["payload"], "cpu"))
 
     refs = minimum_references(s.reference_paths(), last_round_calculator(s, rnd))
-    out, n = sound_training(train, calc_of, job.seed, tries, refs, said)
+    out, n = sound_training(train, calc_of, job.seed, tries, refs, said, scratch_md_check(s.cfg))
     figures = {"final_trainings": float(n + (out is None)), "final_from_scratch": float(out is not None)}
     if out is None:
         out = s.rt.train(s.training_job(rnd, final=True, scratch=False))
     return s.save_trained(s.run.final_model, out, rnd), figures
+
+
+def scratch_md_check(cfg: CampaignConfig, runs: int | None = None) -> Callable[[object, list], str] | None:
+    """``sound_training``'s MD check of a final training from scratch (``md_flaw``): ``runs``
+    (None: ``campaign.final_scratch_md_runs``) of ``final_check_md_ps`` at the hottest sampling
+    temperature; None where either is 0."""
+    runs = cfg.campaign.final_scratch_md_runs if runs is None else runs
+    md_ps = cfg.final_check_md_ps
+    if not (runs and md_ps):
+        return None
+    return lambda calc, refs: md_flaw(calc, refs, hottest_k(cfg.sampling), md_ps, runs)
 
 
 def last_round_calculator(s: Session, rnd: int):

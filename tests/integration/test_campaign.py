@@ -290,14 +290,15 @@ def test_a_campaign_with_the_mace_backbone(finished, tmp_path):
 
 def test_a_final_model_from_scratch_is_kept_only_where_it_holds_the_dft_minimum(finished, tmp_path):
     """``campaign.final_scratch_epochs`` with ``final_scratch_tries``: the final model trained
-    from scratch (its own epochs) is kept only without imaginary modes at the seed's DFT minimum;
-    else trained again on another seed, else the warm-started final model (warm_start_epochs)."""
+    from scratch (its own epochs) is kept only without imaginary modes at the seed's DFT minimum
+    and with its bonds kept in a short MD run from it (``final_scratch_md_runs``); else trained
+    again on another seed, else the warm-started final model (warm_start_epochs)."""
     from workers.model.checkpoint import load_checkpoint
 
     out = tmp_path / "tiny_scratch"
     install_references(_references(finished), out)
     overrides = [f"out_dir={out}", "stop.max_rounds=1", "campaign.final_scratch_epochs=30",
-                 "campaign.final_scratch_tries=2"]  # fmt: skip
+                 "campaign.final_scratch_tries=2", "campaign.final_scratch_md_runs=1"]  # fmt: skip
     proc = run_catal("run", str(TINY), *[a for o in overrides for a in ("--set", o)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     parents, _ = mlflow_runs(out)

@@ -14,6 +14,7 @@ from workers.model.checks import (
     frequency_limits,
     langevin_runs,
     langevin_stability,
+    md_flaw,
     minimum_flaw,
     model_hessian,
     relax_with,
@@ -146,3 +147,44 @@ def test_a_flawed_training_is_tried_again_on_the_next_seed_then_given_up(linear_
     assert sound_training(train, lambda seed: EMT(), 5, 2, refs) == (None, 2) and len(trained) == 2
     trained.clear()  # no reference stored (initial: rattle): the first training is kept unchecked
     assert sound_training(train, lambda seed: EMT(), 5, 2, []) == (5, 1) and trained == [5]
+
+
+def test_md_flaw_names_the_first_guard_run_that_changed_bonds(emt_n2):
+    """EMT's N2 keeps its bond at 300 K and loses it at 20000 K; the flaw is the first guard run
+    (seed GUARD_MD_SEED, not a stability check's 0, 1, ...) and its moment."""
+    from workers.model.checks import GUARD_MD_SEED
+
+    refs = [(emt_n2, np.eye(6), "seed 0", np.inf)]
+    assert md_flaw(EMT(), refs, 300.0, 0.2, runs=2) == ""
+    flaw = md_flaw(EMT(), refs, 20000.0, 2.0, runs=2)
+    first = langevin_stability(EMT(), emt_n2, 20000.0, 2.0, seed=GUARD_MD_SEED)
+    assert not first.bonds_intact
+    when = f"{first.first_break_fs / 1000:.2f} ps"
+    assert flaw == f"bonds changed (N0-N1) {when} into MD run 1 of 2 at 20000 K from seed 0's DFT minimum"
+    assert md_flaw(EMT(), refs, 20000.0, 2.0, runs=0) == ""
+
+
+def test_a_training_sound_at_the_minimum_but_broken_in_md_is_tried_again(linear_water, emt_n2):
+    """``sound_training``'s ``md`` check runs where the minimum has no flaw: a training whose MD
+    breaks a bond is retrained on the next seed, and given up when every one does."""
+    from orchestrator.seeds import retry_seed
+    from orchestrator.steps import sound_training
+
+    refs = [(linear_water, 10.0 * np.eye(9), "seed 0", np.inf)]
+    tether = Tether(linear_water.positions.copy())
+    trained, checked = [], []
+
+    def train(seed: int) -> int:
+        trained.append(seed)
+        return seed
+
+    def md(calc, references) -> str:  # the first training's MD breaks a bond, the second's does not
+        checked.append((calc, references))
+        return "bonds changed" if len(trained) < 2 else ""
+
+    out, n = sound_training(train, lambda seed: tether, 5, 3, refs, None, md)
+    assert (out, n) == (retry_seed(5, 1), 2) and checked == [(tether, refs), (tether, refs)]
+    trained.clear(), checked.clear()
+    assert sound_training(train, lambda seed: tether, 5, 2, refs, None, lambda c, r: "broke") == (None, 2)
+    trained.clear()  # a flaw at the minimum: no MD run for that training
+    assert sound_training(train, lambda seed: EMT(), 5, 1, refs, None, md) == (None, 1) and checked == []

@@ -192,3 +192,12 @@ def test_biased_md_drifts_to_unfamiliar_frames_and_keeps_the_models_own_forces(m
 def test_biased_md_needs_the_batched_engine():
     with pytest.raises(ValueError, match="bias_ev .* needs engine: batched"):
         MDConfig(engine="ase", bias_ev=0.1)
+
+
+def test_hottest_k_is_the_hottest_target_of_any_replica_at_any_step():
+    from workers.sampling import MDConfig, hottest_k
+
+    assert hottest_k(MDConfig(temperature_k=600.0)) == 600.0
+    assert hottest_k(MDConfig(temperatures_k=[150.0] * 7 + [600.0])) == 600.0
+    assert hottest_k(MDConfig(temperature_k=300.0, temperature_end_k=1000.0)) == 1000.0
+    assert hottest_k(MDConfig(temperature_k=900.0, temperature_end_k=300.0)) == 900.0

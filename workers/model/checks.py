@@ -178,6 +178,27 @@ def langevin_runs(calc, atoms: Atoms, temperature_k: float, time_ps: float, seed
     return [langevin_stability(calc, atoms, temperature_k, time_ps, seed=int(s)) for s in seeds]
 
 
+# velocity and thermostat seeds of md_flaw's runs: none of the stability checks' (0, 1, ...), so a
+# guard that runs MD does not pass the very trajectories a benchmark later judges the model on
+GUARD_MD_SEED = 1000
+
+
+def md_flaw(calc, references: list, temperature_k: float, time_ps: float, runs: int) -> str:
+    """Why the potential ``calc`` is not one to ship ('' when it is), by MD: in one of ``runs``
+    Langevin runs (``langevin_stability``, seeds ``GUARD_MD_SEED`` + k) of ``time_ps`` at
+    ``temperature_k`` from a DFT minimum of ``references`` (``minimum_flaw``'s tuples) a bond
+    formed or broke. Stops at the first such run."""
+    for atoms, _, label, _ in references:
+        for k in range(runs):
+            md = langevin_stability(calc, atoms, temperature_k, time_ps, seed=GUARD_MD_SEED + k)
+            if not md.bonds_intact:
+                sym = atoms.get_chemical_symbols()
+                pairs = ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in md.broken)
+                return (f"bonds changed ({pairs}) {md.first_break_fs / 1000:.2f} ps into MD run {k + 1} of {runs} "
+                        f"at {temperature_k:.0f} K from {label}'s DFT minimum")  # fmt: skip
+    return ""
+
+
 def potential_figures(
     model, dft_minimum: Atoms, dft_hessian_ev_a2: np.ndarray, temperature_k: float, md_ps: float, md_runs: int = 1
 ) -> dict:
