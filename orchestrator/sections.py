@@ -158,8 +158,9 @@ class ScheduleConfig(Section):
     final_scratch_tries: int = Field(3, ge=1)
     # with final_scratch_epochs: runs of final_check_md_ps Langevin MD at the hottest sampling
     # temperature from each seed's DFT minimum that a training from scratch must also keep every
-    # bond in (seeds no stability check uses); a minimum's frequencies miss holes MD falls in (one
-    # scratch model in three on the skewed pool broke bonds at 600 K); 0: no MD check
+    # bond in (seeds no stability check uses); a minimum's frequencies miss holes MD falls in. A
+    # filter, not a proof: on the skewed pool it rejected 2 of 5 trainings, and the kept ones
+    # still broke bonds in 4 of 12 later runs at 600 K (docs/results.md, change N); 0: no MD check
     final_scratch_md_runs: int = Field(2, ge=0)
 
 
