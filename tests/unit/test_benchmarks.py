@@ -49,9 +49,11 @@ def test_uncertainty_benchmark_quick():
     cost = re.search(r"training ([\d.]+)x .*inference energy\+forces ([\d.]+)x, with forces_std on every call "
                      r"([\d.]+)x, as MD calls it .*?step\) ([\d.]+)x", out)  # fmt: skip
     assert cost and all(float(x) > 0 for x in cost.groups()), out
-    # MD asks for forces_std on one call in 24: its cost sits between plain calls and every call
-    plain, every, md = (float(x) for x in cost.groups()[1:])
-    assert 0.7 * plain < md < every, cost.group(0)
+    # MD asks for forces_std on one call in 24: cheaper than asking on every call (3-6x a plain
+    # call). No lower bound: the quick run times milliseconds beside the suite's other worker, and
+    # read 0.48x a plain call once (a fresh clone's make test); the full run's ratios are docs' figures
+    _, every, md = (float(x) for x in cost.groups()[1:])
+    assert md < every, cost.group(0)
 
 
 @pytest.mark.slow
