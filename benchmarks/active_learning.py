@@ -72,7 +72,7 @@ from workers.harmonic import load_reference
 from workers.labeller import label_energy
 from workers.model.calculator import CatalCalculator
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
-from workers.model.checks import checked_calculator, potential_figures
+from workers.model.checks import checked_calculator, pair_names, potential_figures
 from workers.model.scans import cached_reference, holes_text, scans
 from workers.model.training import evaluate
 from workers.sampling import temperature_at
@@ -211,9 +211,7 @@ def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: fl
     if scan_ref is not None:
         calc = CatalCalculator(model.double(), uncertainty=False)
         out["holes"], out["holes_text"] = holes_text(scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref))
-    sym = ref.atoms.get_chemical_symbols()
-    breaks = [f"run {s} at {t / 1000:.2f} ps: " + ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in pairs)
-              for s, t, pairs in out["final_md_breaks"]]  # fmt: skip
+    breaks = [f"run {s} at {t / 1000:.2f} ps: {pair_names(ref.atoms, pairs)}" for s, t, pairs in out["final_md_breaks"]]
     runs = f"{out['final_md_runs_intact']:.0f} of {STABILITY_RUNS} runs of {md_ps:.0f} ps at {temperature_k:.0f} K"
     out["md_text"] = f"{runs} kept every bond" + (f" (changed: {'; '.join(breaks)})" if breaks else "")
     return out

@@ -133,10 +133,10 @@ def sound_training(
     has one; and how many were trained. ``on_flaw(training, flaw)`` hears each flaw."""
     for attempt in range(tries):
         out = train(retry_seed(seed, attempt))
-        calc = calc_of(out) if references else None
-        flaw = minimum_flaw(calc, references) if references else ""
-        if not flaw and references and md is not None:
-            flaw = md(calc, references)
+        flaw = ""
+        if references:
+            calc = calc_of(out)
+            flaw = minimum_flaw(calc, references) or (md(calc, references) if md is not None else "")
         if not flaw:
             return out, attempt + 1
         if on_flaw is not None:

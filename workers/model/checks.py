@@ -178,6 +178,12 @@ def langevin_runs(calc, atoms: Atoms, temperature_k: float, time_ps: float, seed
     return [langevin_stability(calc, atoms, temperature_k, time_ps, seed=int(s)) for s in seeds]
 
 
+def pair_names(atoms: Atoms, pairs) -> str:
+    """Atom pairs ``[(i, j), ...]`` of ``atoms`` as ``C1-H3,O2-H4`` (symbol and index)."""
+    sym = atoms.get_chemical_symbols()
+    return ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in pairs)
+
+
 # velocity and thermostat seeds of md_flaw's runs: none of the stability checks' (0, 1, ...), so a
 # guard that runs MD does not pass the very trajectories a benchmark later judges the model on
 GUARD_MD_SEED = 1000
@@ -192,8 +198,7 @@ def md_flaw(calc, references: list, temperature_k: float, time_ps: float, runs: 
         for k in range(runs):
             md = langevin_stability(calc, atoms, temperature_k, time_ps, seed=GUARD_MD_SEED + k)
             if not md.bonds_intact:
-                sym = atoms.get_chemical_symbols()
-                pairs = ",".join(f"{sym[i]}{i}-{sym[j]}{j}" for i, j in md.broken)
+                pairs = pair_names(atoms, md.broken)
                 return (f"bonds changed ({pairs}) {md.first_break_fs / 1000:.2f} ps into MD run {k + 1} of {runs} "
                         f"at {temperature_k:.0f} K from {label}'s DFT minimum")  # fmt: skip
     return ""
