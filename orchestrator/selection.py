@@ -81,6 +81,11 @@ class SelectionConfig(Section):
     # many are drawn among them (as picks are, no ceiling), served after the audits and before
     # the picks from the round's label cap (async campaigns: none). 0: none
     probes_per_round: int = Field(0, ge=0)
+    # the paths probes follow (workers.model.scans): "pinch" (two terminal atoms of a centre
+    # together), "stretch" (a bond to a terminal atom to 1.6x), "bend" (a terminal hydrogen turned
+    # onto its centre's other neighbour, the way an H moves between atoms; the reference climbs
+    # 5-6 eV along each in ethanol, methanol, acetaldehyde and formic acid at HF/STO-3G)
+    probe_paths: tuple[Literal["pinch", "stretch", "bend"], ...] = Field(("pinch", "stretch"), min_length=1)
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
     # random MD frames labelled each round besides the picks (served first from the round's

@@ -62,11 +62,13 @@ def score_frames(model, frames: list) -> None:
             a.info[key] = p.get(key, math.nan)
 
 
-def probe_frames(model, frames: list) -> list[Atoms]:
+def probe_frames(model, frames: list, paths: tuple[str, ...]) -> list[Atoms]:
     """``scans.probes`` of the last frame of each replica no stop rule ended: the structures
-    past each turn of ``model``'s energy along a pinch or stretch, scored as MD frames are."""
+    past each turn of ``model``'s energy along the ``paths`` (``selection.probe_paths``), scored
+    as MD frames are."""
     last = last_frames([f for f in frames if not f.info.get("stop_reason")])
-    found = probes(lambda s: np.array([p["energy"] for p in predict(model, s, bare=True)]), list(last.values()))
+    found = probes(lambda s: np.array([p["energy"] for p in predict(model, s, bare=True)]), list(last.values()),
+                   kinds=paths)  # fmt: skip
     score_frames(model, found)
     return found
 

@@ -147,7 +147,7 @@ def sample_and_select(s: Session, model, rnd: int) -> dict:
     labelled_emb = labelled_embeddings(model, labelled)
     # audit frames first (served first from the round's room), then probes, then picks from the rest
     n_probes = min(cfg.selection.probes_per_round, room - n_audit)
-    found = probe_frames(model, frames) if n_probes > 0 else []
+    found = probe_frames(model, frames, cfg.selection.probe_paths) if n_probes > 0 else []
     probes = draw_probes(found, cfg.selection, n_probes, labelled_emb, selection_rng(cfg.seed, rnd, 1))
     ranked = rank_frames(frames, cfg.selection, n_audit, room - len(probes), labelled_emb,
                          selection_rng(cfg.seed, rnd), s.weights)  # fmt: skip

@@ -8,7 +8,11 @@ longer or hotter MD then falls in. Two scans per molecule find that without runn
   in their plane, the angle from its value at the minimum down to ``PINCH_DEG``, bond lengths
   kept;
 * **stretch**: a bond to a terminal atom lengthened to ``STRETCH_FACTORS`` x its length, the
-  terminal atom moved along it.
+  terminal atom moved along it;
+* **bend** (probes only, ``PROBE_KINDS``): a terminal hydrogen turned in its plane toward another
+  bonded neighbour of its centre (a hydroxyl H toward the carbon, a methyl H toward the next
+  carbon), the angle down to ``BEND_DEG``, its bond length kept: the way a hydrogen moves
+  between neighbours, which neither scan follows.
 
 A scan has a **hole** where the model's energy falls more than ``tol_ev`` below its own running
 maximum while the reference's stands above its value there: the model's barrier is that maximum
@@ -30,6 +34,11 @@ from workers.sampling import CARRIED_INFO
 
 PINCH_DEG = (100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0)  # angles below the minimum's (degrees)
 STRETCH_FACTORS = (1.1, 1.2, 1.3, 1.4, 1.5, 1.6)  # x the bond's length at the minimum
+# angles below the minimum's (degrees); at 50 degrees a C-H or O-H hydrogen sits 1.0-1.2x the
+# covalent radii's sum from the neighbour it is turned toward, still bonded to its centre
+BEND_DEG = (90.0, 80.0, 70.0, 60.0, 50.0)
+SCAN_KINDS = ("pinch", "stretch")  # the judges' distortion scans (reference energies cached per molecule)
+PROBE_KINDS = ("pinch", "stretch", "bend")  # the paths probes follow (no reference needed)
 HOLE_TOL_EV = 0.1  # a fall smaller than this is noise, not a hole
 # a pair closer than this x the sum of the covalent radii: no bond is that short (triple bonds sit
 # at 0.77-0.79x the single-bond radii's sum, DFT's 500-800 K MD at >= 0.83x), so a frame with one
@@ -41,7 +50,7 @@ COLLAPSED = 0.7
 class Scan:
     """One distortion path from the minimum: energies relative to its first point (the minimum)."""
 
-    kind: str  # "pinch" (centre, i, j) or "stretch" (centre, terminal)
+    kind: str  # "pinch" (centre, i, j), "stretch" (centre, terminal) or "bend" (centre, terminal, toward)
     atoms_idx: tuple[int, ...]
     name: str  # e.g. "H4-C1-H5" or "C1-H4"
     distance_a: np.ndarray  # [n_points] i-j (pinch) or centre-terminal (stretch) distance, Å
@@ -74,6 +83,16 @@ def stretch_pairs(atoms: Atoms) -> list[tuple[int, int]]:
     return [(around[0], k) for k, around in enumerate(nb) if len(around) == 1]
 
 
+def bend_triples(atoms: Atoms) -> list[tuple[int, int, int]]:
+    """``(centre, hydrogen, toward)``: every terminal hydrogen with each other neighbour of its
+    centre that is no terminal atom itself (two terminal atoms on one centre: ``pinch_triples``).
+    Hydrogens only: a heavy terminal atom bent so far (a carbonyl O to 50 degrees over the next
+    carbon) lies tens of eV up, no label MD needs."""
+    nb = neighbours(atoms)
+    hydrogens = [k for k, around in enumerate(nb) if len(around) == 1 and atoms.numbers[k] == 1]
+    return [(c, k, n) for k in hydrogens for c in nb[k] for n in nb[c] if n != k and len(nb[n]) > 1]
+
+
 def pinched(atoms: Atoms, centre: int, i: int, j: int, angle_deg: float) -> Atoms:
     """``atoms`` with ``i`` and ``j`` turned symmetrically in their plane about ``centre`` to the
     angle ``angle_deg``, their distances to ``centre`` kept."""
@@ -92,6 +111,23 @@ def pinched(atoms: Atoms, centre: int, i: int, j: int, angle_deg: float) -> Atom
     return out
 
 
+def bent(atoms: Atoms, centre: int, terminal: int, toward: int, angle_deg: float) -> Atoms:
+    """``atoms`` with ``terminal`` turned about ``centre`` in the plane of ``terminal``, ``centre``
+    and ``toward`` to the angle ``angle_deg`` (terminal-centre-toward), its distance to ``centre``
+    kept; every other atom stays."""
+    pos = atoms.positions
+    u, v = pos[terminal] - pos[centre], pos[toward] - pos[centre]
+    length = float(np.linalg.norm(u))
+    axis = v / np.linalg.norm(v)
+    side = u - axis * float(u @ axis)
+    side /= np.linalg.norm(side)
+    out = atoms.copy()
+    out.calc = None
+    a = np.radians(angle_deg)
+    out.positions[terminal] = pos[centre] + length * (np.cos(a) * axis + np.sin(a) * side)
+    return out
+
+
 def stretched(atoms: Atoms, centre: int, terminal: int, factor: float) -> Atoms:
     """``atoms`` with ``terminal`` moved along its bond to ``centre`` to ``factor`` x its length."""
     out = atoms.copy()
@@ -101,23 +137,31 @@ def stretched(atoms: Atoms, centre: int, terminal: int, factor: float) -> Atoms:
 
 
 def path_name(atoms: Atoms, kind: str, idx: tuple[int, ...]) -> str:
-    """``"H4-C1-H5"`` (pinch: centre in the middle) or ``"C1-H4"`` (stretch)."""
+    """``"H4-C1-H5"`` (pinch, bend: centre in the middle) or ``"C1-H4"`` (stretch)."""
     sym = atoms.get_chemical_symbols()
-    ordered = (idx[1], idx[0], idx[2]) if kind == "pinch" else idx
+    ordered = idx if kind == "stretch" else (idx[1], idx[0], idx[2])
     return "-".join(f"{sym[k]}{k}" for k in ordered)
 
 
-def scan_paths(minimum: Atoms) -> list[tuple[str, tuple[int, ...], list[Atoms], list[float]]]:
-    """Every pinch and stretch of ``minimum``: ``(kind, atoms_idx, structures, distances_a)``,
-    the minimum itself first in each."""
+def scan_paths(minimum: Atoms, kinds: tuple[str, ...] = SCAN_KINDS) -> list[tuple[str, tuple[int, ...], list[Atoms], list[float]]]:
+    """Every path of ``kinds`` from ``minimum``: ``(kind, atoms_idx, structures, distances_a)``,
+    the minimum itself first in each; the distance is the pair the path brings together or apart
+    (pinch: the two terminal atoms, stretch: the bond, bend: the terminal atom and the neighbour)."""
     paths = []
-    for c, i, j in pinch_triples(minimum):
-        start = minimum.get_angle(i, c, j)
-        structures = [minimum.copy(), *(pinched(minimum, c, i, j, a) for a in PINCH_DEG if a < start - 1.0)]
-        paths.append(("pinch", (c, i, j), structures, [float(s.get_distance(i, j)) for s in structures]))
-    for c, k in stretch_pairs(minimum):
-        structures = [minimum.copy(), *(stretched(minimum, c, k, f) for f in STRETCH_FACTORS)]
-        paths.append(("stretch", (c, k), structures, [float(s.get_distance(c, k)) for s in structures]))
+    if "pinch" in kinds:
+        for c, i, j in pinch_triples(minimum):
+            start = minimum.get_angle(i, c, j)
+            structures = [minimum.copy(), *(pinched(minimum, c, i, j, a) for a in PINCH_DEG if a < start - 1.0)]
+            paths.append(("pinch", (c, i, j), structures, [float(s.get_distance(i, j)) for s in structures]))
+    if "stretch" in kinds:
+        for c, k in stretch_pairs(minimum):
+            structures = [minimum.copy(), *(stretched(minimum, c, k, f) for f in STRETCH_FACTORS)]
+            paths.append(("stretch", (c, k), structures, [float(s.get_distance(c, k)) for s in structures]))
+    if "bend" in kinds:
+        for c, k, n in bend_triples(minimum):
+            start = minimum.get_angle(k, c, n)
+            structures = [minimum.copy(), *(bent(minimum, c, k, n, a) for a in BEND_DEG if a < start - 1.0)]
+            paths.append(("bend", (c, k, n), structures, [float(s.get_distance(k, n)) for s in structures]))
     return paths
 
 
@@ -141,13 +185,11 @@ def cached_reference(minimum: Atoms, energy: Callable[[Atoms], float | None], pa
 def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dict) -> list[Scan]:
     """Every path of ``minimum`` through the model (``model_energy``: eV of one structure) beside
     ``reference`` (``reference_energies``)."""
-    sym = minimum.get_chemical_symbols()
     out = []
     for kind, idx, structures, distances in scan_paths(minimum):
         model = np.array([model_energy(s) for s in structures], dtype=float)
         ref = np.array([np.nan if e is None else e for e in reference[idx]], dtype=float)
-        ordered = (idx[1], idx[0], idx[2]) if kind == "pinch" else idx
-        out.append(Scan(kind, idx, "-".join(f"{sym[k]}{k}" for k in ordered), np.array(distances),
+        out.append(Scan(kind, idx, path_name(minimum, kind, idx), np.array(distances),
                         model - model[0], ref - ref[0]))  # fmt: skip
     return out
 
@@ -196,22 +238,27 @@ def collapsed(atoms: Atoms) -> bool:
 
 
 def probes(
-    energies: Callable[[list[Atoms]], np.ndarray], starts: list[Atoms], tol_ev: float = HOLE_TOL_EV
+    energies: Callable[[list[Atoms]], np.ndarray],
+    starts: list[Atoms],
+    tol_ev: float = HOLE_TOL_EV,
+    kinds: tuple[str, ...] = PROBE_KINDS,
 ) -> list[Atoms]:
     """Where a model turns over along the distortion paths of each of ``starts`` (MD frames, say):
-    the first structure of each path whose energy (``energies``: eV of many structures, one
-    model call for all) lies ``tol_ev`` below the path's running maximum, once the path has
-    climbed more than ``tol_ev`` above its lowest point. No reference is needed: past their
-    lowest point, pinching two terminal atoms together and stretching a bond to 1.6x only climb
-    on a physical surface (before it, a strained start relaxes), so a fall there is the model's
-    hole, and a reference label there is what fills it.
+    the first structure of each path of ``kinds`` whose energy (``energies``: eV of many
+    structures, one model call for all) lies ``tol_ev`` below the path's running maximum, once
+    the path has climbed more than ``tol_ev`` above its lowest point. No reference is needed: past
+    their lowest point, pinching two terminal atoms together, stretching a bond to 1.6x and
+    turning a terminal atom onto its centre's other neighbour only climb on a physical surface
+    (before it, a strained start relaxes), so a fall there is the model's hole, and a reference
+    label there is what fills it.
     Periodic starts are skipped, and ``collapsed`` ones: every path from a frame whose MD has
     fallen into a hole already starts at the hole's bottom, and the reference there lies tens of
     eV up (one such label, an O-H at 0.64 Å, 12 eV and 66 eV/Å, costs a training more accuracy
     than the probes buy). Each keeps its start's ``CARRIED_INFO`` and names its path in ``info["probe"]`` (e.g.
     ``"H4-C1-H5 pinch"``)."""
     molecules = [a for a in starts if not a.pbc.any() and not collapsed(a)]  # a molecule's paths (no images)
-    paths = [(start, kind, idx, structures) for start in molecules for kind, idx, structures, _ in scan_paths(start)]
+    paths = [(start, kind, idx, structures) for start in molecules
+             for kind, idx, structures, _ in scan_paths(start, kinds)]  # fmt: skip
     flat = [s for *_, structures in paths for s in structures]
     if not flat:
         return []
