@@ -156,8 +156,12 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     "latent-power4-probes": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2"],
     # the same with the probes also turning each hydrogen onto its centre's other neighbours
     # (scans' "bend": the way an H moves between atoms, where scratch-trained models broke bonds)
-    "latent-power4-probes-bend": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2",
-                                  "selection.probe_paths=[pinch, stretch, bend]"],  # fmt: skip
+    "latent-power4-probes-bend": [
+        *LATENT,
+        "selection.draw_power=4",
+        "selection.probes_per_round=2",
+        "selection.probe_paths=[pinch, stretch, bend]",
+    ],  # fmt: skip
     # both: the uncapped draw (the frames on the way into a hole) and two probes a round (the holes)
     "latent-power4-uncapped-probes": [
         *LATENT,

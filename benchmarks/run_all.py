@@ -150,8 +150,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [],
     ),
     "active_learning_skewed_probes_guarded": (
-        [[*scenario("skewed", 3, "latent-power4,latent-power4-probes,latent-power4-probes-bend,random"),
-          *GUARDED_RETRAIN]],  # fmt: skip
+        [
+            [
+                *scenario("skewed", 3, "latent-power4,latent-power4-probes,latent-power4-probes-bend,random"),
+                *GUARDED_RETRAIN,
+            ]
+        ],  # fmt: skip
         [],
     ),
     # the skewed step's probes campaigns, their final labels trained from scratch with the MD check

@@ -143,7 +143,10 @@ def path_name(atoms: Atoms, kind: str, idx: tuple[int, ...]) -> str:
     return "-".join(f"{sym[k]}{k}" for k in ordered)
 
 
-def scan_paths(minimum: Atoms, kinds: tuple[str, ...] = SCAN_KINDS) -> list[tuple[str, tuple[int, ...], list[Atoms], list[float]]]:
+ScanPath = tuple[str, tuple[int, ...], list[Atoms], list[float]]  # (kind, atoms_idx, structures, distances_a)
+
+
+def scan_paths(minimum: Atoms, kinds: tuple[str, ...] = SCAN_KINDS) -> list[ScanPath]:
     """Every path of ``kinds`` from ``minimum``: ``(kind, atoms_idx, structures, distances_a)``,
     the minimum itself first in each; the distance is the pair the path brings together or apart
     (pinch: the two terminal atoms, stretch: the bond, bend: the terminal atom and the neighbour)."""
