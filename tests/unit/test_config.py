@@ -117,6 +117,12 @@ BAD = {
         ["system.structures=configs/data/water32_300k_gfn1xtb.extxyz"],
         "set system.initial: rattle",
     ),
+    "unknown probe path": (
+        "selection",
+        {},
+        ["selection.probe_paths=[pinch, twist]"],
+        "selection.probe_paths[1]: Input should be 'pinch', 'stretch' or 'bend'",
+    ),
     "unknown campaign mode": ("campaign", {"mode": "asynchronous"}, [], "campaign.mode: Input should be"),
     "convergence with a quantile window": (
         "stop",
