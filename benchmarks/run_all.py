@@ -146,7 +146,12 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     # (two probes a round, the final labels trained from scratch with the guard) beside the default
     # and random, every row's final labels trained the same way: does the pairing hold off that pool?
     "active_learning_demo_probes_guarded": (
-        [[*scenario("demo", 3, "latent-power4,latent-power4-probes,random"), *GUARDED_RETRAIN]],
+        [
+            [
+                *scenario("demo", 3, "latent-power4,latent-power4-probes,latent-power4-probes-bend,random"),
+                *GUARDED_RETRAIN,
+            ]
+        ],  # fmt: skip
         [],
     ),
     "active_learning_skewed_probes_guarded": (
