@@ -73,7 +73,7 @@ from workers.labeller import label_energy
 from workers.model.calculator import CatalCalculator
 from workers.model.checkpoint import load_checkpoint, save_checkpoint
 from workers.model.checks import checked_calculator, pair_names, potential_figures
-from workers.model.scans import cached_reference, holes_text, scans
+from workers.model.scans import PROBE_KINDS, cached_reference, holes_text, scans
 from workers.model.training import evaluate
 from workers.sampling import temperature_at
 
@@ -212,13 +212,19 @@ def stability(model_path: Path, reference: Path, temperature_k: float, md_ps: fl
     """The final model's frequencies and STABILITY_RUNS x ``md_ps`` of Langevin MD at
     ``temperature_k`` from the seed's DFT minimum (what a campaign logs as ``final_*``, one run
     at its sampling temperature); ``md_text``: the runs' outcome in words; with ``scan_ref``
-    (``cached_reference``) also its distortion scans: ``holes`` (scans with one), ``holes_text``."""
+    (``cached_reference``) also its distortion scans: ``holes`` (scans with one), ``holes_text``,
+    and its bends apart (``bend_holes``, ``bend_holes_text``: each hydrogen turned onto its
+    centre's other heavy neighbours, the path probes' bends follow; counted apart so the scans'
+    figures of the files before them stand)."""
     ref = load_reference(reference)
     model = load_checkpoint(model_path)[0].eval()
     out = potential_figures(model, ref.atoms, ref.hessian_ev_a2, temperature_k, md_ps, md_runs=STABILITY_RUNS)
     if scan_ref is not None:
         calc = CatalCalculator(model.double(), uncertainty=False)
-        out["holes"], out["holes_text"] = holes_text(scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref))
+        energy = calc.get_potential_energy
+        out["holes"], out["holes_text"] = holes_text(scans(energy, ref.atoms, scan_ref))
+        out["bend_holes"], text = holes_text(scans(energy, ref.atoms, scan_ref, kinds=("bend",)))
+        out["bend_holes_text"] = f"bends: {text}"
     breaks = [f"run {s} at {t / 1000:.2f} ps: {pair_names(ref.atoms, pairs)}" for s, t, pairs in out["final_md_breaks"]]
     runs = f"{out['final_md_runs_intact']:.0f} of {STABILITY_RUNS} runs of {md_ps:.0f} ps at {temperature_k:.0f} K"
     out["md_text"] = f"{runs} kept every bond" + (f" (changed: {'; '.join(breaks)})" if breaks else "")
@@ -379,17 +385,19 @@ def main() -> None:
     freqs: dict[str, list[float]] = {}  # the final models' harmonic frequency MAE (cm^-1)
     intact: dict[str, list[float]] = {}  # per final model: its MD runs (STABILITY_RUNS) that kept every bond
     holes: dict[str, list[int]] = {}  # per final model: its distortion scans with a hole (workers.model.scans)
+    bend_holes: dict[str, list[int]] = {}  # per final model: its bends with a hole
     scan_ref = None  # DFT along the seed's distortion scans, where final models are judged off their data
     if args.scenario in STABILITY_K and not args.quick:
         dft = load_config(config, base).dft
         scan_ref = cached_reference(load_reference(refs[0]).atoms, lambda a: label_energy(a, dft),
-                                    args.out / "shared" / "scan_reference.json")  # fmt: skip
+                                    args.out / "shared" / "scan_reference.json", kinds=PROBE_KINDS)  # fmt: skip
 
     def run_in_md(row: str, model_path: Path) -> dict:
         """``stability`` of one row's model, its intact runs and holes tallied under ``row``."""
         md = stability(model_path, refs[0], STABILITY_K[args.scenario], scan_ref=scan_ref)
         intact.setdefault(row, []).append(md["final_md_runs_intact"])
         holes.setdefault(row, []).append(md["holes"])
+        bend_holes.setdefault(row, []).append(md["bend_holes"])
         return md
 
     for strategy in strategies:
@@ -426,12 +434,12 @@ def main() -> None:
                     freqs.setdefault(f"{strategy}-scratch", []).append(md["final_freq_mae_cm"])
                     print(f"{name + '-scratch':<22} {len(labels):>3} training labels from scratch: dev "
                           f"{point['dev_force_mae']:.3f}, test_wide {point['test_wide_force_mae']:.3f} eV/Å; "
-                          f"{md['md_text']}; {md['holes_text']}", flush=True)  # fmt: skip
+                          f"{md['md_text']}; {md['holes_text']}; {md['bend_holes_text']}", flush=True)  # fmt: skip
             wall = sum(h.get(k, 0.0) for h in state.history for k in ("time_train_s", "time_sample_s", "time_label_s"))
             others = "".join(f", {j} {final[f'{j}_force_mae']:.3f}" for j in ["test_wide", *extra_judges])
             if args.scenario in STABILITY_K and not args.quick:
                 md = run_in_md(strategy, campaign.session.run.final_model)
-                stable = f"{md['md_text']}; {md['holes_text']}"
+                stable = f"{md['md_text']}; {md['holes_text']}; {md['bend_holes_text']}"
             else:  # the final model's own check, one run at the sampling temperature
                 md = state.round_info
                 kept = "bonds intact" if md.get("final_md_bonds_intact") else "a bond broke"
@@ -469,9 +477,12 @@ def main() -> None:
         print(f"final models' MD at {STABILITY_K[args.scenario]:.0f} K: runs that kept every bond, per seed")
         for strategy, n in intact.items():
             print(f"  {strategy:<14} {', '.join(f'{k:.0f}' for k in n)} ({sum(n):.0f} of {STABILITY_RUNS * len(n)})")
-        print("final models' distortion scans (pinched H pairs, stretched bonds) with a hole, per seed")
-        for strategy, n in holes.items():
-            print(f"  {strategy:<14} {', '.join(map(str, n))} ({sum(n)} holes)")
+        scanned = {"distortion scans (pinched H pairs, stretched bonds)": holes,
+                   "bends (each H turned onto its centre's other heavy neighbours)": bend_holes}  # fmt: skip
+        for paths, tally in scanned.items():
+            print(f"final models' {paths} with a hole, per seed")
+            for strategy, n in tally.items():
+                print(f"  {strategy:<14} {', '.join(map(str, n))} ({sum(n)} holes)")
     print(f"\nplot: {plot}\nMLflow: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
 
 

@@ -136,8 +136,9 @@ def main() -> None:
     t_md = time.perf_counter() - t0
 
     scan_ref, scan_how = scan_reference(args, ref.atoms)
-    n_holes, holes = holes_text(scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref))
-    n_scans = len(scan_ref)
+    found = scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref)
+    n_holes, holes = holes_text(found)
+    n_scans = len(found)
 
     t_ratio = md.mean_temperature_k / args.temperature
     rows = [

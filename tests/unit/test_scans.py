@@ -13,6 +13,7 @@ from workers.model.scans import (
     HOLE_TOL_EV,
     bend_triples,
     bent,
+    cached_reference,
     collapsed,
     first_fall,
     hole,
@@ -199,3 +200,35 @@ def test_the_reference_climbs_along_every_bend(name):
         assert all(r.status is Status.OK for r in results)
         e = np.array([r.energy_ev for r in results])
         assert len(e) == 1 + len(BEND_DEG) and np.all(np.diff(e) > 0.2) and e[-1] - e[0] > 4.0
+
+
+def test_the_cached_reference_adds_the_bends_it_lacks_and_a_bend_hole_is_found_against_it(ethanol, tmp_path):
+    """A scan cache written for the judges' scans gains the 8 bends when asked (only their
+    points computed, the file read back after), and a model with a well where an H nears a heavy
+    atom it is not bonded to turns over along every bend and along no pinch or stretch."""
+    elastic.d0 = ethanol.get_all_distances()
+    calls = []
+
+    def reference(atoms):
+        calls.append(1)
+        return elastic(atoms)
+
+    path = tmp_path / "scans.json"
+    first = cached_reference(ethanol, reference, path)
+    n_scans = len(calls)
+    assert len(first) == 10 and n_scans == sum(len(p[2]) for p in scan_paths(ethanol))
+    both = cached_reference(ethanol, reference, path, kinds=("pinch", "stretch", "bend"))
+    n_bends = len(calls) - n_scans
+    assert len(both) == 18 and n_bends == 8 * (1 + len(BEND_DEG))  # every bend from its first angle on
+    assert cached_reference(ethanol, reference, path, kinds=("bend",)) == both and len(calls) == n_scans + n_bends
+
+    h = [k for k, s in enumerate(ethanol.get_chemical_symbols()) if s == "H"]
+    pairs = [(i, j) for i in h for j in range(len(ethanol)) if j not in h and elastic.d0[i, j] > 1.5]
+
+    def model(atoms):
+        d = np.array([atoms.get_distance(i, j) for i, j in pairs])
+        return elastic(atoms) - WELL_EV * float(np.exp(-(((d - 1.3) / 0.15) ** 2)).sum())
+
+    assert [hole(s) for s in scans(model, ethanol, both)] == [None] * 10
+    bends = scans(model, ethanol, both, kinds=("bend",))
+    assert len(bends) == 8 and all(s.kind == "bend" and 1.3 < hole(s)["turn_a"] < 1.8 for s in bends)

@@ -168,28 +168,37 @@ def scan_paths(minimum: Atoms, kinds: tuple[str, ...] = SCAN_KINDS) -> list[Scan
     return paths
 
 
-def reference_energies(minimum: Atoms, energy: Callable[[Atoms], float | None]) -> dict:
+def reference_energies(
+    minimum: Atoms, energy: Callable[[Atoms], float | None], kinds: tuple[str, ...] = SCAN_KINDS
+) -> dict:
     """The reference method's energies (eV, ``None`` where it failed) along every path of
-    ``minimum``: ``{atoms_idx: [n_points]}``. Computed once per molecule; any model is then
-    scanned against them (``scans``)."""
-    return {idx: [energy(s) for s in structures] for _, idx, structures, _ in scan_paths(minimum)}
+    ``kinds`` from ``minimum``: ``{atoms_idx: [n_points]}``. Computed once per molecule; any
+    model is then scanned against them (``scans``). A pinch's and a bend's atoms never coincide
+    (a bend turns a terminal atom toward a non-terminal one), so one dict holds every kind."""
+    return {idx: [energy(s) for s in structures] for _, idx, structures, _ in scan_paths(minimum, kinds)}
 
 
-def cached_reference(minimum: Atoms, energy: Callable[[Atoms], float | None], path: Path) -> dict:
+def cached_reference(
+    minimum: Atoms, energy: Callable[[Atoms], float | None], path: Path, kinds: tuple[str, ...] = SCAN_KINDS
+) -> dict:
     """``reference_energies`` kept in ``path`` (json, keyed by the scanned atoms): computed once
-    per molecule and method, read back after."""
-    if path.exists():
-        return {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()}
-    ref = reference_energies(minimum, energy)
-    path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
+    per molecule and method, read back after; paths of ``kinds`` the file lacks are computed and
+    added to it."""
+    ref = {tuple(json.loads(k)): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    missing = [(idx, structures) for _, idx, structures, _ in scan_paths(minimum, kinds) if idx not in ref]
+    if missing or not path.exists():
+        ref |= {idx: [energy(s) for s in structures] for idx, structures in missing}
+        path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
     return ref
 
 
-def scans(model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dict) -> list[Scan]:
-    """Every path of ``minimum`` through the model (``model_energy``: eV of one structure) beside
-    ``reference`` (``reference_energies``)."""
+def scans(
+    model_energy: Callable[[Atoms], float], minimum: Atoms, reference: dict, kinds: tuple[str, ...] = SCAN_KINDS
+) -> list[Scan]:
+    """Every path of ``kinds`` from ``minimum`` through the model (``model_energy``: eV of one
+    structure) beside ``reference`` (``reference_energies``)."""
     out = []
-    for kind, idx, structures, distances in scan_paths(minimum):
+    for kind, idx, structures, distances in scan_paths(minimum, kinds):
         model = np.array([model_energy(s) for s in structures], dtype=float)
         ref = np.array([np.nan if e is None else e for e in reference[idx]], dtype=float)
         out.append(Scan(kind, idx, path_name(minimum, kind, idx), np.array(distances),
