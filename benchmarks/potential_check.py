@@ -1,4 +1,4 @@
-"""Would you run MD with this potential? Four figures for any catal ``model.pt``.
+"""Would you run MD with this potential? Six checks for any catal ``model.pt``.
 
     python benchmarks/potential_check.py runs/demo-.../model.pt \\
         --reference benchmarks/data/ethanol_500k_hf_sto3g.extxyz [--method hf --basis sto-3g]
@@ -16,10 +16,14 @@
 5. distortion scans from the DFT minimum (``workers.model.scans``): each pair of terminal atoms
    on one centre pinched to 40°, each bond to a terminal atom stretched to 1.6x, against the same
    DFT (computed once, cached beside the minimum): no hole, i.e. nowhere does the model's energy
-   turn over while DFT's keeps rising (where longer or hotter MD falls in).
+   turn over while DFT's keeps rising (where longer or hotter MD falls in);
+6. bends from the DFT minimum, the same way: each terminal hydrogen turned onto its centre's
+   other heavy neighbours down to 50° (the way an H moves between atoms: an OH hydrogen onto
+   the carbon, a CH hydrogen onto the O or the next C), against DFT: no hole.
 
 Targets (issue #11): force MAE <= 0.100 eV/Å, energy MAE <= 0.050 eV, frequency MAE <= 50 cm^-1
-with no imaginary mode, bonds intact and temperature within 10%; no hole in the scans.
+with no imaginary mode, bonds intact and temperature within 10%; no hole in the scans (the
+bends: added with ``selection.probe_paths``, which probes along them).
 
 ``--labels <run>/labels.extxyz`` adds where the reference frames sit against what the potential
 was trained on: each rotatable bond's dihedral (``workers.torsions``) on the frames and on the
@@ -42,7 +46,7 @@ from workers.harmonic import harmonic_reference, load_reference, save_reference
 from workers.labeller import label_energy
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
-from workers.model.scans import cached_reference, holes_text, scans
+from workers.model.scans import PROBE_KINDS, cached_reference, holes_text, scans
 from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
 
 GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
@@ -71,7 +75,7 @@ def scan_reference(args, minimum) -> tuple[dict, str]:
     path = minimum_file.with_name(f"{minimum_file.stem}.scans.json")
     how = f"read from {path}" if path.exists() else f"computed, cached in {path}"
     cfg = DFTConfig(method=args.method, basis=args.basis, threads=args.threads)
-    return cached_reference(minimum, lambda a: label_energy(a, cfg), path), how
+    return cached_reference(minimum, lambda a: label_energy(a, cfg), path, kinds=PROBE_KINDS), how
 
 
 def circular_mean_deg(angles) -> float:
@@ -136,9 +140,10 @@ def main() -> None:
     t_md = time.perf_counter() - t0
 
     scan_ref, scan_how = scan_reference(args, ref.atoms)
-    found = scans(lambda a: calc.get_potential_energy(a), ref.atoms, scan_ref)
+    found = scans(calc.get_potential_energy, ref.atoms, scan_ref)
     n_holes, holes = holes_text(found)
-    n_scans = len(found)
+    bends = scans(calc.get_potential_energy, ref.atoms, scan_ref, kinds=("bend",))
+    n_bend_holes, bend_holes = holes_text(bends)
 
     t_ratio = md.mean_temperature_k / args.temperature
     rows = [
@@ -153,15 +158,17 @@ def main() -> None:
          f"bond change at {md.first_break_fs:.0f} fs", "intact, T within 10%",
          md.bonds_intact and abs(t_ratio - 1) <= 0.1,
          f"mean T {md.mean_temperature_k:.0f} K after 1 ps ({t_ratio:.2f}x); {t_md:.0f} s"),
-        ("distortion scans against DFT", f"{n_holes} of {n_scans} with a hole", "no hole", n_holes == 0,
+        ("distortion scans against DFT", f"{n_holes} of {len(found)} with a hole", "no hole", n_holes == 0,
          f"DFT {scan_how}"),
+        ("bends against DFT (H onto neighbour)", f"{n_bend_holes} of {len(bends)} with a hole", "no hole",
+         n_bend_holes == 0, "the same DFT cache"),
     ]  # fmt: skip
     print(f"\n{'check':<36} {'value':>18} {'target':>22}  pass  detail")
     for name, value, target, ok, detail in rows:
         print(f"{name:<36} {value:>18} {target:>22}  {'yes' if ok else 'NO ':<4}  {detail}")
     print("\nfrequencies (cm^-1), model vs DFT:")
     print("  " + " ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(freq["model_cm"], freq["dft_cm"], strict=True)))
-    print(f"\n{holes}")
+    print(f"\n{holes}\nbends: {bend_holes}")
     if args.labels:
         torsion_coverage(calc, frames, args.labels)
     print(f"{sum(r[3] for r in rows)}/{len(rows)} checks pass")
