@@ -74,17 +74,13 @@ class SelectionConfig(Section):
     # no window_hi for the frames of a replica a stop rule ended: the way into a region the model
     # gets wrong (a hole) is what the next model must learn (the frame that broke the rule: failed)
     uncap_stopped_replicas: bool = False
-    # labels per round spent on probes (rounds only): each replica's last frame (unless
-    # collapsed, scans.collapsed) is pinched and stretched through the model
-    # (workers.model.scans.probes); where the model's energy falls along such a path, which
-    # only climbs on a physical surface, the structure past the turn is a probe; up to this
-    # many are drawn among them (as picks are, no ceiling), served after the audits and before
-    # the picks from the round's label cap (async campaigns: none). 0: none
+    # labels per round spent on probes (rounds only): each replica's last frame (unless collapsed)
+    # goes along probe_paths through the model (workers.model.scans.probes); where its energy falls
+    # on such a path, which only climbs on a physical surface, the structure past the turn is a
+    # probe; up to this many are drawn (as picks, no ceiling) after the audits. 0: none
     probes_per_round: int = Field(0, ge=0)
-    # the paths probes follow (workers.model.scans): "pinch" (two terminal atoms of a centre
-    # together), "stretch" (a bond to a terminal atom to 1.6x), "bend" (a terminal hydrogen turned
-    # onto its centre's other neighbour, the way an H moves between atoms; the reference climbs
-    # 5-6 eV along each in ethanol, methanol, acetaldehyde and formic acid at HF/STO-3G)
+    # "pinch" (two terminal atoms of a centre together), "stretch" (a bond to a terminal atom to
+    # 1.6x), "bend" (a terminal H turned onto its centre's other heavy neighbour: an H moving)
     probe_paths: tuple[Literal["pinch", "stretch", "bend"], ...] = Field(("pinch", "stretch"), min_length=1)
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
