@@ -2,17 +2,19 @@
 
 MD at a temperature only visits what the Boltzmann weight allows; a potential trained on such
 frames can turn over just past them (the energy falling where the reference's keeps rising), and
-longer or hotter MD then falls in. Two scans per molecule find that without running MD:
+longer or hotter MD then falls in. Three kinds of path per molecule find that without running MD:
 
 * **pinch**: two terminal atoms on one centre (the hydrogens of a CH2 or CH3) brought together
   in their plane, the angle from its value at the minimum down to ``PINCH_DEG``, bond lengths
   kept;
 * **stretch**: a bond to a terminal atom lengthened to ``STRETCH_FACTORS`` x its length, the
   terminal atom moved along it;
-* **bend** (probes only, ``PROBE_KINDS``): a terminal hydrogen turned in its plane toward another
-  bonded neighbour of its centre (a hydroxyl H toward the carbon, a methyl H toward the next
-  carbon), the angle down to ``BEND_DEG``, its bond length kept: the way a hydrogen moves
-  between neighbours, which neither scan follows.
+* **bend**: a terminal hydrogen turned in its plane toward another bonded heavy neighbour of its
+  centre (a hydroxyl H toward the carbon, a methyl H toward the next carbon), the angle down to
+  ``BEND_DEG``, its bond length kept: the way a hydrogen moves between neighbours, which neither
+  scan follows. ``SCAN_KINDS`` (the default of every function here) leaves it out, so figures
+  judged on pinches and stretches stand; probes follow it where ``selection.probe_paths`` names
+  it, and the potential check and the AL benchmark judge it apart.
 
 A scan has a **hole** where the model's energy falls more than ``tol_ev`` below its own running
 maximum while the reference's stands above its value there: the model's barrier is that maximum
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from workers.files import write_atomic
 from workers.model.checks import bonds
 from workers.sampling import CARRIED_INFO
 
@@ -53,7 +56,7 @@ class Scan:
     kind: str  # "pinch" (centre, i, j), "stretch" (centre, terminal) or "bend" (centre, terminal, toward)
     atoms_idx: tuple[int, ...]
     name: str  # e.g. "H4-C1-H5" or "C1-H4"
-    distance_a: np.ndarray  # [n_points] i-j (pinch) or centre-terminal (stretch) distance, Å
+    distance_a: np.ndarray  # [n_points] i-j (pinch), centre-terminal (stretch), terminal-toward (bend), Å
     model_ev: np.ndarray  # [n_points] the model's energy over the first point's, eV
     reference_ev: np.ndarray  # [n_points] the reference's, eV (nan where it failed)
 
@@ -188,7 +191,7 @@ def cached_reference(
     missing = [(idx, structures) for _, idx, structures, _ in scan_paths(minimum, kinds) if idx not in ref]
     if missing or not path.exists():
         ref |= {idx: [energy(s) for s in structures] for idx, structures in missing}
-        path.write_text(json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
+        write_atomic(path, json.dumps({json.dumps(list(k)): v for k, v in ref.items()}))
     return ref
 
 
