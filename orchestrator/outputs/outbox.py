@@ -24,6 +24,13 @@ def new_handle() -> str:
     return HANDLE_PREFIX + uuid.uuid4().hex
 
 
+def child_handle(parent: str, kind: str, rnd: int) -> str:
+    """The name of ``parent``'s child run ``kind`` ``rnd``, the same every time it is asked:
+    a campaign stopped after creating the run but before storing its name creates it again
+    under this name on resume and so reuses it (a second, forever-running child is never made)."""
+    return f"{HANDLE_PREFIX}{parent.removeprefix(HANDLE_PREFIX)}-{kind}-{rnd:03d}"
+
+
 class Outbox:
     """Records ``(seq, op, args)`` in the order they were put; ``path`` None: in memory."""
 

@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
-from orchestrator.outputs.outbox import Outbox, new_handle
+from orchestrator.outputs.outbox import Outbox, child_handle, new_handle
 from workers.errors import DamagedFile, OutOfSpace, first_line
 from workers.model.checkpoint import load_checkpoint
 
@@ -112,7 +112,7 @@ class Tracker:
             self.opened.append(run_id)
             self._put("update_run", run=run_id, status="RUNNING")
             return run_id
-        handle = new_handle()
+        handle = child_handle(parent_id, kind, rnd)
         self.opened.append(handle)  # before it is sent: a signal mid-send still finds it (end_open)
         tags = {"mlflow.parentRunId": parent_id, "catal.kind": kind, "catal.round": str(rnd)}
         self._put("create_run", handle=handle, name=f"{kind}_{rnd:03d}", tags=tags)
@@ -264,13 +264,17 @@ class Writer:
         return exp_id
 
     def _create_run(self, args: dict) -> str:
-        """The run, once: a create whose answer was lost left a run tagged with the handle."""
+        """The run, once: a create whose answer was lost, or a child run made again after a
+        stop (``child_handle``), finds the run tagged with the handle and reopens it."""
         exp_id, handle = self.experiment_id(), args["handle"]
         try:
-            return self.run(handle)
+            run_id = self.run(handle)
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # anything but "not created yet"
                 raise
+        else:
+            self.client.update_run(run_id, status="RUNNING")  # ended KILLED by the stop, say
+            return run_id
         tags = dict(args["tags"], **{"catal.handle": handle})
         if "mlflow.parentRunId" in tags:
             tags["mlflow.parentRunId"] = self.run(tags["mlflow.parentRunId"])

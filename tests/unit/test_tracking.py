@@ -140,3 +140,34 @@ def test_a_stopped_campaign_closes_every_run_it_opened_even_one_its_caller_never
     runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
     status = {r.data.tags.get("catal.round", "campaign"): r.info.status for r in runs}
     assert status == {"campaign": "KILLED", "1": "FINISHED", "2": "KILLED"}
+
+
+def test_a_child_run_made_again_after_a_stop_is_the_same_run_reopened(tmp_path):
+    """A campaign killed (SIGKILL: nothing closed) or stopped (KILLED) after a generation's run
+    was created but before its handle was stored makes that run again on resume: the same run
+    comes back RUNNING and ends FINISHED; no second child of that number is left running."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = _tracker(uri, tmp_path, print)
+    parent = first.start_campaign("c", {"a": 1})
+    first.start_round(parent, 1, kind="generation")  # killed here: the handle never stored
+    first.start_round(parent, 2, kind="generation")
+    first.end_open("KILLED")  # a SIGTERM: campaign and both children KILLED
+    first.outbox.close()
+
+    client = MlflowClient(uri)
+    exp_id = client.get_experiment_by_name("exp").experiment_id
+    before = {r.data.tags.get("catal.round", "campaign"): r.info.run_id for r in client.search_runs([exp_id])}
+    resumed = _tracker(uri, tmp_path, print)
+    resumed.start_campaign("c", {"a": 1}, run_id=parent)
+    for g in (1, 2, 3):
+        child = resumed.start_round(parent, g, kind="generation")
+        if g < 3:
+            assert client.get_run(before[str(g)]).info.status == "RUNNING"  # reopened, not made anew
+        resumed.log_metrics(child, {"m": float(g)}, step=g)
+        resumed.end(child)
+    resumed.end(parent)
+    runs = client.search_runs([exp_id])
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    after = {r.data.tags.get("catal.round", "campaign"): r for r in runs}
+    assert {k: after[k].info.run_id for k in before} == before
+    assert [after[str(g)].data.metrics["m"] for g in (1, 2, 3)] == [1.0, 2.0, 3.0]
