@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,12 @@ def load_seed_structures(spec: str) -> list[Atoms]:
         return [molecule(spec)]
     if path.suffix:
         raise FileNotFoundError(f"structure file not found: {spec}")
-    raise ValueError(f"unknown molecule {spec!r} (not an ase.build.molecule name nor a file)")
+    close = difflib.get_close_matches(spec, g2.names, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ValueError(
+        f"unknown molecule {spec!r}: not an ase.build.molecule name nor a file{hint}; "
+        "any molecule by SMILES: system.structures: {smiles: CN}"
+    )
 
 
 def rattled_copies(atoms: Atoms, n: int, stdev_a: tuple[float, float] = (0.02, 0.1), seed: int = 0) -> list[Atoms]:

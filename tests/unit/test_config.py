@@ -62,6 +62,13 @@ BAD = {
         "max_labels_per_round (999) exceeds",
     ),
     "unknown molecule": ("system", {"structures": "Unobtainium"}, [], "system.structures: unknown molecule"),
+    # methylamine is H3CNH2 in ASE's g2 set: the near names are offered, and SMILES for any molecule
+    "misspelt molecule": (
+        "system",
+        {"structures": "CH3NH2"},
+        [],
+        "(did you mean CH3CONH2, H3CNH2, CH3NO2?); any molecule by SMILES: system.structures: {smiles: CN}",
+    ),
     "missing file": ("system", {"structures": "nope/seeds.xyz"}, [], "system.structures: structure file not"),
     "unknown DFT method": ("dft", {"method": "b3lyb"}, [], "dft.method: unknown DFT method"),
     "negative temperature": ("sampling", {"temperature_k": -5}, [], "sampling.temperature_k"),

@@ -220,7 +220,7 @@ def test_the_final_model_trains_from_scratch_on_every_label_where_the_config_say
     from workers.structures import rattled_copies
 
     cfg = load_config("configs/demo.yaml", [f"out_dir={tmp_path}", "warm_start_epochs=11", "system.structures=H2O"]
-                      + ([f"campaign.final_scratch_epochs={scratch}"] if scratch else []))  # fmt: skip
+                      + [f"campaign.final_scratch_epochs={scratch or 'null'}"])  # fmt: skip
     run, store, dft = RunDir(tmp_path), LabelStore(tmp_path / "labels.db"), cfg.dft_config()
     for rnd in (0, 1):
         for a in rattled_copies(molecule("H2O"), 3, seed=rnd):
