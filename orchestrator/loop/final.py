@@ -78,7 +78,9 @@ def last_round_calculator(s: Session, rnd: int):
 def finalise(s: Session, state: CampaignState) -> None:
     rnd, run = state.round, s.run  # one past the last finished round: the final model sees every label
     n_labels = len(s.training_set(rnd + 1))
-    with s.say.phase(f"final model on {n_labels} labels"):
+    epochs = s.cfg.campaign.final_scratch_epochs
+    how = f" (from scratch, {epochs} epochs, up to {s.cfg.campaign.final_scratch_tries} tries)" if epochs else ""
+    with s.say.phase(f"final model on {n_labels} labels{how}"):
         path, trained = final_model(s, rnd, n_labels)
     model, _ = load_checkpoint(path)
     holdout = s.store.holdout_structures()
