@@ -142,6 +142,13 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[*scenario("sparse", 5, "latent-power4,latent-power4-probes"), *GUARDED_RETRAIN]],
         [],
     ),
+    # the same five seeds with bends probed too (selection.probe_paths: [pinch, stretch, bend], the
+    # demo config's since change P), every row judged along the bends: the pool where 800 K MD
+    # breaks most, the probes-and-scratch pairing's best
+    "active_learning_sparse_probes_bend_guarded": (
+        [[*scenario("sparse", 5, "latent-power4,latent-power4-probes,latent-power4-probes-bend"), *GUARDED_RETRAIN]],
+        [],
+    ),
     # the demo's and the skewed pool, three seeds each on one machine: the sparse pool's best row
     # (two probes a round, the final labels trained from scratch with the guard) beside the default
     # and random, every row's final labels trained the same way: does the pairing hold off that pool?
@@ -294,6 +301,7 @@ SHARES = {
     "active_learning_sparse_guarded": "active_learning_sparse",
     "active_learning_sparse_probes": "active_learning_sparse",
     "active_learning_sparse_probes_guarded": "active_learning_sparse",
+    "active_learning_sparse_probes_bend_guarded": "active_learning_sparse",
     "active_learning_demo_stopped": "active_learning",
     "active_learning_demo_probes_guarded": "active_learning",
     "active_learning_skewed_probes_guarded": "active_learning_skewed",
