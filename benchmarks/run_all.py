@@ -221,6 +221,25 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
             ],
         ],
     ),  # fmt: skip
+    # the demo config as shipped on two molecules the repository has no frames of (acetaldehyde;
+    # methylamine, ASE's H3CNH2, whose N no other step has): the checks from each DFT minimum
+    "demo_molecules": (
+        [
+            cmd
+            for m in ("CH3CHO", "H3CNH2")
+            for cmd in (
+                [CATAL, "run", "configs/demo.yaml", "--set", f"out_dir={{out}}/{m}", "--set", f"system.structures={m}"],
+                [
+                    PY,
+                    "benchmarks/potential_check.py",
+                    f"{{out}}/{m}/model.pt",
+                    "--hessian",
+                    f"{{out}}/{m}/harmonic/seed_000.npz",
+                ],
+            )
+        ],  # fmt: skip
+        [],
+    ),
     # one potential for three molecules against the demo on each alone, in one run
     "multi": (
         [[PY, "benchmarks/multi.py", "--out", "{out}"]],
@@ -283,7 +302,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     ),
 }
 # steps whose run folder starts empty (a campaign refuses an existing folder)
-FRESH = {"demo", "multi", "large", "water", "async"}
+FRESH = {"demo", "demo_molecules", "multi", "large", "water", "async"}
 # steps that resume another step's campaigns (run folder: that step's)
 SHARES = {
     "active_learning_seeds": "active_learning",
