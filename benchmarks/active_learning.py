@@ -138,6 +138,8 @@ STABILITY_K = {"demo": 600.0, "ramp": 800.0, "rare": 800.0, "cold": 500.0, "skew
 STABILITY_RUNS = 4
 
 BIAS_EV = 0.03  # eV per atom, about k_B T at 300 K: a nudge, not a force that breaks bonds
+# the probe paths of the rows run before bends joined the default paths (selection.probe_paths)
+PINCH_STRETCH = ["selection.probe_paths=[pinch, stretch]"]
 TOP = ["selection.draw=top"]  # the top 3 x quota scores, then farthest-point sampling among them
 # the most unfamiliar atom's feature-space distance to the training atoms (model.latent_neighbours),
 # picks drawn in proportion to it over all but the top 2% (the default until 2026-12-06)
@@ -153,7 +155,7 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
     "latent-power4-stopped": [*LATENT, "selection.draw_power=4", "selection.uncap_stopped_replicas=true"],
     # the default with two of each round's picks spent on probes (structures past a turn of the
     # model along pinches and stretches of the replicas' last frames, workers.model.scans.probes)
-    "latent-power4-probes": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2"],
+    "latent-power4-probes": [*LATENT, "selection.draw_power=4", "selection.probes_per_round=2", *PINCH_STRETCH],
     # the same with the probes also turning each hydrogen onto its centre's other neighbours
     # (scans' "bend": the way an H moves between atoms, where scratch-trained models broke bonds)
     "latent-power4-probes-bend": [
@@ -168,6 +170,7 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "selection.draw_power=4",
         "selection.window_hi=1.0",
         "selection.probes_per_round=2",
+        *PINCH_STRETCH,
     ],
     # the stopped replicas' ceiling lifted and two probes a round (the demo config's candidate)
     "latent-power4-stopped-probes": [
@@ -175,6 +178,7 @@ STRATEGIES = {  # run in this order: the acceptance's pair first, then the scept
         "selection.draw_power=4",
         "selection.uncap_stopped_replicas=true",
         "selection.probes_per_round=2",
+        *PINCH_STRETCH,
     ],
     "latent-proportional": LATENT,
     "latent-power2": [*LATENT, "selection.draw_power=2"],  # the draw between the two

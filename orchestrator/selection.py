@@ -80,8 +80,8 @@ class SelectionConfig(Section):
     # probe; up to this many are drawn (as picks, no ceiling) after the audits. 0: none
     probes_per_round: int = Field(0, ge=0)
     # "pinch" (two terminal atoms of a centre together), "stretch" (a bond to a terminal atom to
-    # 1.6x), "bend" (a terminal H turned onto its centre's other heavy neighbour: an H moving)
-    probe_paths: tuple[Literal["pinch", "stretch", "bend"], ...] = Field(("pinch", "stretch"), min_length=1)
+    # 1.6x), "bend" (a terminal H onto its centre's other heavy neighbour; docs/results.md "Bends")
+    probe_paths: tuple[Literal["pinch", "stretch", "bend"], ...] = Field(("pinch", "stretch", "bend"), min_length=1)
     # labels per round (also capped by budget.max_labels_per_round)
     picks_per_round: int = Field(10, ge=1)
     # random MD frames labelled each round besides the picks (served first from the round's
