@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.io import read
 
 from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, load_reference, save_reference
@@ -51,6 +50,7 @@ from workers.labeller import label_energy
 from workers.model import CatalCalculator
 from workers.model.checks import accuracy, frequencies_vs_reference, langevin_stability
 from workers.model.scans import PROBE_KINDS, cached_reference, holes_text, scans
+from workers.structures import read_frames
 from workers.torsions import torsion_angles, torsion_gaps, torsion_quads
 
 GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sits in a known conformer
@@ -93,7 +93,7 @@ def circular_mean_deg(angles) -> float:
 
 def torsion_coverage(calc, frames: list, labels_path: Path) -> None:
     """Print the reference frames' torsions against the training labels' (see the docstring)."""
-    labels = [a for a in read(labels_path, index=":") if a.info.get("origin") != "holdout"]
+    labels = [a for a in read_frames(labels_path) if a.info.get("origin") != "holdout"]
     quads = torsion_quads(frames[0])
     if not quads:
         print("\ntorsions: no rotatable bond with a visible turn")
@@ -135,9 +135,10 @@ def main() -> None:
     if args.reference is None and args.hessian is None:
         raise SystemExit("potential_check: give --reference (ab-initio MD frames) or --hessian (a DFT minimum + "
                          "Hessian, e.g. <run>/harmonic/seed_000.npz), or both")  # fmt: skip
-    if args.reference is not None and not args.reference.is_file():
-        raise SystemExit(f"potential_check: reference not found: {args.reference}")
-    frames = read(args.reference, index=":") if args.reference else []
+    try:
+        frames = read_frames(args.reference) if args.reference else []
+    except (FileNotFoundError, ValueError) as err:  # one line: missing, unreadable or empty
+        raise SystemExit(f"potential_check: reference: {err}") from None
     calc = CatalCalculator.from_checkpoint(args.model, device="cpu", uncertainty=False)  # reads no error bar
     where = f"{args.reference} ({len(frames)} frames)" if frames else "none (checks 1-2 left out)"
     print(f"model: {args.model}\nreference: {where}")

@@ -64,7 +64,7 @@ def test_without_reference_frames_the_checks_from_the_minimum_run(water):
     [
         ([], "potential_check: give --reference (ab-initio MD frames) or --hessian"),
         (["--reference", str(ETHANOL)], "potential_check: the reference frames are C2H6O, the DFT minimum H2O"),
-        (["--reference", "nope.extxyz"], "potential_check: reference not found: nope.extxyz"),
+        (["--reference", "nope.extxyz"], "potential_check: reference: file not found: nope.extxyz"),
     ],
 )
 def test_nothing_to_judge_against_is_one_line(water, args, message):
@@ -72,3 +72,12 @@ def test_nothing_to_judge_against_is_one_line(water, args, message):
     proc = _check(str(water / "model.pt"), *args, *hessian)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr[-2000:]
+
+
+def test_an_unreadable_reference_is_one_line(water, tmp_path):
+    bad = tmp_path / "frames.xyz"
+    bad.write_text("3\nnot a comment line an xyz reader takes\nO 0 0\n")
+    proc = _check(str(water / "model.pt"), "--reference", str(bad))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith(f"potential_check: reference: {bad}: cannot read it with ASE"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
