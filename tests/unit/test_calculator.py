@@ -4,20 +4,15 @@ import numpy as np
 import pytest
 import torch
 from ase.build import molecule
-from ase.calculators.singlepoint import SinglePointCalculator
 
+from tests.unit.helpers import rattled_molecules
 from workers.model import CatalCalculator, ModelConfig, Potential, load_checkpoint, save_checkpoint
 from workers.model.backbone import BackboneConfig
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    structures = []
-    for k in range(4):
-        a = molecule("CH3CH2OH")
-        a.rattle(0.05, seed=k)
-        a.calc = SinglePointCalculator(a, energy=-4139.0 + 0.2 * k, forces=np.zeros((9, 3)))
-        structures.append(a)
+    structures = rattled_molecules("CH3CH2OH", 4, -4139.0, step_ev=0.2)
     torch.manual_seed(1)
     cfg = ModelConfig(num_bins=64, backbone=BackboneConfig(features=16, layers=2))
     model = Potential.fit(cfg, structures)

@@ -5,12 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from ase.build import molecule
-from ase.calculators.singlepoint import SinglePointCalculator
 
+from tests.unit.helpers import rattled_molecules
 from workers.dft import DFTConfig, Status
 from workers.harmonic import harmonic_reference, save_reference
 from workers.model import ModelConfig, Potential, save_checkpoint
@@ -24,12 +23,7 @@ ETHANOL = REPO / "tests/data/ethanol_hf_sto3g.extxyz"
 def water(tmp_path_factory):
     """A small model on H/O and water's HF/STO-3G minimum + Hessian, as a campaign stores them."""
     root = tmp_path_factory.mktemp("check")
-    frames = []
-    for k in range(4):
-        a = molecule("H2O")
-        a.rattle(0.05, seed=k)
-        a.calc = SinglePointCalculator(a, energy=-2039.0 + 0.1 * k, forces=np.zeros((3, 3)))
-        frames.append(a)
+    frames = rattled_molecules("H2O", 4, -2039.0)
     torch.manual_seed(0)
     model = Potential.fit(ModelConfig(num_bins=32, backbone=BackboneConfig(features=8, layers=1)), frames)
     save_checkpoint(root / "model.pt", model, {"epoch": 1})
