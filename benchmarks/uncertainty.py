@@ -104,8 +104,9 @@ def load_sets(quick: bool) -> dict:
     return out
 
 
-def outputs(model, frames: list) -> dict:
-    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...])."""
+def outputs(model, frames: list, uncertainty: bool = True) -> dict:
+    """Predictions on ``frames``: energies [n], forces / per-atom stds (lists of [n_atoms, ...]);
+    without ``uncertainty`` energies and forces only (the scalar head's rows)."""
     import torch
 
     from workers.model.graph import collate
@@ -116,7 +117,7 @@ def outputs(model, frames: list) -> dict:
         for start in range(0, len(frames), 64):
             chunk = frames[start : start + 64]
             batch = collate(chunk).to(param.device, param.dtype)
-            out = model(batch, uncertainty=True, heads_spread=model.cfg.heads > 1)
+            out = model(batch, uncertainty=uncertainty, heads_spread=uncertainty and model.cfg.heads > 1)
             bounds = np.concatenate([[0], np.cumsum(batch.n_atoms.numpy())])
             for key, value in out.items():
                 v = value.detach().double().numpy()
@@ -165,13 +166,17 @@ def run_one(job: dict) -> dict:
     sets = load_sets(job["quick"])
     bb = BackboneConfig(features=16, layers=2) if job["quick"] else BackboneConfig()
     extra = {"llpr_reg": job["llpr_reg"]} if job.get("llpr_reg") else {}
-    model_cfg = ModelConfig(heads=job["heads"], backbone=bb, **extra)
+    model_cfg = ModelConfig(heads=job["heads"], backbone=bb, head=job.get("head", "categorical"), **extra)
     cfg = TrainConfig(
         epochs=job["epochs"], batch_size=8, lr=1e-3, seed=job["train_seed"], member_losses=job["member_losses"]
     )
     t0 = time.perf_counter()
     model = train(cfg, sets["train"], model_cfg=model_cfg).model
     wall = time.perf_counter() - t0
+    reps = 2 if job["quick"] else 20
+    if job["kind"] == "scalar":  # the regression baseline: accuracy and cost only
+        return {"job": job, "train_s": wall, "sets": {n: outputs(model, f, uncertainty=False) for n, f in sets.items()},
+                "s_per_structure": time_per_structure(model, sets["id"], False, reps)}  # fmt: skip
     from workers.model.calculator import recalibrate
     from workers.model.calibration import Calibration
 
@@ -180,7 +185,6 @@ def run_one(job: dict) -> dict:
     out = {"job": job, "train_s": wall, "sets": {}, "calibration": cal}
     for name, frames in sets.items():
         out["sets"][name] = outputs(model, frames)
-    reps = 2 if job["quick"] else 20
     out["s_per_structure"] = time_per_structure(model, sets["id"], False, reps)
     out["s_per_structure_uncertainty"] = time_per_structure(model, sets["id"], True, reps)
     md_calls = 2 * MD_STRIDE if job["quick"] else 5 * MD_STRIDE
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     for s in range(seeds):
         base = {"epochs": epochs, "quick": args.quick, "member_losses": member_losses, "seed": s}
         jobs.append({**base, "kind": "heads", "heads": heads, "train_seed": 7919 * s})
+        # the scalar (MSE) head, one head, the same training seed: what the categorical design costs in accuracy
+        jobs.append({**base, "kind": "scalar", "heads": 1, "head": "scalar", "train_seed": 7919 * s})
         jobs += [{**base, "kind": "one", "heads": 1, "train_seed": 7919 * s + 1009 * k} for k in range(COMMITTEE)]
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
         runs = list(ex.map(run_one, jobs))
@@ -238,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     for s in range(seeds):
         ens = next(r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "heads")
         ones = [r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "one"]
+        scalar = next(r for r in runs if r["job"]["seed"] == s and r["job"]["kind"] == "scalar")
         cal_com = calibrate(committee(ones, "calibration"), sets["calibration"])
         cal_plain = calibrate(ens["sets"]["calibration"], sets["calibration"], power_law_fit=False)
         cal_posterior = calibrate(ens["sets"]["calibration"], sets["calibration"])  # no distance term
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         res = {"cal_ens": ens["calibration"], "cal_one": ones[0]["calibration"], "cal_com": cal_com,
                "cal_plain": cal_plain, "cal_latent": cal_latent, "latent": latent,
                "cal_posterior": cal_posterior, "posterior": posterior, "ens": ens, "plain": plain, "ones": ones,
-               "variants": variants,
+               "variants": variants, "scalar": scalar,
                "cal_variants": {label: var["calibration"] for label, var in ens["variants"].items()},
                "sig": {}, "err": {}, "com": {}}  # fmt: skip
         for name in judged:
@@ -263,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
             res["err"][name] = {
                 "heads": errors(ens["sets"][name], sets[name]),
                 "one": errors(ones[0]["sets"][name], sets[name]),
+                "scalar": errors(scalar["sets"][name], sets[name]),
                 "committee": errors(com, sets[name]),
             }
             by_variant = {label: v[name] for label, v in variants.items()}
@@ -274,19 +282,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.arrays:
         write_arrays(args.arrays, per_seed, [(r["job"], r["sets"]) for r in runs if r["job"]["kind"] == "heads"])
 
-    print("\n1. accuracy (meV, meV/Å; mean±sd over seeds) and cost")
-    print(f"{'set':<16} {'E heads':>12} {'E one':>12} {'E ratio':>8} {'F heads':>12} {'F one':>12} {'F ratio':>8}")
+    print(
+        "\n1. accuracy (meV, meV/Å; mean±sd over seeds; ratios of the means: the default over one head, "
+        "over the scalar head) and cost"
+    )
+    print(f"{'set':<18} {'E default':>12} {'E one head':>12} {'ratio':>6} {'E scalar':>12} {'ratio':>6} "
+          f"{'F default':>12} {'F one head':>12} {'ratio':>6} {'F scalar':>12} {'ratio':>6}")  # fmt: skip
     for name in tests:
-        eh = [r["err"][name]["heads"]["energy"].mean() for r in per_seed]
-        eo = [r["err"][name]["one"]["energy"].mean() for r in per_seed]
-        fh = [r["err"][name]["heads"]["force_mae"].mean() for r in per_seed]
-        fo = [r["err"][name]["one"]["force_mae"].mean() for r in per_seed]
-        print(f"{name:<16} {mean_sd(eh, 1, 1e3):>12} {mean_sd(eo, 1, 1e3):>12} "
-              f"{statistics.mean(eh) / statistics.mean(eo):>7.2f}x {mean_sd(fh, 1, 1e3):>12} "
-              f"{mean_sd(fo, 1, 1e3):>12} {statistics.mean(fh) / statistics.mean(fo):>7.2f}x")  # fmt: skip
+        row = f"{name:<18}"
+        for quantity in ("energy", "force_mae"):
+            d, o, sc = ([r["err"][name][k][quantity].mean() for r in per_seed] for k in ("heads", "one", "scalar"))
+            mean = statistics.mean
+            row += (f" {mean_sd(d, 1, 1e3):>12} {mean_sd(o, 1, 1e3):>12} {mean(d) / mean(o):>5.2f}x"
+                    f" {mean_sd(sc, 1, 1e3):>12} {mean(d) / mean(sc):>5.2f}x")  # fmt: skip
+        print(row)
     t_heads = statistics.mean(r["ens"]["train_s"] for r in per_seed)
     t_one = statistics.mean(o["train_s"] for r in per_seed for o in r["ones"])
     inf_one = statistics.mean(o["s_per_structure"] for r in per_seed for o in r["ones"])
+    t_scalar = statistics.mean(r["scalar"]["train_s"] for r in per_seed)
+    inf_scalar = statistics.mean(r["scalar"]["s_per_structure"] for r in per_seed)
     inf_heads = statistics.mean(r["ens"]["s_per_structure"] for r in per_seed)
     inf_unc = statistics.mean(r["ens"]["s_per_structure_uncertainty"] for r in per_seed)
     inf_md = statistics.mean(r["ens"]["s_per_structure_md"] for r in per_seed)
@@ -298,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
           f"the posterior fit included); inference energy+forces {inf_heads / inf_one:.2f}x, with forces_std "
           f"on every call {inf_unc / inf_one:.2f}x, as MD calls it (forces_std every {MD_STRIDE}th step) "
           f"{inf_md / inf_one:.2f}x ({1e3 * inf_one:.2f} ms/structure), with {inf_variants}; "
-          f"committee x{COMMITTEE}: {COMMITTEE}x each")  # fmt: skip
+          f"committee x{COMMITTEE}: {COMMITTEE}x each; the scalar head: training {t_scalar / t_one:.2f}x, "
+          f"inference energy+forces {inf_scalar / inf_one:.2f}x")  # fmt: skip
 
     names = list(per_seed[0]["sig"]["id"])
     print("\n2. novelty: AUROC (family vs ID) and median signal family/ID; the error's ratio (heads' force MAE); "
