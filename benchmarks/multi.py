@@ -40,7 +40,7 @@ JUDGES = {
 }
 QUICK = ["budget.max_labels=40", "budget.max_labels_per_round=6", "budget.holdout_labels=3",
          "system.initial_labels=6", "training.epochs=60", "warm_start_epochs=20", "stop.max_rounds=2",
-         "sampling.steps=96", "final_check_md_ps=0.02"]  # fmt: skip
+         "sampling.steps=96", "final_check_md_ps=0.02", "campaign.final_scratch_epochs=60"]  # fmt: skip
 
 
 def campaign(config: str, out: Path, overrides: list[str]) -> float:

@@ -21,6 +21,17 @@ def test_uncertainty_benchmark_quick():
                           text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
+    # accuracy: the default against one head and against the scalar head, each ratio the means' ratio
+    accuracy = out.split("1. accuracy")[1].split("cost vs")[0].splitlines()[2:]
+    assert [line[:18].strip() for line in accuracy] == [
+        "id", "hot", "hot, equilibrated", "dimethyl ether", "acetic acid", "stretched"
+    ], accuracy  # fmt: skip
+    for line in accuracy:
+        means = [float(m) for m in re.findall(r"([\d.]+)±", line)]
+        ratios = [float(r) for r in re.findall(r"\s([\d.]+)x", line)]
+        assert len(means) == 6 and len(ratios) == 4, line  # E default, one head, scalar; F likewise
+        for k, (default, other) in enumerate([(0, 1), (0, 2), (3, 4), (3, 5)]):
+            assert ratios[k] == pytest.approx(means[default] / means[other], abs=0.006, rel=0.02), line
     novelty = out.split("2. novelty")[1].split("3. ranking")[0]
     families = re.findall(r"^-- (.+?) \(\d+ frames\)", novelty, flags=re.M)
     assert families == [
