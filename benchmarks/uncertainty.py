@@ -19,16 +19,19 @@ Data (benchmarks/data/README.md), split by whole trajectories, never by frames:
   ``dev: stretched`` (calibration trajectory 3's bonds stretched), ``dev: hot`` (as ``hot``, seeds 3700, 3800).
 
 Per seed (training seeds vary): one model with the shipped defaults (``model.heads`` heads on
-one backbone) and four one-head models (the design before heads; together a 4-member
-committee, DP-GEN's max_devi_f, also calibrated on the calibration set). Signals:
-``forces_std`` (max over atoms), ``energy_std``, ``energy_entropy``, mutual information,
-the one-head histogram std, the committee, the default's ``latent_distance`` (its last-layer
-features against the training atoms', a k-nearest-neighbour density; also mapped into eV/Å and
-eV by the calibration's power law), LLPR on the pooled features (Bigi et al. 2024, a
-published single-model method), the default's posterior with 8 or 32 random weight draws
-instead of its 8 principal directions (``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy,
-cost; per OOD family novelty AUROC and median signal OOD/ID beside the error's; Spearman vs per-structure
-force MAE; coverage of the 68% / 95% intervals, miscalibration area, NLL; per-atom localisation (stretched).
+one backbone), a scalar-head model (``model.head: scalar``, the default's training seed: its
+accuracy and cost, the baseline the categorical design must match) and four one-head models
+(the design before heads; together a 4-member committee, DP-GEN's max_devi_f, also calibrated
+on the calibration set). Signals: ``forces_std`` (max over atoms), ``energy_std``,
+``energy_entropy``, mutual information, the one-head histogram std, the committee, the
+default's ``latent_distance`` (its last-layer features against the training atoms', a
+k-nearest-neighbour density; also mapped into eV/Å and eV by the calibration's power law),
+LLPR on the pooled features (Bigi et al. 2024, a published single-model method), the default's
+posterior with 8 or 32 random weight draws instead of its 8 principal directions
+(``VARIANTS``) and a trivial one (the model's mean |F|). Printed: accuracy (the default over one
+head and over the scalar head), cost; per OOD family novelty AUROC and median signal OOD/ID
+beside the error's; Spearman vs per-structure force MAE; coverage of the 68% / 95% intervals,
+miscalibration area, NLL; per-atom localisation (stretched).
 """
 
 from __future__ import annotations
