@@ -69,19 +69,33 @@ def dft_reference(args, start):
         return load_reference(path), f"read from {path}"
     if start is None:
         raise SystemExit(f"potential_check: --hessian {path} not found, and no --reference frame to relax")
-    ref = harmonic_reference(start, DFTConfig(method=args.method, basis=args.basis, threads=args.threads))
+    ref = harmonic_reference(start, dft_config(args))
     if ref.status is not Status.OK:
         raise SystemExit(f"potential_check: DFT minimum/Hessian failed: {ref.reason}")
     save_reference(path, ref)
     return ref, f"computed in {ref.wall_s:.0f} s, cached in {path}"
 
 
+def dft_config(args) -> DFTConfig:
+    """The DFT level the minimum (when computed here) and the scans use."""
+    return DFTConfig(method=args.method, basis=args.basis, density_fit=args.density_fit, threads=args.threads)
+
+
+def scan_cache(args) -> Path:
+    """The scans' DFT cache beside the minimum, one file per level of theory: RHF/STO-3G without
+    density fitting keeps the plain name (``seed_000.scans.json``), any other level names itself
+    (``seed_000.scans.b3lyp_def2-svp_df.json``), so a cache is never read at another level."""
+    minimum_file = minimum_path(args)
+    level = f"{args.method}_{args.basis}" + ("_df" if args.density_fit else "")
+    tag = "" if level == "hf_sto-3g" else f".{level.lower()}"
+    return minimum_file.with_name(f"{minimum_file.stem}.scans{tag}.json")
+
+
 def scan_reference(args, minimum) -> tuple[dict, str]:
     """DFT along the distortion scans of ``minimum``: from the cache beside the minimum, or computed."""
-    minimum_file = minimum_path(args)
-    path = minimum_file.with_name(f"{minimum_file.stem}.scans.json")
+    path = scan_cache(args)
     how = f"read from {path}" if path.exists() else f"computed, cached in {path}"
-    cfg = DFTConfig(method=args.method, basis=args.basis, threads=args.threads)
+    cfg = dft_config(args)
     return cached_reference(minimum, lambda a: label_energy(a, cfg), path, kinds=PROBE_KINDS), how
 
 
@@ -123,6 +137,9 @@ def main() -> None:
     p.add_argument("--reference", type=Path, default=None, help="ab-initio MD frames (extxyz) to judge on")
     p.add_argument("--method", default="hf")
     p.add_argument("--basis", default="sto-3g")
+    p.add_argument("--density-fit", action="store_true",
+                   help="density fitting for the DFT here (scans, a minimum computed here): as a campaign "
+                        "with dft.density_fit labels; its own scan cache")  # fmt: skip
     p.add_argument("--hessian", type=Path, default=None, help="a stored DFT minimum + Hessian (.npz)")
     p.add_argument("--temperature", type=float, default=500.0, help="K, for the MD check")
     p.add_argument("--md-ps", type=float, default=10.0)

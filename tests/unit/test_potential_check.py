@@ -1,6 +1,7 @@
 """benchmarks/potential_check.py on a molecule with no ab-initio MD frames (the DFT minimum only),
 and its one-line refusals: nothing to judge against, frames of another molecule."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,25 @@ def test_without_reference_frames_the_checks_from_the_minimum_run(water):
     # water: its H pair pinched and both O-H stretched; no bend (O has no heavy neighbour)
     assert " 3 with a hole" in table[2] and " 0 with a hole" in table[3]
     assert (water / "seed_000.scans.json").is_file()  # DFT along the scans, cached beside the minimum
+
+
+def test_the_scans_at_another_dft_level_are_cached_apart(water):
+    """Density-fitted scans get their own cache: the plain one (RHF/STO-3G exact) is never read for them."""
+    plain = water / "seed_000.scans.json"
+    if not plain.exists():  # the test above writes it; alone, this one writes it first
+        assert _check(str(water / "model.pt"), "--hessian", str(water / "seed_000.npz"), "--md-ps", "0.02",
+                      "--threads", "1").returncode == 0  # fmt: skip
+    before = plain.read_text()
+    proc = _check(str(water / "model.pt"), "--hessian", str(water / "seed_000.npz"), "--md-ps", "0.02",
+                  "--threads", "1", "--density-fit")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fitted = water / "seed_000.scans.hf_sto-3g_df.json"
+    assert f"computed, cached in {fitted}" in proc.stdout, proc.stdout
+    assert plain.read_text() == before
+    exact, df = (json.loads(f.read_text()) for f in (plain, fitted))
+    assert exact.keys() == df.keys()
+    diffs = [abs(a - b) for k in exact for a, b in zip(exact[k], df[k], strict=True)]
+    assert 0 < max(diffs) < 0.01, max(diffs)  # eV: density fitting moves each energy a little, not at all or much
 
 
 @pytest.mark.parametrize(
