@@ -58,7 +58,7 @@ GAP_DEG = 30.0  # a frame whose torsions are all within this of some label's sit
 
 def minimum_path(args) -> Path:
     """The DFT minimum + Hessian's file: --hessian, or the cache beside the reference."""
-    return args.hessian or args.reference.with_name(f"{args.reference.stem}.{args.method}_{args.basis}.minimum.npz")
+    return args.hessian or args.reference.with_name(f"{args.reference.stem}.{dft_level(args)}.minimum.npz")
 
 
 def dft_reference(args, start):
@@ -76,6 +76,11 @@ def dft_reference(args, start):
     return ref, f"computed in {ref.wall_s:.0f} s, cached in {path}"
 
 
+def dft_level(args) -> str:
+    """The DFT level in a cache's name: ``hf_sto-3g``, ``b3lyp_def2-svp_df`` (density fitting)."""
+    return f"{args.method}_{args.basis}".lower() + ("_df" if args.density_fit else "")
+
+
 def dft_config(args) -> DFTConfig:
     """The DFT level the minimum (when computed here) and the scans use."""
     return DFTConfig(method=args.method, basis=args.basis, density_fit=args.density_fit, threads=args.threads)
@@ -86,8 +91,7 @@ def scan_cache(args) -> Path:
     density fitting keeps the plain name (``seed_000.scans.json``), any other level names itself
     (``seed_000.scans.b3lyp_def2-svp_df.json``), so a cache is never read at another level."""
     minimum_file = minimum_path(args)
-    level = f"{args.method}_{args.basis}" + ("_df" if args.density_fit else "")
-    tag = "" if level == "hf_sto-3g" else f".{level.lower()}"
+    tag = "" if dft_level(args) == "hf_sto-3g" else f".{dft_level(args)}"
     return minimum_file.with_name(f"{minimum_file.stem}.scans{tag}.json")
 
 
