@@ -265,6 +265,31 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         ],
         [],
     ),  # fmt: skip
+    # the same campaign on campaign seeds 1 and 2 (MD, picks, training; the initial labels and the
+    # seed structure are the system's, so the DFT minimum, Hessian and scans are the large step's)
+    "large_seeds": (
+        [
+            cmd
+            for s in (1, 2)
+            for cmd in (
+                [CATAL, "run", "configs/large.yaml", "--set", f"out_dir={{out}}/campaign_s{s}", "--set", f"seed={s}"],
+                [
+                    PY,
+                    "benchmarks/potential_check.py",
+                    f"{{out}}/campaign_s{s}/model.pt",
+                    "--reference",
+                    LARGE_TEST,
+                    "--hessian",
+                    "{out}/campaign/harmonic/seed_000.npz",
+                    "--temperature",
+                    "400",
+                    "--labels",
+                    f"{{out}}/campaign_s{s}/labels.extxyz",
+                ],
+            )
+        ],
+        [],
+    ),  # fmt: skip
     # a periodic box of 32 waters at GFN1-xTB (tblite): force / stress vs passive xTB MD, 10 ps NVT, O-O RDF
     "water": (
         [
@@ -307,6 +332,7 @@ FRESH = {"demo", "demo_molecules", "multi", "large", "water", "async"}
 SHARES = {
     "active_learning_seeds": "active_learning",
     "active_learning_rare_seeds": "active_learning_rare",
+    "large_seeds": "large",
     "active_learning_hot_power": "active_learning_hot",
     "active_learning_skewed_seeds": "active_learning_skewed",
     "active_learning_sparse_long_probes": "active_learning_sparse_long",
