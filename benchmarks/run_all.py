@@ -40,6 +40,23 @@ def scenario(
             "--strategies", strategies, "--out", "{out}"]  # fmt: skip
 
 
+def campaign_and_check(config: str, run: str, sets: list[str], check: list[str], hessian: str = "") -> list[list[str]]:
+    """``catal run config`` into ``{out}/run`` (each of ``sets`` a ``--set``), then
+    ``potential_check.py`` on its model with ``check``'s arguments, against the DFT minimum and
+    Hessian in ``hessian`` (default: the run's own)."""
+    return [
+        [CATAL, "run", config, "--set", f"out_dir={{out}}/{run}", *(a for item in sets for a in ("--set", item))],
+        [PY, "benchmarks/potential_check.py", f"{{out}}/{run}/model.pt", "--hessian",
+         hessian or f"{{out}}/{run}/harmonic/seed_000.npz", *check],
+    ]  # fmt: skip
+
+
+def large_check(run: str) -> list[str]:
+    """``potential_check.py``'s arguments for a ``configs/large.yaml`` run in ``{out}/run``: its
+    300 K AIMD judge, 10 ps at 400 K, the torsions against its labels."""
+    return ["--reference", LARGE_TEST, "--temperature", "400", "--labels", f"{{out}}/{run}/labels.extxyz"]
+
+
 # the rows a sceptic asks for on the demo's pool (the active_learning step)
 SCEPTIC = "latent-power4,random,latent-proportional,latent-distance,forces-std,committee,entropy,random-scalar"
 
@@ -227,17 +244,8 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [
             cmd
             for m in ("CH3CHO", "H3CNH2")
-            for cmd in (
-                [CATAL, "run", "configs/demo.yaml", "--set", f"out_dir={{out}}/{m}", "--set", f"system.structures={m}"],
-                [
-                    PY,
-                    "benchmarks/potential_check.py",
-                    f"{{out}}/{m}/model.pt",
-                    "--hessian",
-                    f"{{out}}/{m}/harmonic/seed_000.npz",
-                ],
-            )
-        ],  # fmt: skip
+            for cmd in campaign_and_check("configs/demo.yaml", m, [f"system.structures={m}"], [])
+        ],
         [],
     ),
     # one potential for three molecules against the demo on each alone, in one run
@@ -246,46 +254,19 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
         [[PY, "benchmarks/multi.py", "--quick", "--out", "{out}"]],
     ),
     # a 22-atom molecule (the alanine dipeptide) at RHF/STO-3G, judged on its own AIMD frames
-    "large": (
-        [
-            [CATAL, "run", "configs/large.yaml", "--set", "out_dir={out}/campaign"],
-            [
-                PY,
-                "benchmarks/potential_check.py",
-                "{out}/campaign/model.pt",
-                "--reference",
-                LARGE_TEST,
-                "--hessian",
-                "{out}/campaign/harmonic/seed_000.npz",
-                "--temperature",
-                "400",
-                "--labels",
-                "{out}/campaign/labels.extxyz",
-            ],
-        ],
-        [],
-    ),  # fmt: skip
+    "large": (campaign_and_check("configs/large.yaml", "campaign", [], large_check("campaign")), []),
     # the same campaign on campaign seeds 1 and 2 (MD, picks, training; the initial labels and the
     # seed structure are the system's, so the DFT minimum, Hessian and scans are the large step's)
     "large_seeds": (
         [
             cmd
-            for s in (1, 2)
-            for cmd in (
-                [CATAL, "run", "configs/large.yaml", "--set", f"out_dir={{out}}/campaign_s{s}", "--set", f"seed={s}"],
-                [
-                    PY,
-                    "benchmarks/potential_check.py",
-                    f"{{out}}/campaign_s{s}/model.pt",
-                    "--reference",
-                    LARGE_TEST,
-                    "--hessian",
-                    "{out}/campaign/harmonic/seed_000.npz",
-                    "--temperature",
-                    "400",
-                    "--labels",
-                    f"{{out}}/campaign_s{s}/labels.extxyz",
-                ],
+            for k in (1, 2)
+            for cmd in campaign_and_check(
+                "configs/large.yaml",
+                f"campaign_s{k}",
+                [f"seed={k}"],
+                large_check(f"campaign_s{k}"),
+                hessian="{out}/campaign/harmonic/seed_000.npz",
             )
         ],
         [],
