@@ -334,6 +334,9 @@ SHARES = {
     "active_learning_skewed_probes_md_guarded": "active_learning_skewed",
 }
 
+# files a step reads from another step's runs: without them it stops before running anything
+NEEDS = {"large_seeds": ["{out}/campaign/harmonic/seed_000.npz"]}
+
 
 def provenance() -> str:
     """Commit, tree state, date, machine and versions: the header of every results file."""
@@ -365,6 +368,13 @@ def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str]
     if not commands:
         print(f"[{name}] no quick version: skipped", flush=True)
         return True
+    missing = [f for f in NEEDS.get(name, []) if not Path(f.replace("{out}", str(out_dir))).exists()]
+    if missing:
+        print(
+            f"[{name}] needs {missing[0].replace('{out}', str(out_dir))}: run step {SHARES[name]} first",
+            file=sys.stderr,
+        )
+        return False
     commands[0] += extra or []
     started, build = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), provenance()  # the build it ran on
     t0 = time.perf_counter()

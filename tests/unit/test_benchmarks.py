@@ -247,3 +247,17 @@ def test_run_all_writes_each_step_under_its_provenance(tmp_path):
     temps = re.findall(r"^\s*(\d+) K  C\(t\) at t \(fs\) 0:\+1\.00 .+ first zero ", text, flags=re.M)
     assert temps == ["300", "400", "500", "600", "700", "800"], text
     assert "1/1 steps" in proc.stdout
+
+
+def test_a_step_that_reads_another_steps_runs_stops_before_running_without_them(tmp_path):
+    """`large_seeds` judges against the `large` step's DFT minimum: without it, one line and
+    exit 1 before any campaign starts, its results file untouched."""
+    kept = (REPO / "docs" / "results" / "large_seeds.txt").read_bytes()
+    proc = subprocess.run([sys.executable, "benchmarks/run_all.py", "--only", "large_seeds", "--runs", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    needed = tmp_path / "large" / "campaign" / "harmonic" / "seed_000.npz"
+    assert f"[large_seeds] needs {needed}: run step large first" in proc.stderr, proc.stderr
+    assert "catal run" not in proc.stdout and not (tmp_path / "large").exists()
+    assert "0/1 steps" in proc.stdout
+    assert (REPO / "docs" / "results" / "large_seeds.txt").read_bytes() == kept
