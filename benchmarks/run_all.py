@@ -28,6 +28,8 @@ PY = sys.executable
 CATAL = str(Path(PY).with_name("catal"))
 FINAL_TEST = "benchmarks/data/ethanol_500k_test_hf_sto3g.extxyz"
 LARGE_TEST = "benchmarks/data/alanine_dipeptide_300k_hf_sto3g_df.extxyz"
+# the large step's DFT minimum + Hessian (and its scans' cache beside it), which large_seeds reads
+LARGE_MINIMUM = "{out}/campaign/harmonic/seed_000.npz"
 
 
 def scenario(
@@ -266,7 +268,7 @@ STEPS: dict[str, tuple[list[list[str]], list[list[str]]]] = {
                 f"campaign_s{k}",
                 [f"seed={k}"],
                 large_check(f"campaign_s{k}"),
-                hessian="{out}/campaign/harmonic/seed_000.npz",
+                hessian=LARGE_MINIMUM,
             )
         ],
         [],
@@ -335,7 +337,7 @@ SHARES = {
 }
 
 # files a step reads from another step's runs: without them it stops before running anything
-NEEDS = {"large_seeds": ["{out}/campaign/harmonic/seed_000.npz"]}
+NEEDS = {"large_seeds": [LARGE_MINIMUM]}
 
 
 def provenance() -> str:
@@ -368,12 +370,9 @@ def run_step(name: str, quick: bool, results: Path, runs: Path, extra: list[str]
     if not commands:
         print(f"[{name}] no quick version: skipped", flush=True)
         return True
-    missing = [f for f in NEEDS.get(name, []) if not Path(f.replace("{out}", str(out_dir))).exists()]
+    missing = [p for f in NEEDS.get(name, []) if not (p := Path(f.replace("{out}", str(out_dir)))).exists()]
     if missing:
-        print(
-            f"[{name}] needs {missing[0].replace('{out}', str(out_dir))}: run step {SHARES[name]} first",
-            file=sys.stderr,
-        )
+        print(f"[{name}] needs {missing[0]}: run step {SHARES[name]} first", file=sys.stderr)
         return False
     commands[0] += extra or []
     started, build = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), provenance()  # the build it ran on
